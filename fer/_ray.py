@@ -1,0 +1,21 @@
+"""Small helpers shared by everything that drives Ray."""
+
+from __future__ import annotations
+
+import logging
+
+
+def quiet_ray_data() -> None:
+    """Keep Ray Data's per-dataset execution logs out of the user's terminal.
+
+    fer prints its own progress; Ray Data's plan dumps and progress bars for the small
+    internal datasets (readers, manifests) only bury it. Logs still go to Ray's log files.
+    """
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    for name in ("ray.data", "ray.train", "ray.tune", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)

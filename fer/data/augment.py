@@ -1,0 +1,62 @@
+"""Random augmentation of 48x48 grey faces: flips, small rotations, shifts and zoom,
+brightness and contrast.
+
+Pure NumPy and OpenCV, seeded by the caller's generator, so an epoch's augmentation is
+reproducible and independent of the training framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How strongly to augment. Zero turns a transform off.
+
+    Attributes:
+        flip: probability of a horizontal flip.
+        rotation: maximum rotation in degrees (either way).
+        shift: maximum shift as a fraction of the image size (each axis).
+        zoom: maximum zoom in or out as a fraction (0.1 is 0.9x to 1.1x).
+        brightness: maximum brightness change as a fraction of the full range.
+        contrast: maximum contrast change as a fraction (0.2 is 0.8x to 1.2x).
+    """
+
+    flip: float = 0.5
+    rotation: float = 10.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
+    """Return randomly augmented copies of ``images`` (``(n, h, w)`` uint8).
+
+    Geometry is one affine warp per image (edges reflected, so no black borders);
+    brightness and contrast are applied to the whole batch at once.
+    """
+    import cv2
+
+    n, h, w = images.shape
+    out = np.empty_like(images)
+    angles = rng.uniform(-config.rotation, config.rotation, n)
+    scales = 1.0 + rng.uniform(-config.zoom, config.zoom, n)
+    shifts = rng.uniform(-config.shift, config.shift, (n, 2)) * (w, h)
+    flips = rng.random(n) < config.flip
+    centre = (w / 2 - 0.5, h / 2 - 0.5)
+    for i in range(n):
+        m = cv2.getRotationMatrix2D(centre, angles[i], scales[i])
+        m[:, 2] += shifts[i]
+        src = images[i, :, ::-1] if flips[i] else images[i]
+        out[i] = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if config.brightness or config.contrast:
+        f = out.astype(np.float32)
+        mean = f.mean(axis=(1, 2), keepdims=True)
+        contrast = 1.0 + rng.uniform(-config.contrast, config.contrast, (n, 1, 1))
+        brightness = rng.uniform(-config.brightness, config.brightness, (n, 1, 1)) * 255.0
+        out = np.clip((f - mean) * contrast + mean + brightness, 0, 255).astype(np.uint8)
+    return out

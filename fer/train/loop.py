@@ -1,0 +1,258 @@
+"""The per-worker training loop run by Ray Train's ``TensorflowTrainer``.
+
+Each worker holds its shard of the training split and the whole validation split in
+memory (FER-2013 is 66 MB), draws a class-balanced, augmented sample each epoch, trains
+one epoch under ``MultiWorkerMirroredStrategy``, validates, and reports metrics with a
+checkpoint. A restarted worker group resumes from the latest checkpoint, so finished
+epochs are never redone.
+
+A checkpoint directory holds ``model.keras`` (with optimizer state) and ``state.json``
+(epochs done, training seconds, metric history, the latest validation scores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer._ray import quiet_ray_data
+from fer.data.augment import augment
+from fer.data.balance import class_weights, epoch_counts, sample_epoch
+from fer.labels import NUM_CLASSES
+from fer.metrics import score
+from fer.train.config import TrainConfig
+
+CHECKPOINT_MODEL = "model.keras"
+CHECKPOINT_STATE = "state.json"
+#: Fault injection for tests: "EPOCH:MARKER" makes the last worker crash at the start of
+#: epoch EPOCH (1-based) unless MARKER exists, and creates MARKER, so it crashes once.
+CHAOS_ENV = "FER_CHAOS_CRASH_AT_EPOCH"
+PROGRESS_EVERY_S = 30.0
+
+
+def epoch_size(config: TrainConfig, train_counts: list[int]) -> int:
+    """Samples one epoch draws over all workers, rounded up to whole global batches."""
+    if config.balance == "augment":
+        total = int(epoch_counts(train_counts, config.balance_target).sum())
+    else:
+        total = int(sum(train_counts))
+    return max(1, math.ceil(total / config.batch_size)) * config.batch_size
+
+
+def learning_rate(config: TrainConfig, epoch: int, transfer: bool) -> float:
+    """Cosine decay over the epochs of the current phase (epoch is 0-based).
+
+    Transfer models train the head at ``lr`` for ``freeze_epochs``, then decay from
+    ``fine_tune_lr`` over the rest.
+    """
+    if transfer and config.init is None and config.freeze_epochs > 0:
+        if epoch < config.freeze_epochs:
+            return config.lr
+        base, start, end = config.fine_tune_lr, config.freeze_epochs, config.epochs
+    else:
+        base, start, end = config.lr, 0, config.epochs
+    t = (epoch - start) / max(1, end - start)
+    return float(base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))))
+
+
+def _collect(shard) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy"):
+        images.append(batch["image"])
+        labels.append(batch["label"])
+    if not images:
+        raise RuntimeError("a training worker received no data")
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def _chaos(epoch: int, rank: int, world: int) -> None:
+    spec = os.environ.get(CHAOS_ENV)
+    if not spec or rank != world - 1:
+        return
+    at, marker = spec.split(":", 1)
+    if epoch + 1 == int(at) and not Path(marker).exists():
+        Path(marker).write_text(f"crashed at epoch {epoch + 1}\n")
+        os._exit(1)
+
+
+def _say(message: str) -> None:
+    # Ray Train routes print() through its logger, which shows each line twice on the
+    # driver; plain writes to stdout are forwarded once.
+    sys.stdout.write(f"[fer] {message}\n")
+    sys.stdout.flush()
+
+
+def _compile(model, config: TrainConfig, lr: float) -> None:
+    from fer._tf import keras
+
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _new_model(config: TrainConfig):
+    from fer import model as bundle
+    from fer.train import models
+
+    if config.init:
+        return bundle.load(config.init).keras_model
+    model = models.build(config.arch, weights=config.weights, input_size=config.input_size)
+    if models.spec(config.arch).transfer and config.freeze_epochs > 0:
+        models.set_backbone_trainable(model, config.arch, 0)
+    return model
+
+
+def train_loop_per_worker(plan: dict) -> None:
+    """Ray Train entry point. ``plan`` holds ``config`` (a :class:`TrainConfig` dict),
+    ``train_counts`` (images per class over all workers) and ``epoch_size``."""
+    import ray.train
+
+    from fer._tf import keras, tf
+    from fer.train import models
+
+    config = TrainConfig.from_dict(plan["config"])
+    quiet_ray_data()
+    tf.get_logger().setLevel("ERROR")
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    cpus = config.resolved_cpus()
+    tf.config.threading.set_intra_op_parallelism_threads(cpus)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+    x, y = _collect(ray.train.get_dataset_shard("train"))
+    xv, yv = _collect(ray.train.get_dataset_shard("val"))
+    transfer = models.spec(config.arch).transfer and config.init is None
+    per_class = epoch_counts(plan["train_counts"], config.balance_target)
+    weights = class_weights(np.bincount(y, minlength=NUM_CLASSES)) if config.balance == "class-weight" else None
+    steps = plan["epoch_size"] // config.batch_size
+    local_size = steps * config.per_worker_batch
+
+    checkpoint = ray.train.get_checkpoint()
+    state = {"epochs_done": 0, "train_seconds": 0.0, "history": []}
+    with strategy.scope():
+        if checkpoint:
+            with checkpoint.as_directory() as d:
+                state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
+                model = keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL))
+            state["resumed_at_epoch"] = state["epochs_done"] + 1
+        else:
+            model = _new_model(config)
+            _compile(model, config, learning_rate(config, 0, transfer))
+    # A plain copy for validation: it runs locally on each worker with no collectives.
+    eval_model = keras.models.clone_model(model)
+
+    if rank == 0:
+        start = state["epochs_done"]
+        _say(
+            f"{world} worker(s), {len(x)} train faces on this worker, "
+            f"{local_size} samples/epoch/worker in {steps} steps, starting at epoch {start + 1}/{config.epochs}",
+        )
+
+    for epoch in range(state["epochs_done"], config.epochs):
+        _chaos(epoch, rank, world)
+        t0 = time.time()
+        if transfer and config.freeze_epochs > 0 and epoch == config.freeze_epochs:
+            with strategy.scope():
+                models.set_backbone_trainable(model, config.arch, config.fine_tune_blocks)
+                _compile(model, config, config.fine_tune_lr)
+        lr = learning_rate(config, epoch, transfer)
+        model.optimizer.learning_rate.assign(lr)
+
+        rng = np.random.default_rng([config.seed, epoch, rank])
+        if config.balance == "augment":
+            idx = sample_epoch(y, per_class, local_size, rng)
+        else:
+            idx = rng.choice(len(y), local_size, replace=local_size > len(y))
+        xb = augment(x[idx], rng, config.augment) if config.use_augment else x[idx]
+        yb = y[idx]
+        seen = np.bincount(yb, minlength=NUM_CLASSES).tolist()
+
+        def dataset_fn(input_context, xb=xb, yb=yb):
+            tensors = (xb, np.eye(NUM_CLASSES, dtype=np.float32)[yb])
+            if weights is not None:
+                tensors += (weights[yb].astype(np.float32),)
+            ds = tf.data.Dataset.from_tensor_slices(tensors)
+            ds = ds.batch(input_context.get_per_replica_batch_size(config.batch_size), drop_remainder=True)
+            ds = ds.map(lambda img, *rest: (tf.cast(img, tf.float32)[..., None], *rest))
+            return ds.repeat().prefetch(2)
+
+        dist = strategy.distribute_datasets_from_function(dataset_fn)
+        hist = model.fit(
+            dist,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=steps,
+            verbose=0,
+            callbacks=[_progress_callback(epoch, config.epochs, steps, config.batch_size)] if rank == 0 else [],
+        )
+        train_s = time.time() - t0
+
+        eval_model.set_weights(model.get_weights())
+        probs = eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0)
+        val = score(yv, probs)
+        state["train_seconds"] += time.time() - t0
+        state["epochs_done"] = epoch + 1
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": float(hist.history["loss"][-1]),
+            "train_accuracy": float(hist.history["accuracy"][-1]),
+            "val_accuracy": val.accuracy,
+            "val_macro_f1": val.macro_f1,
+            "lr": lr,
+            "images_per_s": steps * config.batch_size / train_s,
+            "seen_per_class_worker0": seen,
+        }
+        state["history"].append(metrics)
+        state["validation"] = val.to_dict()
+        state["train_counts"] = plan["train_counts"]
+        if rank == 0:
+            _say(
+                f"epoch {epoch + 1}/{config.epochs}  loss {metrics['train_loss']:.4f}  "
+                f"acc {metrics['train_accuracy']:.4f}  val_acc {val.accuracy:.4f}  "
+                f"val_f1 {val.macro_f1:.4f}  lr {lr:.2e}  {metrics['images_per_s']:.0f} img/s  "
+                f"seen/class (worker 0) {seen}"
+            )
+        _report(model, state, metrics, rank)
+
+
+def _report(model, state: dict, metrics: dict, rank: int) -> None:
+    """Save a checkpoint on every worker (saving a distributed model is collective) and
+    hand rank 0's to Ray Train."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as d:
+        # Explicit format: tf-keras only infers the zip format from ".keras" on the main
+        # thread, and Ray Train runs this loop on another one.
+        model.save(str(Path(d) / CHECKPOINT_MODEL), save_format="keras_v3")
+        (Path(d) / CHECKPOINT_STATE).write_text(json.dumps(state))
+        checkpoint = ray.train.Checkpoint.from_directory(d) if rank == 0 else None
+        ray.train.report({k: v for k, v in metrics.items() if v is not None}, checkpoint=checkpoint)
+
+
+def _progress_callback(epoch: int, epochs: int, steps: int, batch: int):
+    """A Keras callback that prints a line every ``PROGRESS_EVERY_S`` seconds of an epoch."""
+    from fer._tf import keras
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_begin(self, _epoch, logs=None):
+            self.t0 = self.last = time.time()
+
+        def on_train_batch_end(self, step, logs=None):
+            now = time.time()
+            if now - self.last >= PROGRESS_EVERY_S:
+                self.last = now
+                rate = (step + 1) * batch / (now - self.t0)
+                loss = (logs or {}).get("loss", float("nan"))
+                _say(f"epoch {epoch + 1}/{epochs}  step {step + 1}/{steps}  loss {loss:.4f}  {rate:.0f} img/s")
+
+    return Progress()

@@ -1,0 +1,157 @@
+"""The training driver: read the data, run Ray Train's ``TensorflowTrainer``, write the bundle.
+
+A run directory (``TrainConfig.out``) holds Ray Train's checkpoints and snapshot, the
+run's configuration (``fer_run.json``, for ``--resume``) and, at the end, the model
+bundle in ``RUN_DIR/model`` built from the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from fer.data import fer2013
+from fer.errors import FerError
+from fer.train.config import TrainConfig
+
+RUN_FILE = "fer_run.json"
+BUNDLE_DIR = "model"
+
+#: Environment every Ray worker gets: tf-keras (Keras 2) and quiet TensorFlow logs.
+WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    bundle: Path
+    best_epoch: int
+    metrics: dict
+    wall_seconds: float
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray, once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    from fer._ray import quiet_ray_data
+
+    ray.init(
+        address=address,
+        runtime_env={"env_vars": WORKER_ENV},
+        logging_level="WARNING",
+        log_to_driver=True,
+    )
+    quiet_ray_data()
+
+
+def start(config: TrainConfig) -> TrainResult:
+    """Start a new run in ``config.out``. Fails if that directory already holds a run."""
+    run_dir = Path(config.out).resolve()
+    if (run_dir / RUN_FILE).exists():
+        raise FerError(f"{run_dir} already holds a training run; continue it with --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    return _run(config, run_dir)
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, address: str | None = None) -> TrainResult:
+    """Continue an interrupted run from its latest checkpoint (optionally to more epochs)."""
+    run_dir = Path(run_dir).resolve()
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise FerError(f"{run_dir} is not a fer training run (no {RUN_FILE})")
+    config = TrainConfig.from_dict(json.loads(path.read_text()))
+    changes = {k: v for k, v in {"epochs": epochs, "address": address}.items() if v is not None}
+    if changes:
+        config = replace(config, **changes)
+        path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    return _run(config, run_dir)
+
+
+def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
+    import ray.train
+    from ray.train.tensorflow import TensorflowTrainer
+
+    from fer.train.loop import epoch_size, train_loop_per_worker
+
+    t0 = time.time()
+    init_ray(config.address)
+    train = fer2013.read_split(config.data, config.train_split, limit_per_class=config.limit_per_class)
+    val = fer2013.read_split(config.data, config.val_split, limit_per_class=config.limit_per_class)
+    print(f"[fer] train: {train.describe()}")
+    print(f"[fer] val:   {val.describe()}")
+    size = epoch_size(config, train.counts)
+    plan = {"config": config.to_dict(), "train_counts": train.counts, "epoch_size": size}
+
+    # Folder and CSV order groups classes together: shuffle so every worker's shard holds
+    # every class. Materialised here, because the workers take every CPU once they start.
+    shuffled = train.dataset.random_shuffle(seed=config.seed).materialize()
+    cpus = config.resolved_cpus()
+    resources = {"CPU": cpus, **({"GPU": config.gpus_per_worker} if config.gpus_per_worker else {})}
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config=plan,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=config.workers,
+            use_gpu=config.gpus_per_worker > 0,
+            resources_per_worker=resources,
+        ),
+        datasets={"train": shuffled, "val": val.dataset},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=ray.train.RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=config.keep_checkpoints,
+                checkpoint_score_attribute=config.select,
+                checkpoint_score_order="max",
+            ),
+        ),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1][config.select])
+    bundle = write_bundle(best_ckpt, config, run_dir, train, val, wall_seconds=time.time() - t0)
+    print(f"[fer] best epoch {best_metrics['epoch']}: val_acc {best_metrics['val_accuracy']:.4f} "
+          f"val_f1 {best_metrics['val_macro_f1']:.4f}; bundle written to {bundle}")
+    return TrainResult(run_dir, bundle, int(best_metrics["epoch"]), best_metrics, time.time() - t0)
+
+
+def write_bundle(checkpoint, config: TrainConfig, run_dir: Path, train, val, *, wall_seconds: float) -> Path:
+    """Turn a training checkpoint into the run's model bundle (``RUN_DIR/model``)."""
+    from fer import model as bundle_format
+    from fer._tf import keras
+    from fer.train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
+
+    with checkpoint.as_directory() as d:
+        state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
+        model = keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL), compile=False)
+    best = state["history"][-1]
+    meta = {
+        "name": config.name or f"fer-{config.arch}",
+        "architecture": config.arch,
+        "training": {
+            "command": config.command,
+            "config": config.to_dict(),
+            "epochs": state["epochs_done"],
+            "best_epoch": best["epoch"],
+            "train_seconds": round(state["train_seconds"], 1),
+            "wall_seconds": round(wall_seconds, 1),
+            "data": {
+                "train": {"source": train.source, "counts": train.counts, "fingerprint": train.fingerprint},
+                "val": {"source": val.source, "counts": val.counts, "fingerprint": val.fingerprint},
+            },
+            "history": state["history"],
+        },
+        "validation": {"split": val.source, **state["validation"]},
+    }
+    return bundle_format.save(model, run_dir / BUNDLE_DIR, meta)
