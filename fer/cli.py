@@ -39,33 +39,51 @@ def data_stats(
 @app.command()
 def train(
     data: Annotated[Optional[str], typer.Option(help="Image-folder root or FER-2013 CSV.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory: checkpoints and the final bundle (RUN_DIR/model).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run directory: checkpoints and the final bundle (RUN_DIR/model).")
+    ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this directory.")] = None,
     train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     val_split: Annotated[str, typer.Option(help="Split to select the best epoch on.")] = "val",
     arch: Annotated[str, typer.Option(help="small | deep | vgg16 | resnet50v2.")] = "deep",
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs to train (with --resume: extend the run to this many).")] = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(help="Epochs to train (with --resume: extend the run to this many).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Global batch size, split over the workers.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.1,
     balance: Annotated[str, typer.Option(help="augment | class-weight | none.")] = "augment",
-    balance_target: Annotated[Optional[int], typer.Option(help="Raise smaller classes to this count per epoch (default: the largest class).")] = None,
+    balance_target: Annotated[
+        Optional[int], typer.Option(help="Raise smaller classes to this count per epoch (default: the largest class).")
+    ] = None,
     augment: Annotated[bool, typer.Option(help="Randomly augment every training image.")] = True,
-    weights: Annotated[Optional[str], typer.Option(help="Transfer backbones: imagenet | none | PATH to a *_notop.h5 file.")] = None,
+    weights: Annotated[
+        Optional[str], typer.Option(help="Transfer backbones: imagenet | none | PATH to a *_notop.h5 file.")
+    ] = None,
     input_size: Annotated[int, typer.Option(help="Transfer backbones: faces are upscaled to this size.")] = 96,
     freeze_epochs: Annotated[int, typer.Option(help="Transfer backbones: epochs with the backbone frozen.")] = 3,
     fine_tune_blocks: Annotated[int, typer.Option(help="Transfer backbones: top blocks unfrozen after that.")] = 1,
     fine_tune_lr: Annotated[float, typer.Option(help="Transfer backbones: learning rate after unfreezing.")] = 1e-4,
     init: Annotated[Optional[Path], typer.Option(help="Start from this model bundle (fine-tune it).")] = None,
     workers: Annotated[int, typer.Option(help="Data-parallel training workers.")] = 1,
-    cpus_per_worker: Annotated[Optional[int], typer.Option(help="CPUs per worker (default: local cores / workers).")] = None,
+    cpus_per_worker: Annotated[
+        Optional[int], typer.Option(help="CPUs per worker (default: local cores / workers).")
+    ] = None,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker (0: CPU training).")] = 0.0,
-    max_failures: Annotated[int, typer.Option(help="Worker failures to survive by restarting from the latest checkpoint.")] = 2,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")] = None,
-    select: Annotated[str, typer.Option(help="val_macro_f1 | val_accuracy: how the best epoch is chosen.")] = "val_macro_f1",
+    max_failures: Annotated[
+        int, typer.Option(help="Worker failures to survive by restarting from the latest checkpoint.")
+    ] = 2,
+    address: Annotated[
+        Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
+    ] = None,
+    select: Annotated[
+        str, typer.Option(help="val_macro_f1 | val_accuracy: how the best epoch is chosen.")
+    ] = "val_macro_f1",
     seed: Annotated[int, typer.Option(help="Random seed for sampling and augmentation.")] = 0,
-    limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class (quick runs).")] = None,
+    limit_per_class: Annotated[
+        Optional[int], typer.Option(help="Use at most this many images per class (quick runs).")
+    ] = None,
     name: Annotated[Optional[str], typer.Option(help="Model name recorded in the bundle.")] = None,
 ) -> None:
     """Train an emotion classifier on Ray Train and write a model bundle into RUN_DIR/model."""
@@ -78,14 +96,35 @@ def train(
         if data is None or out is None:
             raise FerError("fer train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)")
         config = TrainConfig(
-            data=str(data), out=str(out), train_split=train_split, val_split=val_split, arch=arch,
-            epochs=epochs or 30, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            label_smoothing=label_smoothing, balance=balance, balance_target=balance_target,
-            use_augment=augment, weights=weights, input_size=input_size, freeze_epochs=freeze_epochs,
-            fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr,
-            init=str(init) if init else None, workers=workers, cpus_per_worker=cpus_per_worker,
-            gpus_per_worker=gpus_per_worker, max_failures=max_failures, address=address, select=select,
-            seed=seed, limit_per_class=limit_per_class, name=name, command=_command_line(),
+            data=str(data),
+            out=str(out),
+            train_split=train_split,
+            val_split=val_split,
+            arch=arch,
+            epochs=epochs or 30,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            balance=balance,
+            balance_target=balance_target,
+            use_augment=augment,
+            weights=weights,
+            input_size=input_size,
+            freeze_epochs=freeze_epochs,
+            fine_tune_blocks=fine_tune_blocks,
+            fine_tune_lr=fine_tune_lr,
+            init=str(init) if init else None,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            max_failures=max_failures,
+            address=address,
+            select=select,
+            seed=seed,
+            limit_per_class=limit_per_class,
+            name=name,
+            command=_command_line(),
         )
         result = trainer.start(config)
     typer.echo(f"model bundle: {result.bundle}")
@@ -104,7 +143,8 @@ def evaluate(
 
     from fer import model as bundle
     from fer._ray import quiet_ray_data
-    from fer.evaluate import evaluate as run, format_scores
+    from fer.evaluate import evaluate as run
+    from fer.evaluate import format_scores
 
     emotion_model = bundle.load(model)
     ray.init(logging_level="WARNING", include_dashboard=False)

@@ -148,7 +148,7 @@ class EmotionModel:
 
 
 def _tta_views(faces: np.ndarray, tta: str) -> list[np.ndarray]:
-    if tta == "none":
+    if tta == "none" or len(faces) == 0:
         return [faces]
     if tta == "flip":
         return [faces, faces[:, :, ::-1]]
@@ -159,7 +159,7 @@ def _tta_views(faces: np.ndarray, tta: str) -> list[np.ndarray]:
     views = []
     for y, x in offsets:
         crops = faces[:, y : y + c, x : x + c]
-        resized = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in crops]) if len(crops) else faces
+        resized = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in crops])
         views += [resized, resized[:, :, ::-1]]
     return views
 

@@ -102,12 +102,8 @@ def list_folder_split(root: str | Path, split: str) -> tuple[list[str], list[int
         try:
             label = label_index(class_dir.name)
         except KeyError:
-            raise FerError(
-                f"unknown class folder {class_dir}: expected one of {', '.join(EMOTIONS)}"
-            ) from None
-        files = sorted(
-            str(f) for f in class_dir.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
-        )
+            raise FerError(f"unknown class folder {class_dir}: expected one of {', '.join(EMOTIONS)}") from None
+        files = sorted(str(f) for f in class_dir.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
         paths += files
         labels += [label] * len(files)
     if not paths:
@@ -220,7 +216,7 @@ def _decode_paths(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _digests(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.array(
-        [hashlib.sha1(img.tobytes() + bytes([int(lab)])).digest() for img, lab in zip(images, labels)],
+        [hashlib.sha1(img.tobytes() + bytes([int(lab)])).digest() for img, lab in zip(images, labels, strict=True)],
         dtype=object,
     )
 
@@ -254,6 +250,7 @@ def read_split(
     """
     import pyarrow as pa
     import ray.data
+    from ray.data.expressions import col
 
     if is_csv(source):
         return _read_csv_split(source, split, limit_per_class)
@@ -275,7 +272,7 @@ def read_split(
             f"(more than {max_unreadable:.0%}; first: {bad[0]})"
         )
     good = meta["status"] != UNREADABLE
-    ds = ds.filter(expr=f"status != {UNREADABLE}") if bad else ds
+    ds = ds.filter(expr=col("status") != UNREADABLE) if bad else ds
     ds = ds.select_columns(["image", "label"]).materialize()
     kept_labels = np.asarray(labels)[good.to_numpy()]
     return FaceSplit(
@@ -291,7 +288,7 @@ def read_split(
 def _limit(paths: list[str], labels: list[int], per_class: int) -> tuple[list[str], list[int]]:
     seen = [0] * NUM_CLASSES
     out_p, out_l = [], []
-    for p, lab in zip(paths, labels):
+    for p, lab in zip(paths, labels, strict=True):
         if seen[lab] < per_class:
             seen[lab] += 1
             out_p.append(p)

@@ -113,7 +113,8 @@ def _new_model(config: TrainConfig):
 
 def train_loop_per_worker(plan: dict) -> None:
     """Ray Train entry point. ``plan`` holds ``config`` (a :class:`TrainConfig` dict),
-    ``train_counts`` (images per class over all workers) and ``epoch_size``."""
+    ``train_counts`` (images per class over all workers), ``epoch_size`` and ``run_dir``
+    (the run's storage directory, which every worker must see)."""
     import ray.train
 
     from fer._tf import keras, tf
@@ -137,13 +138,11 @@ def train_loop_per_worker(plan: dict) -> None:
     steps = plan["epoch_size"] // config.batch_size
     local_size = steps * config.per_worker_batch
 
-    checkpoint = ray.train.get_checkpoint()
     state = {"epochs_done": 0, "train_seconds": 0.0, "history": []}
     with strategy.scope():
-        if checkpoint:
-            with checkpoint.as_directory() as d:
-                state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
-                model = keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL))
+        restored = _restore(ray.train.get_checkpoint(), Path(plan["run_dir"]))
+        if restored:
+            state, model = restored
             state["resumed_at_epoch"] = state["epochs_done"] + 1
         else:
             model = _new_model(config)
@@ -223,6 +222,34 @@ def train_loop_per_worker(plan: dict) -> None:
                 f"seen/class (worker 0) {seen}"
             )
         _report(model, state, metrics, rank)
+
+
+def _restore(checkpoint, run_dir: Path) -> tuple[dict, object] | None:
+    """The newest training state and model to resume from, or None to start afresh.
+
+    Ray Train hands back the latest checkpoint it registered; a worker that dies right
+    after reporting can beat that registration, so the run directory is searched too and
+    the checkpoint with the most finished epochs wins (an unreadable one is skipped).
+    """
+    from fer._tf import keras
+
+    candidates = [run_dir / p.name for p in run_dir.glob("checkpoint_*") if (p / CHECKPOINT_STATE).is_file()]
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            candidates.append(Path(d))
+    ranked = []
+    for d in candidates:
+        try:
+            ranked.append((json.loads((d / CHECKPOINT_STATE).read_text())["epochs_done"], str(d)))
+        except (OSError, ValueError, KeyError):
+            continue
+    for _, d in sorted(ranked, reverse=True):
+        try:
+            state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
+            return state, keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _report(model, state: dict, metrics: dict, rank: int) -> None:

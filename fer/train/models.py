@@ -195,7 +195,5 @@ def set_backbone_trainable(model, arch: str, top_blocks: int) -> None:
     backbone.trainable = top_blocks > 0
     for layer in backbone.layers:
         layer.trainable = (
-            top_blocks > 0
-            and layer.name.startswith(prefixes)
-            and not isinstance(layer, layers.BatchNormalization)
+            top_blocks > 0 and layer.name.startswith(prefixes) and not isinstance(layer, layers.BatchNormalization)
         )

@@ -8,6 +8,7 @@ bundle in ``RUN_DIR/model`` built from the best checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,8 +20,18 @@ from fer.train.config import TrainConfig
 RUN_FILE = "fer_run.json"
 BUNDLE_DIR = "model"
 
-#: Environment every Ray worker gets: tf-keras (Keras 2) and quiet TensorFlow logs.
+#: Environment every training worker gets: tf-keras (Keras 2) and quiet TensorFlow logs.
 WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def worker_env() -> dict[str, str]:
+    """:data:`WORKER_ENV`, plus the fault-injection switch when the driver has it set."""
+    from fer.train.loop import CHAOS_ENV
+
+    env = dict(WORKER_ENV)
+    if os.environ.get(CHAOS_ENV):
+        env[CHAOS_ENV] = os.environ[CHAOS_ENV]
+    return env
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,7 @@ def init_ray(address: str | None) -> None:
         return
     from fer._ray import quiet_ray_data
 
-    ray.init(
-        address=address,
-        runtime_env={"env_vars": WORKER_ENV},
-        logging_level="WARNING",
-        log_to_driver=True,
-    )
+    ray.init(address=address, logging_level="WARNING")
     quiet_ray_data()
 
 
@@ -88,7 +94,7 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     print(f"[fer] train: {train.describe()}")
     print(f"[fer] val:   {val.describe()}")
     size = epoch_size(config, train.counts)
-    plan = {"config": config.to_dict(), "train_counts": train.counts, "epoch_size": size}
+    plan = {"config": config.to_dict(), "train_counts": train.counts, "epoch_size": size, "run_dir": str(run_dir)}
 
     # Folder and CSV order groups classes together: shuffle so every worker's shard holds
     # every class. Materialised here, because the workers take every CPU once they start.
@@ -107,6 +113,7 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         run_config=ray.train.RunConfig(
             name=run_dir.name,
+            worker_runtime_env={"env_vars": worker_env()},
             storage_path=str(run_dir.parent),
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
@@ -120,38 +127,52 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     if result.error:
         raise result.error
     best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1][config.select])
-    bundle = write_bundle(best_ckpt, config, run_dir, train, val, wall_seconds=time.time() - t0)
-    print(f"[fer] best epoch {best_metrics['epoch']}: val_acc {best_metrics['val_accuracy']:.4f} "
-          f"val_f1 {best_metrics['val_macro_f1']:.4f}; bundle written to {bundle}")
+    bundle = write_bundle(best_ckpt, result.checkpoint, config, run_dir, train, val, wall_seconds=time.time() - t0)
+    print(
+        f"[fer] best epoch {best_metrics['epoch']}: val_acc {best_metrics['val_accuracy']:.4f} "
+        f"val_f1 {best_metrics['val_macro_f1']:.4f}; bundle written to {bundle}"
+    )
     return TrainResult(run_dir, bundle, int(best_metrics["epoch"]), best_metrics, time.time() - t0)
 
 
-def write_bundle(checkpoint, config: TrainConfig, run_dir: Path, train, val, *, wall_seconds: float) -> Path:
-    """Turn a training checkpoint into the run's model bundle (``RUN_DIR/model``)."""
-    from fer import model as bundle_format
-    from fer._tf import keras
+def _read_checkpoint(checkpoint, *, load_model: bool) -> tuple[dict, object]:
     from fer.train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
 
     with checkpoint.as_directory() as d:
         state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
-        model = keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL), compile=False)
-    best = state["history"][-1]
+        if not load_model:
+            return state, None
+        from fer._tf import keras
+
+        return state, keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL), compile=False)
+
+
+def write_bundle(best, latest, config: TrainConfig, run_dir: Path, train, val, *, wall_seconds: float) -> Path:
+    """Turn the best training checkpoint into the run's model bundle (``RUN_DIR/model``).
+
+    The weights and validation figures come from ``best``; the run's history, epoch count
+    and training time from ``latest``.
+    """
+    from fer import model as bundle_format
+
+    best_state, model = _read_checkpoint(best, load_model=True)
+    run_state, _ = _read_checkpoint(latest, load_model=False)
     meta = {
         "name": config.name or f"fer-{config.arch}",
         "architecture": config.arch,
         "training": {
             "command": config.command,
             "config": config.to_dict(),
-            "epochs": state["epochs_done"],
-            "best_epoch": best["epoch"],
-            "train_seconds": round(state["train_seconds"], 1),
+            "epochs": run_state["epochs_done"],
+            "best_epoch": best_state["epochs_done"],
+            "train_seconds": round(run_state["train_seconds"], 1),
             "wall_seconds": round(wall_seconds, 1),
             "data": {
                 "train": {"source": train.source, "counts": train.counts, "fingerprint": train.fingerprint},
                 "val": {"source": val.source, "counts": val.counts, "fingerprint": val.fingerprint},
             },
-            "history": state["history"],
+            "history": run_state["history"],
         },
-        "validation": {"split": val.source, **state["validation"]},
+        "validation": {"split": val.source, **best_state["validation"]},
     }
     return bundle_format.save(model, run_dir / BUNDLE_DIR, meta)

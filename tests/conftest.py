@@ -1,0 +1,71 @@
+"""Shared fixtures: a local Ray, small FER-2013-style datasets the tests write, paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.labels import EMOTIONS, FACE_SIZE
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+FER2013 = SHARED / "fer2013"
+SAMPLES = ROOT / "data" / "samples"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def synthetic_faces(n: int, label: int, rng: np.random.Generator) -> np.ndarray:
+    """Faces a small CNN can tell apart: noise plus a bright bar whose position encodes the class."""
+    images = rng.integers(0, 90, (n, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
+    row = 3 + label * 6
+    images[:, row : row + 4, 6:42] = 230
+    return images
+
+
+def write_folder_dataset(root: Path, per_class: dict[str, int], splits=("train", "val"), seed: int = 0) -> Path:
+    """Write ROOT/<split>/<class>/*.png with ``per_class[class]`` images per split."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for name, n in per_class.items():
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i, img in enumerate(synthetic_faces(n, EMOTIONS.index(name.lower()), rng)):
+                cv2.imwrite(str(d / f"{split}_{i:04d}.png"), img)
+    return root
+
+
+def write_csv_dataset(path: Path, per_usage: dict[str, int], seed: int = 0) -> Path:
+    """Write a Kaggle-style FER-2013 CSV with ``per_usage[Usage]`` rows per class."""
+    rng = np.random.default_rng(seed)
+    lines = ["emotion,pixels,Usage"]
+    for usage, n in per_usage.items():
+        for label in range(len(EMOTIONS)):
+            for img in synthetic_faces(n, label, rng):
+                lines.append(f"{label},{' '.join(map(str, img.ravel()))},{usage}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole session, started the way fer starts it."""
+    import ray
+
+    from fer.train.trainer import init_ray
+
+    init_ray(None)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A balanced-enough 7-class folder dataset with one tiny minority class."""
+    counts = {name: 24 for name in EMOTIONS}
+    counts["disgust"] = 6
+    return write_folder_dataset(tmp_path_factory.mktemp("tiny") / "faces", counts)

@@ -1,0 +1,47 @@
+"""The command line as a user meets it: output and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FER2013
+
+
+def fer_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True)
+
+
+def test_data_stats_shows_counts_and_imbalance(tiny_dataset):
+    proc = fer_cli("data", "stats", str(tiny_dataset))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["split", "total", "angry"]
+    train = next(line for line in lines if line.startswith("train"))
+    assert train.split()[1:9] == ["150", "24", "6", "24", "24", "24", "24", "24"]
+    assert train.split()[-1] == "4.0x"
+
+
+@pytest.mark.skipif(not FER2013.is_dir(), reason="../shared/data/fer2013 is not present")
+def test_data_stats_on_shared_fer2013():
+    proc = fer_cli("data", "stats", str(FER2013))
+    assert "28709" in proc.stdout and "16.5x" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data", "stats", "/no/such/folder"], "no such dataset folder"),
+        (["train", "--data", "/x"], "needs --data ROOT and --out RUN_DIR"),
+        (["train", "--data", "/x", "--out", "/tmp/x", "--arch", "alexnet"], "unknown architecture"),
+        (["evaluate", "--model", "/no/bundle", "--data", "/x"], "is not a model bundle"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(args, message):
+    proc = fer_cli(*args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last

@@ -1,0 +1,77 @@
+"""The architecture registry, the bundle format and its loader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fer import model as bundle
+from fer.errors import FerError
+from fer.labels import EMOTIONS
+from fer.train import models
+
+
+@pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
+def test_every_architecture_builds_and_predicts(arch):
+    m = models.build(arch, weights=None, input_size=48)
+    out = m.predict(np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32"), verbose=0)
+    assert out.shape == (2, len(EMOTIONS))
+    assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_transfer_backbone_loads_local_weights_file_and_freezes(tmp_path):
+    from fer._tf import keras
+
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(48, 48, 3))
+    path = tmp_path / "vgg16_notop.h5"
+    source.save_weights(str(path))
+    m = models.build("vgg16", weights=str(path), input_size=48)
+    loaded = m.get_layer(models.BACKBONE)
+    for a, b in zip(source.get_weights(), loaded.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    models.set_backbone_trainable(m, "vgg16", 0)
+    assert not loaded.trainable and loaded.trainable_weights == []
+    models.set_backbone_trainable(m, "vgg16", 1)
+    names = {w.name.split("/")[0] for w in loaded.trainable_weights}
+    assert names == {"block5_conv1", "block5_conv2", "block5_conv3"}
+
+
+def test_bad_architecture_and_weights_are_user_errors(tmp_path):
+    with pytest.raises(FerError, match="unknown architecture"):
+        models.build("alexnet")
+    with pytest.raises(FerError, match="cannot load vgg16 weights"):
+        models.build("vgg16", weights=str(tmp_path / "missing.h5"), input_size=48)
+
+
+def _bundle(tmp_path):
+    m = models.build("small")
+    return bundle.save(m, tmp_path / "b", {"name": "t", "architecture": "small"})
+
+
+def test_bundle_roundtrip_predicts_probabilities(tmp_path):
+    path = _bundle(tmp_path)
+    meta = json.loads((path / bundle.META_FILE).read_text())
+    assert meta["format_version"] == bundle.FORMAT_VERSION and meta["labels"] == list(EMOTIONS)
+    loaded = bundle.load(path)
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    for tta in bundle.TTA_MODES:
+        p = loaded.predict(faces, tta=tta)
+        assert p.shape == (5, 7) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    # Colour crops of another size are converted, not refused.
+    colour = rng.integers(0, 256, (3, 90, 70, 3), dtype=np.uint8)
+    assert loaded.predict(list(colour)).shape == (3, 7)
+    assert loaded.id == meta["id"] and len(loaded.id) == 16
+
+
+def test_bundle_refuses_unknown_format_version(tmp_path):
+    path = _bundle(tmp_path)
+    meta = json.loads((path / bundle.META_FILE).read_text())
+    meta["format_version"] = 99
+    (path / bundle.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(FerError, match="format version 99 is not supported"):
+        bundle.load(path)
+    with pytest.raises(FerError, match="not a model bundle"):
+        bundle.load(tmp_path)

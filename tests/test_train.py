@@ -1,0 +1,121 @@
+"""Distributed training on a real local Ray: two workers, bundles, balancing, failures, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fer import model as bundle
+from fer.labels import EMOTIONS
+from fer.train import trainer
+from fer.train.config import TrainConfig
+from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE
+
+
+def fer_cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True, **kw)
+
+
+def _history(run_dir) -> list[dict]:
+    """Epoch metrics of the latest checkpoint in a run directory."""
+    states = [json.loads((p / CHECKPOINT_STATE).read_text()) for p in run_dir.glob("checkpoint_*") if p.is_dir()]
+    return max(states, key=lambda s: s["epochs_done"])
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_dataset, tmp_path_factory):
+    """`fer train` with two workers for two epochs, as a user runs it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "two-workers"
+    proc = fer_cli(
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(run_dir),
+        "--arch",
+        "small",
+        "--epochs",
+        "2",
+        "--workers",
+        "2",
+        "--batch-size",
+        "32",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_two_worker_run_writes_a_bundle_that_predicts(cli_run):
+    run_dir, proc = cli_run
+    assert "epoch 2/2" in proc.stdout and "val_acc" in proc.stdout
+    loaded = bundle.load(run_dir / "model")
+    meta = loaded.meta
+    assert meta["architecture"] == "small" and meta["training"]["epochs"] == 2
+    assert meta["training"]["command"].startswith("fer train --data")
+    assert meta["training"]["config"]["workers"] == 2
+    assert len(meta["training"]["data"]["train"]["fingerprint"]) == 64
+    assert set(meta["validation"]["per_class"]) == set(EMOTIONS)
+    assert np.array(meta["validation"]["confusion_matrix"]).sum() == sum(meta["training"]["data"]["val"]["counts"])
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    probs = loaded.predict(faces)
+    assert probs.shape == (4, 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_augment_balancing_raises_the_minority_class(cli_run):
+    run_dir, _ = cli_run
+    state = _history(run_dir)
+    seen = state["history"][-1]["seen_per_class_worker0"]
+    # disgust has 6 images against 24 for every other class; balanced epochs draw it as often.
+    assert state["train_counts"][1] == 6
+    assert min(seen) >= 0.8 * max(seen)
+
+
+def test_resume_continues_without_redoing_epochs(ray_local, cli_run):
+    run_dir, _ = cli_run
+    result = trainer.resume(run_dir, epochs=3)
+    state = _history(run_dir)
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert state["resumed_at_epoch"] == 3
+    assert result.bundle == run_dir / "model"
+
+
+def test_new_run_refuses_an_existing_run_dir(cli_run, tiny_dataset):
+    run_dir, _ = cli_run
+    proc = fer_cli("train", "--data", str(tiny_dataset), "--out", str(run_dir), "--arch", "small")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "--resume" in proc.stderr
+
+
+def test_worker_crash_is_survived_from_the_checkpoint(ray_local, tiny_dataset, tmp_path, monkeypatch):
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CHAOS_ENV, f"2:{marker}")
+    run_dir = tmp_path / "chaos"
+    config = TrainConfig(
+        data=str(tiny_dataset),
+        out=str(run_dir),
+        arch="small",
+        epochs=3,
+        workers=2,
+        batch_size=32,
+        max_failures=1,
+    )
+    result = trainer.start(config)
+    assert marker.read_text().startswith("crashed at epoch 2")
+    state = _history(run_dir)
+    # Epoch 1 finished before the crash and was not redone: the restart began at epoch 2.
+    assert state["resumed_at_epoch"] == 2
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert bundle.load(result.bundle).meta["training"]["epochs"] == 3
+
+
+def test_evaluate_cli_prints_metrics(cli_run, tiny_dataset):
+    run_dir, _ = cli_run
+    proc = fer_cli("evaluate", "--model", str(run_dir / "model"), "--data", str(tiny_dataset), "--tta", "flip")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "accuracy" in out and "macro-F1" in out and "confusion matrix" in out
+    assert all(name in out for name in EMOTIONS)
