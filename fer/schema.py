@@ -1,0 +1,66 @@
+"""The timeline schema: the one definition of what ``fer label`` writes and ``fer.timelines`` reads.
+
+One Parquet file per video, one row per (sampled frame, face); a frame with no face has
+one row with ``face_id == NO_FACE`` and nulls (NaN) in the face columns, so coverage can be
+checked. Columns:
+
+============  =========  ==========================================================
+video_id      string     stable id derived from the input path (see fer.video.inputs)
+video_path    string     the input path as given
+frame         int64      frame index in the video (presentation order)
+time_s        float64    presentation time from the container, in seconds
+face_id       int32      face track id, stable within a video; -1 for no face
+x, y, w, h    float32    face box in displayed-frame pixels (NaN for no face)
+score         float32    detection score
+emotion       string     dominant emotion (null for no face)
+confidence    float32    its probability
+angry ...     float32    one probability column per class, fer.labels.EMOTIONS order
+============  =========  ==========================================================
+
+File metadata key ``fer`` holds JSON: ``schema_version``, ``labels``, ``model`` (name,
+id), ``detector``, ``sample_fps``, ``video`` (fps, size, frames, rotation, ...).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from fer.labels import EMOTIONS
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"fer"
+NO_FACE = -1
+
+FACE_COLUMNS = ("x", "y", "w", "h", "score", "emotion", "confidence", *EMOTIONS)
+
+TIMELINE_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("video_path", pa.string()),
+        ("frame", pa.int64()),
+        ("time_s", pa.float64()),
+        ("face_id", pa.int32()),
+        ("x", pa.float32()),
+        ("y", pa.float32()),
+        ("w", pa.float32()),
+        ("h", pa.float32()),
+        ("score", pa.float32()),
+        ("emotion", pa.string()),
+        ("confidence", pa.float32()),
+        *[(name, pa.float32()) for name in EMOTIONS],
+    ]
+)
+
+
+def with_metadata(meta: dict) -> pa.Schema:
+    """The timeline schema carrying ``meta`` (plus the schema version and labels)."""
+    full = {"schema_version": SCHEMA_VERSION, "labels": list(EMOTIONS), **meta}
+    return TIMELINE_SCHEMA.with_metadata({METADATA_KEY: json.dumps(full).encode()})
+
+
+def read_metadata(schema: pa.Schema) -> dict:
+    """The ``fer`` metadata of a timeline file's schema ({} when absent)."""
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}

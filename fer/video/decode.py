@@ -1,0 +1,215 @@
+"""Video probing, segmentation into frame ranges, and frame decoding with OpenCV.
+
+A long video is split into segments of frame ranges so that many workers can decode it at
+once. Probing demuxes the container without decoding (OpenCV's raw-packet mode) to get
+every frame's presentation time: that table makes frame indices exact and lets a worker
+seek by time to its segment, even in variable frame rate video, where OpenCV's seeking by
+frame number lands on the wrong frames. Timestamps always come from the container, never
+from a frame counter. OpenCV applies rotation metadata while decoding, so frames (and face
+boxes) are in displayed orientation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+class VideoError(Exception):
+    """A video that cannot be labelled: the message says why, for the manifest."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What probing a video found. ``frames`` is the container's count, which can be an
+    estimate: decoding always runs to the real end of the last segment."""
+
+    path: str
+    video_id: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    rotation: int
+    size_bytes: int
+    mtime: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps if self.fps > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "duration_s": self.duration_s}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames ``start .. start + len(times_ms) - 1`` of one video.
+
+    ``times_ms`` are those frames' presentation times; ``times_ms`` is None when the
+    container gave no time table, and the segment is then the whole video, read in order.
+    """
+
+    video_id: str
+    path: str
+    index: int
+    start: int
+    times_ms: np.ndarray | None
+    fps: float
+
+
+#: Two presentation times closer than this (ms) are the same frame.
+_EPS_MS = 0.5
+
+
+def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
+    """Open a video, decode its first frame and read every frame's presentation time.
+
+    Returns the info and the sorted frame times in ms (None when the container gives none).
+
+    Raises:
+        VideoError: missing, empty, not a video, or no decodable frame.
+    """
+    import cv2
+
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise VideoError(f"cannot read file: {exc.strerror}") from None
+    if stat.st_size == 0:
+        raise VideoError("empty file (0 bytes)")
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise VideoError("not a video OpenCV can open (unknown container or codec)")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoError("no decodable frame (corrupt or truncated video)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) if hasattr(cv2, "CAP_PROP_ORIENTATION_META") else 0
+    finally:
+        cap.release()
+    times = _packet_times(path)
+    if times is not None:
+        count = len(times)
+    if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = 0.0  # unknown: sampling by rate then keeps every frame
+    info = VideoInfo(
+        path=path,
+        video_id=video_id,
+        frames=max(count, 1),
+        fps=float(fps),
+        width=int(frame.shape[1]),
+        height=int(frame.shape[0]),
+        rotation=rotation % 360,
+        size_bytes=int(stat.st_size),
+        mtime=float(stat.st_mtime),
+    )
+    return info, times
+
+
+def _packet_times(path: str) -> np.ndarray | None:
+    """Presentation times (ms, sorted) of every video packet, read without decoding."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened() or not cap.set(cv2.CAP_PROP_FORMAT, -1):
+            return None
+        times = []
+        while cap.grab():
+            times.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+    finally:
+        cap.release()
+    if not times:
+        return None
+    out = np.unique(np.round(np.asarray(times, np.float64), 3))
+    # Packets without real times (all equal) cannot index frames.
+    return out if len(out) == len(times) else None
+
+
+def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: float) -> list[Segment]:
+    """Split a video into segments of about ``segment_seconds`` each."""
+    if times_ms is None:
+        return [Segment(info.video_id, info.path, 0, 0, None, info.fps)]
+    per = max(1, round(segment_seconds * info.fps)) if info.fps > 0 else len(times_ms)
+    return [
+        Segment(info.video_id, info.path, i, start, times_ms[start : start + per], info.fps)
+        for i, start in enumerate(range(0, len(times_ms), per))
+    ]
+
+
+def is_sampled(index: int, fps: float, sample_fps: float | None) -> bool:
+    """Whether frame ``index`` is kept when sampling ``sample_fps`` frames per second of
+    video (None: every frame): the first frame of every 1/sample_fps interval."""
+    if sample_fps is None or fps <= 0 or sample_fps >= fps or index == 0:
+        return True
+    return math.floor(index * sample_fps / fps) != math.floor((index - 1) * sample_fps / fps)
+
+
+def _grab_from(cap, t0_ms: float) -> Iterator[float]:
+    """Grab frames from about ``t0_ms`` on, yielding each one's time.
+
+    Seeking by time can land after the target; then it seeks again further back until it
+    lands at or before it (or at the start), so no frame of the segment is missed.
+    """
+    import cv2
+
+    back = 500.0
+    while t0_ms > 0:
+        target = max(0.0, t0_ms - back)
+        cap.set(cv2.CAP_PROP_POS_MSEC, target)
+        if not cap.grab():
+            return
+        t = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if t <= t0_ms + _EPS_MS or target == 0.0:
+            yield t
+            break
+        back *= 4
+    while cap.grab():
+        yield cap.get(cv2.CAP_PROP_POS_MSEC)
+
+
+def iter_frames(segment: Segment, sample_fps: float | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(frame_index, time_s, bgr_frame)`` for the sampled frames of a segment.
+
+    Frames outside the segment or not sampled are grabbed but never converted to images.
+    """
+    import cv2
+
+    cap = cv2.VideoCapture(segment.path)
+    try:
+        if not cap.isOpened():
+            raise VideoError("not a video OpenCV can open")
+        times = segment.times_ms
+        if times is None:
+            frames = enumerate(_grab_from(cap, 0.0))
+        else:
+            frames = _indexed(_grab_from(cap, float(times[0]) if segment.start else 0.0), segment)
+        for index, t_ms in frames:
+            if is_sampled(index, segment.fps, sample_fps):
+                ok, frame = cap.retrieve()
+                if not ok:
+                    break
+                yield index, t_ms / 1000.0, frame
+    finally:
+        cap.release()
+
+
+def _indexed(times: Iterator[float], segment: Segment) -> Iterator[tuple[int, float]]:
+    """Frame indices of grabbed times by the segment's time table; stops past its end."""
+    table = segment.times_ms
+    first, last = table[0] - _EPS_MS, table[-1] + _EPS_MS
+    for t in times:
+        if t < first:
+            continue  # pre-roll after a seek
+        if t > last:
+            return
+        pos = int(np.searchsorted(table, t - _EPS_MS))
+        if pos < len(table) and abs(table[pos] - t) <= _EPS_MS:
+            yield segment.start + pos, t

@@ -1,0 +1,331 @@
+"""``fer label``: video files to per-frame, per-face emotion timelines, on Ray Data.
+
+The driver resolves inputs, skips videos the manifest says are done with the same input,
+model and settings, streams the rest through the stages in :mod:`fer.video.stages`, and
+finishes each video as soon as all its rows have arrived: it assigns face ids, writes the
+Parquet file atomically and appends the manifest. Memory on the driver is bounded by the
+rows of the videos still in flight, not by the archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fer import model as bundle
+from fer.errors import FerError
+from fer.labels import EMOTIONS
+from fer.schema import NO_FACE, with_metadata
+from fer.video import manifest
+from fer.video.faces import DETECTORS
+from fer.video.inputs import VideoInput, resolve_inputs
+from fer.video.track import assign_ids
+
+TIMELINES_DIR = "timelines"
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Everything one labelling run needs; see ``fer label --help``.
+
+    ``decoders`` (decode + detect actors) defaults to the cluster's CPUs less one for the
+    classifier; ``gpus`` is the number of classifier actors that each get a GPU (0: one
+    classifier actor on a CPU).
+    """
+
+    inputs: tuple[str, ...]
+    out: str
+    model: str | None = None
+    fps: float | None = None
+    detector: str = "blazeface"
+    min_face: int = 20
+    batch_size: int = 256
+    gpus: int = 0
+    segment_seconds: float = 60.0
+    overwrite: bool = False
+    decoders: int | None = None
+    tta: str = "none"
+    margin: float = 0.25
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise FerError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        if self.fps is not None and self.fps <= 0:
+            raise FerError("--fps must be positive")
+        if self.segment_seconds <= 0:
+            raise FerError("--segment-seconds must be positive")
+        if self.batch_size < 1:
+            raise FerError("--batch-size must be at least 1")
+        if self.tta not in bundle.TTA_MODES:
+            raise FerError(f"unknown --tta {self.tta!r}; choose one of {', '.join(bundle.TTA_MODES)}")
+
+    def settings_key(self) -> dict:
+        """The settings that change a video's timeline (the rest only change speed)."""
+        return {"fps": self.fps, "detector": self.detector, "min_face": self.min_face, "tta": self.tta,
+                "margin": self.margin}  # fmt: skip
+
+
+@dataclass
+class LabelSummary:
+    """The outcome of a run, per video in ``entries``."""
+
+    out: Path
+    entries: list[manifest.Entry] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(e.status == status for e in self.entries)
+
+    @property
+    def frames(self) -> int:
+        return sum(e.frames for e in self.entries if e.status == manifest.DONE)
+
+    @property
+    def faces(self) -> int:
+        return sum(e.faces for e in self.entries if e.status == manifest.DONE)
+
+
+def _input_key(video: VideoInput, model_id: str, config: LabelConfig) -> str:
+    st = os.stat(video.path)
+    blob = json.dumps([str(Path(video.path).resolve()), st.st_size, st.st_mtime_ns, model_id, config.settings_key()])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def timeline_path(out: str | Path, video_id: str) -> Path:
+    return Path(out) / TIMELINES_DIR / f"{video_id}.parquet"
+
+
+def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
+    """Label every input video; return the per-video outcome (also in the manifest)."""
+    t0 = time.time()
+    videos = resolve_inputs(config.inputs)
+    model_path = bundle.resolve(config.model)
+    meta = bundle.read_meta(model_path)
+    out = Path(config.out)
+    (out / TIMELINES_DIR).mkdir(parents=True, exist_ok=True)
+
+    done = manifest.load(out)
+    summary = LabelSummary(out=out)
+    todo: list[tuple[VideoInput, str]] = []
+    for v in videos:
+        key = _input_key(v, meta["id"], config)
+        prev = done.get(v.video_id)
+        if (
+            not config.overwrite
+            and prev is not None
+            and prev.status == manifest.DONE
+            and prev.key == key
+            and timeline_path(out, v.video_id).is_file()
+        ):
+            summary.entries.append(
+                manifest.Entry(**{**asdict(prev), "status": manifest.SKIPPED, "reason": "already done"})
+            )
+        else:
+            todo.append((v, key))
+    if todo:
+        _label(todo, config, model_path, meta, summary, progress)
+    summary.seconds = time.time() - t0
+    return summary
+
+
+def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: LabelSummary, progress: bool) -> None:
+    import ray
+
+    from fer._ray import quiet_ray_data
+    from fer.video.stages import Classify, DecodeDetect, probe_segments
+
+    if not ray.is_initialized():
+        ray.init(address=config.address, logging_level="WARNING")
+    quiet_ray_data()
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    decoders = config.decoders or max(1, cpus - (0 if config.gpus else 1))
+    keys = {v.video_id: key for v, key in todo}
+    items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
+
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # Probing only demuxes; it must not wait for a CPU that the actor pools hold.
+    ds = ds.flat_map(probe_segments, fn_kwargs={"segment_seconds": config.segment_seconds}, num_cpus=0)
+    ds = ds.map_batches(
+        DecodeDetect,
+        fn_constructor_kwargs={
+            "detector": config.detector,
+            "min_face": config.min_face,
+            "sample_fps": config.fps,
+            "margin": config.margin,
+        },  # fmt: skip
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=decoders),
+        num_cpus=1,
+    )
+    ds = ds.map_batches(
+        Classify,
+        fn_constructor_kwargs={"model": str(model_path), "tta": config.tta, "threads": 1},
+        batch_size=config.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=max(1, config.gpus)),
+        num_gpus=1 if config.gpus else 0,
+        num_cpus=0 if config.gpus else 1,
+    )
+
+    writer = _VideoWriter(config, meta, keys, summary)
+    bar = _Progress(len(todo), enabled=progress)
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        writer.add(batch)
+        bar.update(writer.videos_finished, writer.frames_seen, writer.failed)
+    bar.close()
+    writer.finish_incomplete()
+
+
+class _VideoWriter:
+    """Collects rows per video and finishes each video once all its segments arrived."""
+
+    def __init__(self, config: LabelConfig, meta: dict, keys: dict[str, str], summary: LabelSummary):
+        self.config = config
+        self.meta = meta
+        self.keys = keys
+        self.summary = summary
+        self.rows: dict[str, list[dict]] = defaultdict(list)
+        self.seg_rows: dict[tuple[str, int], int] = defaultdict(int)
+        self.segments_done: dict[str, int] = defaultdict(int)
+        self.videos_finished = 0
+        self.frames_seen = 0
+        self.failed = 0
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        ids = batch["video_id"]
+        for vid in np.unique(ids):
+            sel = ids == vid
+            part = {k: v[sel] for k, v in batch.items()}
+            self.rows[vid].append(part)
+            for seg in np.unique(part["segment"]):
+                n = int((part["segment"] == seg).sum())
+                key = (vid, int(seg))
+                self.seg_rows[key] += n
+                expected = int(part["seg_rows"][part["segment"] == seg][0])
+                if self.seg_rows[key] == expected:
+                    self.segments_done[vid] += 1
+                    self.frames_seen += len(np.unique(part["frame"][(part["segment"] == seg) & (part["frame"] >= 0)]))
+            if self.segments_done[vid] == int(part["n_segments"][0]):
+                self._finish(vid)
+
+    def _finish(self, vid: str) -> None:
+        parts = self.rows.pop(vid)
+        data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        path = str(data["video_path"][0])
+        errors = sorted({e for e in data["error"] if e})
+        base = {"video_id": vid, "path": path, "model_id": self.meta["id"], "key": self.keys[vid]}
+        if errors:
+            entry = manifest.Entry(**base, status=manifest.FAILED, reason="; ".join(errors))
+            self.failed += 1
+        else:
+            table, frames, faces = _timeline(data)
+            fps = float(data["fps"][0])
+            times = table.column("time_s").to_numpy()
+            seconds = float(times.max() - times.min() + (1 / fps if fps > 0 else 0)) if len(times) else 0.0
+            out = timeline_path(self.config.out, vid)
+            _write_atomic(table, out, self._file_meta(data))
+            entry = manifest.Entry(
+                **base, status=manifest.DONE, frames=frames, faces=faces, seconds=round(seconds, 3), output=str(out)
+            )
+        manifest.append(self.config.out, entry)
+        self.summary.entries.append(entry)
+        self.videos_finished += 1
+
+    def _file_meta(self, data: dict) -> dict:
+        return {
+            "model": {"name": self.meta.get("name"), "id": self.meta["id"]},
+            "detector": self.config.detector,
+            "sample_fps": self.config.fps,
+            "settings": self.config.settings_key(),
+            "video": {k: (v.item() if hasattr(v, "item") else v) for k, v in ((k, data[k][0]) for k in
+                      ("video_path", "fps", "width", "height", "rotation", "frames"))},
+        }  # fmt: skip
+
+    def finish_incomplete(self) -> None:
+        """Videos whose rows never all arrived (should not happen) are recorded as failed."""
+        for vid in list(self.rows):
+            path = str(self.rows[vid][0]["video_path"][0])
+            entry = manifest.Entry(
+                video_id=vid, path=path, status=manifest.FAILED, reason="incomplete: not every segment finished",
+                model_id=self.meta["id"], key=self.keys[vid],
+            )  # fmt: skip
+            manifest.append(self.config.out, entry)
+            self.summary.entries.append(entry)
+            del self.rows[vid]
+
+
+def _timeline(data: dict) -> tuple[pa.Table, int, int]:
+    """Rows of one video (any order) to its timeline table; also frames and face rows."""
+    keep = data["frame"] >= 0
+    data = {k: v[keep] for k, v in data.items()}
+    order = np.lexsort((data["box"][:, 0], data["frame"]))
+    data = {k: v[order] for k, v in data.items()}
+    box = data["box"]
+    face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan))
+    probs = data["probs"]
+    has = data["has_face"]
+    best = np.where(has, np.nanargmax(np.where(has[:, None], probs, 0), axis=1), 0)
+    emotion = np.where(has, np.asarray(EMOTIONS, dtype=object)[best], None)
+    confidence = np.where(has, probs[np.arange(len(best)), best], np.nan).astype(np.float32)
+    n = len(face_ids)
+    columns = {
+        "video_id": data["video_id"].astype(str),
+        "video_path": data["video_path"].astype(str),
+        "frame": data["frame"],
+        "time_s": data["time_s"],
+        "face_id": np.where(has, face_ids, NO_FACE).astype(np.int32),
+        "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
+        "score": data["score"],
+        "emotion": pa.array(list(emotion), pa.string()) if n else pa.array([], pa.string()),
+        "confidence": confidence,
+        **{name: probs[:, i] for i, name in enumerate(EMOTIONS)},
+    }  # fmt: skip
+    from fer.schema import TIMELINE_SCHEMA
+
+    table = pa.table(columns, schema=TIMELINE_SCHEMA)
+    return table, len(np.unique(data["frame"])), int(has.sum())
+
+
+def _write_atomic(table: pa.Table, path: Path, meta: dict) -> None:
+    """Write Parquet to a hidden temporary name, then rename: a crash never leaves a
+    half-written file under the final name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table.replace_schema_metadata(with_metadata(meta).metadata), tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _Progress:
+    """One status line: rewritten in place on a terminal, printed every 10 s otherwise."""
+
+    def __init__(self, total: int, *, enabled: bool):
+        self.total = total
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.t0 = self.last = time.time()
+
+    def update(self, videos: int, frames: int, failed: int) -> None:
+        now = time.time()
+        if not self.enabled or (now - self.last < (0.5 if self.tty else 10.0) and videos < self.total):
+            return
+        self.last = now
+        rate = frames / max(now - self.t0, 1e-9)
+        line = f"videos {videos}/{self.total}  failed {failed}  frames {frames}  {rate:.0f} frames/s"
+        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")

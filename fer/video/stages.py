@@ -1,0 +1,150 @@
+"""The Ray Data stages of the labelling pipeline, as functions and callable classes.
+
+probe (task) -> decode + detect + crop (CPU actors) -> classify (actors, GPU when asked).
+
+Decoded frames never leave the decode actor: only 48x48 crops and box rows travel
+through the object store. Every stage turns a failure into an ``error`` row instead of
+raising, so one bad video never stops the others.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+
+from fer.labels import EMOTIONS, FACE_SIZE
+from fer.video.decode import Segment, VideoError, iter_frames, probe, segments
+
+#: Per-video fields every row carries, so the driver can finish a video from its rows.
+VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames")
+
+
+def _error_segment(item: dict, reason: str) -> dict:
+    return {
+        "video_id": item["video_id"], "video_path": item["path"], "segment": 0, "n_segments": 1, "start": 0,
+        "times_ms": np.zeros(0), "has_times": False, "fps": 0.0, "width": 0, "height": 0, "rotation": 0,
+        "frames": 0, "error": reason,
+    }  # fmt: skip
+
+
+def probe_segments(item: dict, *, segment_seconds: float) -> list[dict]:
+    """flat_map: one video ``{path, video_id}`` to its segments (or one error row)."""
+    try:
+        info, times = probe(item["path"], item["video_id"])
+    except VideoError as exc:
+        return [_error_segment(item, str(exc))]
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
+        return [_error_segment(item, f"probe failed: {exc}")]
+    segs = segments(info, times, segment_seconds)
+    return [
+        {
+            "video_id": info.video_id,
+            "video_path": info.path,
+            "segment": s.index,
+            "n_segments": len(segs),
+            "start": s.start,
+            "times_ms": s.times_ms if s.times_ms is not None else np.zeros(0),
+            "has_times": s.times_ms is not None,
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "rotation": info.rotation,
+            "frames": info.frames,
+            "error": "",
+        }  # fmt: skip
+        for s in segs
+    ]
+
+
+class DecodeDetect:
+    """map_batches actor: decode a segment's sampled frames, detect faces, crop them.
+
+    Emits one row per face, or one row with ``has_face`` False for a frame without a
+    face. Every row of a segment carries ``seg_rows`` (the segment's row count) so the
+    driver knows when it has all of them.
+    """
+
+    def __init__(self, *, detector: str, min_face: int, sample_fps: float | None, margin: float):
+        from fer.video.faces import make_detector
+
+        self.detector = make_detector(detector, min_face=min_face)
+        self.min_face = min_face
+        self.sample_fps = sample_fps
+        self.margin = margin
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = [self._segment({k: v[i] for k, v in batch.items()}) for i in range(len(batch["video_id"]))]
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _segment(self, seg: dict) -> dict[str, np.ndarray]:
+        from fer.video.faces import crop_face
+
+        rows: dict[str, list] = {k: [] for k in ("frame", "time_s", "has_face", "box", "score", "crop")}
+        error = str(seg["error"])
+        if not error:
+            segment = Segment(
+                str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
+                np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
+            )  # fmt: skip
+            try:
+                for index, t, frame in iter_frames(segment, self.sample_fps):
+                    faces = [d for d in self.detector(frame) if max(d.w, d.h) >= self.min_face]
+                    for d in faces or [None]:
+                        rows["frame"].append(index)
+                        rows["time_s"].append(t)
+                        rows["has_face"].append(d is not None)
+                        rows["box"].append((d.x, d.y, d.w, d.h) if d else (np.nan,) * 4)
+                        rows["score"].append(d.score if d else np.nan)
+                        rows["crop"].append(
+                            crop_face(frame, d, margin=self.margin) if d else np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
+                        )
+            except Exception as exc:  # noqa: BLE001 - a decoder crash fails this video only
+                error = f"decoding failed at segment {segment.index}: {exc}"
+                traceback.print_exc()
+        n = len(rows["frame"])
+        if error or n == 0:
+            # No frame at all: an error row (a segment past a truncated end reports so too).
+            error = error or ""
+            n = 1
+            rows = {
+                "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
+                "crop": [np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)],
+            }  # fmt: skip
+        out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
+        out.update(
+            segment=np.full(n, int(seg["segment"])),
+            seg_rows=np.full(n, n),
+            frame=np.asarray(rows["frame"], np.int64),
+            time_s=np.asarray(rows["time_s"], np.float64),
+            has_face=np.asarray(rows["has_face"], bool),
+            box=np.asarray(rows["box"], np.float32).reshape(n, 4),
+            score=np.asarray(rows["score"], np.float32),
+            crop=np.stack(rows["crop"]),
+            error=np.full(n, error, dtype=object),
+        )
+        return out
+
+
+class Classify:
+    """map_batches actor: emotion probabilities for the crops of a batch of rows.
+
+    The model loads once per actor. ``threads`` sets TensorFlow's CPU threads.
+    """
+
+    def __init__(self, *, model: str | None, tta: str, threads: int):
+        from fer import model as bundle
+        from fer._tf import tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        self.model = bundle.load(model)
+        self.tta = tta
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        crops = batch.pop("crop")
+        has_face = batch["has_face"]
+        probs = np.full((len(crops), len(EMOTIONS)), np.nan, np.float32)
+        if has_face.any():
+            probs[has_face] = self.model.predict(crops[has_face], tta=self.tta)
+        batch["probs"] = probs
+        return batch

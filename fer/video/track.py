@@ -1,0 +1,57 @@
+"""Face tracking within a video: give each face a ``face_id`` that follows one person.
+
+Tracking runs once per video over all its detections in time order (after every segment
+is done), so ids stay the same across segment boundaries. Greedy IoU matching is enough
+for the talking-head footage fer targets; a face lost for longer than ``max_gap_s``
+comes back with a new id.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` (n, 4) and ``b`` (m, 4) given as x, y, w, h."""
+    ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
+    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
+    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = iw * ih
+    union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def assign_ids(times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, max_gap_s: float = 1.0) -> np.ndarray:
+    """Track ids for detections, ``-1`` where ``boxes`` is NaN (no face).
+
+    Args:
+        times: ``(n,)`` seconds, sorted ascending (rows of one frame share a time).
+        boxes: ``(n, 4)`` x, y, w, h.
+    """
+    ids = np.full(len(times), -1, np.int32)
+    tracks: list[tuple[int, float, np.ndarray]] = []  # (id, last time, last box)
+    next_id = 0
+    valid = ~np.isnan(boxes).any(axis=1)
+    bounds = np.flatnonzero(np.diff(times)) + 1
+    for rows in np.split(np.arange(len(times)), bounds):
+        rows = rows[valid[rows]]
+        if rows.size == 0:
+            continue
+        t = times[rows[0]]
+        tracks = [tr for tr in tracks if t - tr[1] <= max_gap_s]
+        free = set(range(rows.size))
+        if tracks:
+            overlap = iou(np.stack([tr[2] for tr in tracks]), boxes[rows])
+            for ti, di in zip(*np.unravel_index(np.argsort(-overlap, axis=None), overlap.shape), strict=True):
+                if overlap[ti, di] < min_iou:
+                    break
+                if di in free and tracks[ti][1] < t:
+                    free.discard(di)
+                    ids[rows[di]] = tracks[ti][0]
+                    tracks[ti] = (tracks[ti][0], t, boxes[rows[di]])
+        for di in sorted(free):
+            ids[rows[di]] = next_id
+            tracks.append((next_id, t, boxes[rows[di]]))
+            next_id += 1
+    return ids
