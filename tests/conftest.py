@@ -69,3 +69,13 @@ def tiny_dataset(tmp_path_factory) -> Path:
     counts = {name: 24 for name in EMOTIONS}
     counts["disgust"] = 6
     return write_folder_dataset(tmp_path_factory.mktemp("tiny") / "faces", counts)
+
+
+@pytest.fixture(scope="session")
+def untrained_bundle(tmp_path_factory) -> Path:
+    """A real bundle of the small architecture (untrained: the pipeline tests check
+    structure, not accuracy, and must not wait for training)."""
+    from fer import model as bundle
+    from fer.train import models
+
+    return bundle.save(models.build("small"), tmp_path_factory.mktemp("bundle") / "small", {"name": "test-small"})

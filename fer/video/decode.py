@@ -50,8 +50,9 @@ class VideoInfo:
 class Segment:
     """Frames ``start .. start + len(times_ms) - 1`` of one video.
 
-    ``times_ms`` are those frames' presentation times; ``times_ms`` is None when the
-    container gave no time table, and the segment is then the whole video, read in order.
+    ``times_ms`` are those frames' presentation times and ``prev_ms`` the time of the
+    frame before the segment (None for the first); ``times_ms`` is None when the container
+    gave no time table, and the segment is then the whole video, read in order.
     """
 
     video_id: str
@@ -60,6 +61,7 @@ class Segment:
     start: int
     times_ms: np.ndarray | None
     fps: float
+    prev_ms: float | None = None
 
 
 #: Two presentation times closer than this (ms) are the same frame.
@@ -139,17 +141,27 @@ def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: floa
         return [Segment(info.video_id, info.path, 0, 0, None, info.fps)]
     per = max(1, round(segment_seconds * info.fps)) if info.fps > 0 else len(times_ms)
     return [
-        Segment(info.video_id, info.path, i, start, times_ms[start : start + per], info.fps)
+        Segment(
+            info.video_id,
+            info.path,
+            i,
+            start,
+            times_ms[start : start + per],
+            info.fps,
+            float(times_ms[start - 1]) if start else None,
+        )  # fmt: skip
         for i, start in enumerate(range(0, len(times_ms), per))
     ]
 
 
-def is_sampled(index: int, fps: float, sample_fps: float | None) -> bool:
-    """Whether frame ``index`` is kept when sampling ``sample_fps`` frames per second of
-    video (None: every frame): the first frame of every 1/sample_fps interval."""
-    if sample_fps is None or fps <= 0 or sample_fps >= fps or index == 0:
+def is_sampled(t_ms: float, prev_ms: float | None, sample_fps: float | None) -> bool:
+    """Whether a frame at ``t_ms`` (the frame before it at ``prev_ms``) is kept when
+    sampling ``sample_fps`` frames per second of video (None: every frame): the first
+    frame of every 1/sample_fps interval of presentation time, so variable frame rate
+    video is sampled evenly in time."""
+    if sample_fps is None or prev_ms is None:
         return True
-    return math.floor(index * sample_fps / fps) != math.floor((index - 1) * sample_fps / fps)
+    return math.floor(t_ms * sample_fps / 1000.0) != math.floor(prev_ms * sample_fps / 1000.0)
 
 
 def _grab_from(cap, t0_ms: float) -> Iterator[float]:
@@ -188,11 +200,11 @@ def iter_frames(segment: Segment, sample_fps: float | None = None) -> Iterator[t
             raise VideoError("not a video OpenCV can open")
         times = segment.times_ms
         if times is None:
-            frames = enumerate(_grab_from(cap, 0.0))
+            frames = _counted(_grab_from(cap, 0.0))
         else:
             frames = _indexed(_grab_from(cap, float(times[0]) if segment.start else 0.0), segment)
-        for index, t_ms in frames:
-            if is_sampled(index, segment.fps, sample_fps):
+        for index, t_ms, prev_ms in frames:
+            if is_sampled(t_ms, prev_ms, sample_fps):
                 ok, frame = cap.retrieve()
                 if not ok:
                     break
@@ -201,8 +213,17 @@ def iter_frames(segment: Segment, sample_fps: float | None = None) -> Iterator[t
         cap.release()
 
 
-def _indexed(times: Iterator[float], segment: Segment) -> Iterator[tuple[int, float]]:
-    """Frame indices of grabbed times by the segment's time table; stops past its end."""
+def _counted(times: Iterator[float]) -> Iterator[tuple[int, float, float | None]]:
+    """``(index, time, previous time)`` of frames read in order from the start."""
+    prev = None
+    for index, t in enumerate(times):
+        yield index, t, prev
+        prev = t
+
+
+def _indexed(times: Iterator[float], segment: Segment) -> Iterator[tuple[int, float, float | None]]:
+    """``(index, time, previous time)`` of grabbed frames, indexed by the segment's time
+    table; stops past its end."""
     table = segment.times_ms
     first, last = table[0] - _EPS_MS, table[-1] + _EPS_MS
     for t in times:
@@ -212,4 +233,4 @@ def _indexed(times: Iterator[float], segment: Segment) -> Iterator[tuple[int, fl
             return
         pos = int(np.searchsorted(table, t - _EPS_MS))
         if pos < len(table) and abs(table[pos] - t) <= _EPS_MS:
-            yield segment.start + pos, t
+            yield segment.start + pos, t, float(table[pos - 1]) if pos else segment.prev_ms

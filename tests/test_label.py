@@ -1,0 +1,190 @@
+"""`fer label` on the real sample clips: detection, coverage, schema, re-runs, failures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from fer.labels import EMOTIONS
+from fer.schema import NO_FACE, TIMELINE_SCHEMA, read_metadata
+from fer.video import manifest
+from fer.video.inputs import video_id
+from fer.video.pipeline import LabelConfig, run, timeline_path
+from tests.conftest import SAMPLES
+
+CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"]
+
+
+def decoded_frames(path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    return n
+
+
+def frames_with_face(df: pd.DataFrame) -> pd.Series:
+    return df.groupby("frame").face_id.max() >= 0
+
+
+@pytest.fixture(scope="module")
+def labelled(ray_local, untrained_bundle, tmp_path_factory):
+    """All sample clips, with 1-second segments so every clip crosses segment boundaries."""
+    out = tmp_path_factory.mktemp("labels")
+    summary = run(LabelConfig(inputs=(str(SAMPLES),), out=str(out), model=str(untrained_bundle), segment_seconds=1.0))
+    return out, summary
+
+
+def timeline(out, clip) -> pd.DataFrame:
+    return pd.read_parquet(timeline_path(out, video_id(SAMPLES / clip)))
+
+
+def test_every_clip_is_done_with_full_frame_coverage(labelled):
+    out, summary = labelled
+    assert summary.count("done") == 5 and summary.count("failed") == 0
+    for clip in CLIPS:
+        df = timeline(out, clip)
+        frames = np.sort(df.frame.unique())
+        assert len(frames) == decoded_frames(SAMPLES / clip), clip
+        assert (np.diff(df.drop_duplicates("frame").time_s.to_numpy()) > 0).all(), clip
+
+
+def test_faces_are_found_where_people_are(labelled):
+    out, _ = labelled
+    for clip in ("single_face.mp4", "carphone_pristine.mp4"):
+        assert frames_with_face(timeline(out, clip)).mean() >= 0.9, clip
+    for clip in ("no_face.mp4", "bigbuckbunny.mp4"):
+        assert frames_with_face(timeline(out, clip)).mean() <= 0.05, clip
+    present = frames_with_face(timeline(out, "face_noface.mov")).to_numpy()
+    assert present[:60].mean() >= 0.9 and present[-60:].mean() <= 0.05
+
+
+def test_rows_are_well_formed(labelled):
+    out, _ = labelled
+    df = pd.read_parquet(out / "timelines")
+    assert list(df.columns) == TIMELINE_SCHEMA.names
+    faces = df[df.face_id != NO_FACE]
+    probs = faces[list(EMOTIONS)].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    assert (faces.emotion.to_numpy() == np.array(EMOTIONS)[probs.argmax(axis=1)]).all()
+    assert np.allclose(faces.confidence, probs.max(axis=1))
+    for vid, group in faces.groupby("video_id"):
+        meta = read_metadata(pq.read_schema(out / "timelines" / f"{vid}.parquet"))["video"]
+        assert (group.x >= 0).all() and (group.y >= 0).all()
+        assert (group.x + group.w <= meta["width"] + 1e-3).all() and (group.y + group.h <= meta["height"] + 1e-3).all()
+    empty = df[df.face_id == NO_FACE]
+    assert empty[["x", "score", *EMOTIONS]].isna().all().all() and empty.emotion.isna().all()
+
+
+def test_face_ids_are_stable_across_segment_boundaries(labelled):
+    out, _ = labelled
+    for clip in ("single_face.mp4", "carphone_pristine.mp4"):
+        ids = timeline(out, clip).query("face_id >= 0").face_id
+        assert ids.nunique() == 1, clip  # one person, 1-second segments: ids survive boundaries
+
+
+def test_output_reads_with_pyarrow_filters_and_metadata(labelled):
+    out, _ = labelled
+    vid = video_id(SAMPLES / "single_face.mp4")
+    t = pq.read_table(out / "timelines", filters=[("video_id", "=", vid), ("time_s", "<", 1.0)])
+    assert 0 < t.num_rows <= 31 and set(t.column("video_id").to_pylist()) == {vid}
+    meta = read_metadata(pq.read_schema(timeline_path(out, vid)))
+    assert meta["labels"] == list(EMOTIONS) and meta["detector"] == "blazeface"
+    assert meta["model"]["name"] == "test-small" and meta["video"]["fps"] == 30.0
+
+
+def test_rerun_skips_and_overwrite_redoes(labelled, untrained_bundle):
+    out, _ = labelled
+    config = LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(out), model=str(untrained_bundle))
+    again = run(config, progress=False)
+    assert [e.status for e in again.entries] == ["skipped"]
+    redo = run(LabelConfig(**{**config.__dict__, "overwrite": True}), progress=False)
+    assert [e.status for e in redo.entries] == ["done"]
+
+
+def test_sampling_rate_keeps_video_timestamps(ray_local, untrained_bundle, tmp_path):
+    summary = run(
+        LabelConfig(inputs=(str(SAMPLES / "face_noface.mov"),), out=str(tmp_path), model=str(untrained_bundle), fps=5),
+        progress=False,
+    )
+    df = pd.read_parquet(summary.entries[0].output).drop_duplicates("frame")
+    # 6.4 s of variable frame rate video at 5 frames/s: the first frame of every 0.2 s
+    # interval of presentation time, times from the container.
+    assert (np.floor(df.time_s.to_numpy() * 5 + 1e-9) == np.arange(len(df))).all()
+    assert len(df) == 32
+
+
+def test_odd_names_never_collide(ray_local, untrained_bundle, tmp_path):
+    for folder in ("a", "b ü"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(SAMPLES / "carphone_pristine.mp4", tmp_path / folder / "clip ñ (1).mp4")
+    summary = run(LabelConfig(inputs=(str(tmp_path),), out=str(tmp_path / "out"), model=str(untrained_bundle)))
+    ids = [e.video_id for e in summary.entries]
+    assert len(set(ids)) == 2 and all(e.status == "done" for e in summary.entries)
+    assert all(i.isascii() and " " not in i for i in ids)
+
+
+def _write_video(path, frames, fps=10.0, grey=False):
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h), isColor=not grey)
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+def test_unusual_videos(ray_local, untrained_bundle, tmp_path):
+    cap = cv2.VideoCapture(str(SAMPLES / "single_face.mp4"))
+    frame = cap.read()[1]
+    _write_video(tmp_path / "one_frame.mp4", [frame])
+    _write_video(tmp_path / "grey.mp4", [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)] * 3, grey=True)
+    _write_video(tmp_path / "big_4k.mp4", [cv2.resize(frame, (3840, 2160))] * 2)
+    summary = run(LabelConfig(inputs=(str(tmp_path),), out=str(tmp_path / "out"), model=str(untrained_bundle)))
+    by_name = {e.path.rsplit("/", 1)[-1]: e for e in summary.entries}
+    assert {n: e.status for n, e in by_name.items()} == dict.fromkeys(
+        ["one_frame.mp4", "grey.mp4", "big_4k.mp4"], "done"
+    )
+    assert by_name["one_frame.mp4"].frames == 1 and by_name["one_frame.mp4"].faces == 1
+    assert by_name["grey.mp4"].faces == 3
+    big = pd.read_parquet(by_name["big_4k.mp4"].output)
+    assert (big.w > 600).all()  # boxes in original 4K pixels
+
+
+def fer_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True)
+
+
+def test_bad_files_fail_alone_with_reasons(untrained_bundle, tmp_path):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    shutil.copy(SAMPLES / "single_face.mp4", videos / "good.mp4")
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(50_000))
+    data = (SAMPLES / "face_noface.mov").read_bytes()
+    (videos / "truncated.mov").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    proc = fer_cli("label", str(videos), "--out", str(out), "--model", str(untrained_bundle))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    entries = {e.path.rsplit("/", 1)[-1]: e for e in manifest.load(out).values()}
+    assert entries["good.mp4"].status == "done" and entries["good.mp4"].frames == 72
+    assert entries["empty.mp4"].status == "failed" and "empty" in entries["empty.mp4"].reason
+    assert entries["noise.mp4"].status == "failed" and entries["noise.mp4"].reason
+    assert entries["truncated.mov"].status in ("failed", "done")  # moov at the end: unreadable, or a partial read
+    assert "failed" in proc.stdout.splitlines()[-1] and "Traceback" not in proc.stderr
+    assert not list((out / "timelines").glob(".*tmp"))
+
+
+def test_missing_input_is_an_error_before_anything_starts(tmp_path):
+    proc = fer_cli("label", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: no such file or folder: {tmp_path / 'nope.mp4'}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = fer_cli("label", str(empty), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no videos found" in proc.stderr
