@@ -130,6 +130,17 @@ def train(
     typer.echo(f"model bundle: {result.bundle}")
 
 
+@app.command("bundle")
+def bundle_command(
+    run_dir: Annotated[Path, typer.Argument(help="A training run directory (finished, interrupted or running).")],
+    out: Annotated[Optional[Path], typer.Option(help="Bundle directory to write (default: RUN_DIR/model).")] = None,
+) -> None:
+    """Write the model bundle of a training run's best checkpoint so far."""
+    from fer.train.trainer import export
+
+    typer.echo(f"model bundle: {export(run_dir, out)}")
+
+
 @app.command()
 def evaluate(
     data: Annotated[str, typer.Option(help="Image-folder root or FER-2013 CSV.")],

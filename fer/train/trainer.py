@@ -18,6 +18,7 @@ from fer.errors import FerError
 from fer.train.config import TrainConfig
 
 RUN_FILE = "fer_run.json"
+DATA_FILE = "fer_data.json"
 BUNDLE_DIR = "model"
 
 #: Environment every training worker gets: tf-keras (Keras 2) and quiet TensorFlow logs.
@@ -89,10 +90,10 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
 
     t0 = time.time()
     init_ray(config.address)
-    train = fer2013.read_split(config.data, config.train_split, limit_per_class=config.limit_per_class)
-    val = fer2013.read_split(config.data, config.val_split, limit_per_class=config.limit_per_class)
+    train, val = _read_splits(config)
     print(f"[fer] train: {train.describe()}")
     print(f"[fer] val:   {val.describe()}")
+    _write_data_info(run_dir, train, val)
     size = epoch_size(config, train.counts)
     plan = {"config": config.to_dict(), "train_counts": train.counts, "epoch_size": size, "run_dir": str(run_dir)}
 
@@ -126,37 +127,74 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     result = trainer.fit()
     if result.error:
         raise result.error
-    best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1][config.select])
-    bundle = write_bundle(best_ckpt, result.checkpoint, config, run_dir, train, val, wall_seconds=time.time() - t0)
-    print(
-        f"[fer] best epoch {best_metrics['epoch']}: val_acc {best_metrics['val_accuracy']:.4f} "
-        f"val_f1 {best_metrics['val_macro_f1']:.4f}; bundle written to {bundle}"
+    bundle = export(run_dir, wall_seconds=time.time() - t0)
+    best = bundle_meta(bundle)["training"]
+    print(f"[fer] best epoch {best['best_epoch']} of {best['epochs']}: bundle written to {bundle}")
+    metrics = best["history"][best["best_epoch"] - 1]
+    return TrainResult(run_dir, bundle, best["best_epoch"], metrics, time.time() - t0)
+
+
+def _read_splits(config: TrainConfig):
+    kw = {"limit_per_class": config.limit_per_class}
+    return fer2013.read_split(config.data, config.train_split, **kw), fer2013.read_split(
+        config.data, config.val_split, **kw
     )
-    return TrainResult(run_dir, bundle, int(best_metrics["epoch"]), best_metrics, time.time() - t0)
 
 
-def _read_checkpoint(checkpoint, *, load_model: bool) -> tuple[dict, object]:
-    from fer.train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
-
-    with checkpoint.as_directory() as d:
-        state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
-        if not load_model:
-            return state, None
-        from fer._tf import keras
-
-        return state, keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL), compile=False)
+def _write_data_info(run_dir: Path, train, val) -> None:
+    """Record what the run trains and selects on (source, counts, fingerprint) for its bundles."""
+    data = {
+        split: {"source": faces.source, "counts": faces.counts, "fingerprint": faces.fingerprint}
+        for split, faces in (("train", train), ("val", val))
+    }
+    (run_dir / DATA_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def write_bundle(best, latest, config: TrainConfig, run_dir: Path, train, val, *, wall_seconds: float) -> Path:
-    """Turn the best training checkpoint into the run's model bundle (``RUN_DIR/model``).
-
-    The weights and validation figures come from ``best``; the run's history, epoch count
-    and training time from ``latest``.
-    """
+def bundle_meta(path: Path) -> dict:
     from fer import model as bundle_format
 
-    best_state, model = _read_checkpoint(best, load_model=True)
-    run_state, _ = _read_checkpoint(latest, load_model=False)
+    return bundle_format.read_meta(path)
+
+
+def _checkpoints(run_dir: Path) -> list[tuple[dict, Path]]:
+    """Every complete checkpoint on disk in a run directory, with its state."""
+    from fer.train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
+
+    found = []
+    for d in sorted(run_dir.glob("checkpoint_*")):
+        if (d / CHECKPOINT_STATE).is_file() and (d / CHECKPOINT_MODEL).is_file():
+            try:
+                found.append((json.loads((d / CHECKPOINT_STATE).read_text()), d))
+            except ValueError:
+                continue
+    return found
+
+
+def export(run_dir: str | Path, out: str | Path | None = None, *, wall_seconds: float | None = None) -> Path:
+    """Write the bundle of a run's best checkpoint so far (to ``RUN_DIR/model`` by default).
+
+    Works on a finished, interrupted or still running run: it reads the checkpoints on disk.
+    The weights and validation figures come from the best checkpoint by the run's
+    ``select`` metric; the history, epoch count and training time from the latest.
+    """
+    from fer import model as bundle_format
+    from fer._tf import keras
+    from fer.train.loop import CHECKPOINT_MODEL
+
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / RUN_FILE).is_file():
+        raise FerError(f"{run_dir} is not a fer training run (no {RUN_FILE})")
+    config = TrainConfig.from_dict(json.loads((run_dir / RUN_FILE).read_text()))
+    found = _checkpoints(run_dir)
+    if not found:
+        raise FerError(f"{run_dir} has no checkpoint yet: wait for the first epoch to finish")
+    best_state, best_dir = max(found, key=lambda sd: sd[0]["history"][-1][config.select])
+    run_state, _ = max(found, key=lambda sd: sd[0]["epochs_done"])
+    if not (run_dir / DATA_FILE).is_file():  # runs started before fer recorded it
+        init_ray(config.address)
+        _write_data_info(run_dir, *(_read_splits(config)))
+    data = json.loads((run_dir / DATA_FILE).read_text())
+    model = keras.models.load_model(str(best_dir / CHECKPOINT_MODEL), compile=False)
     meta = {
         "name": config.name or f"fer-{config.arch}",
         "architecture": config.arch,
@@ -166,13 +204,10 @@ def write_bundle(best, latest, config: TrainConfig, run_dir: Path, train, val, *
             "epochs": run_state["epochs_done"],
             "best_epoch": best_state["epochs_done"],
             "train_seconds": round(run_state["train_seconds"], 1),
-            "wall_seconds": round(wall_seconds, 1),
-            "data": {
-                "train": {"source": train.source, "counts": train.counts, "fingerprint": train.fingerprint},
-                "val": {"source": val.source, "counts": val.counts, "fingerprint": val.fingerprint},
-            },
+            "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
+            "data": data,
             "history": run_state["history"],
         },
-        "validation": {"split": val.source, **best_state["validation"]},
+        "validation": {"split": data["val"]["source"], **best_state["validation"]},
     }
-    return bundle_format.save(model, run_dir / BUNDLE_DIR, meta)
+    return bundle_format.save(model, Path(out) if out else run_dir / BUNDLE_DIR, meta)

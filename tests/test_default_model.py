@@ -1,0 +1,32 @@
+"""The model shipped with the package: found by default, and clearly better than chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer import model as bundle
+from fer.labels import EMOTIONS
+from fer.metrics import score
+from tests.conftest import FER2013
+
+
+def test_default_model_is_found_and_described():
+    loaded = bundle.load()
+    assert loaded.path == bundle.DEFAULT_BUNDLE
+    meta = loaded.meta
+    assert meta["training"]["command"].startswith("fer train ")
+    assert set(meta["validation"]["per_class"]) == set(EMOTIONS)
+    size = sum(f.stat().st_size for f in bundle.DEFAULT_BUNDLE.iterdir())
+    assert size <= 20 * 2**20
+
+
+@pytest.mark.skipif(not FER2013.is_dir(), reason="../shared/data/fer2013 is not present")
+def test_default_model_beats_chance_on_val_faces(ray_local):
+    from fer.data import fer2013
+
+    images, labels = fer2013.read_split(FER2013, "val", limit_per_class=30).to_numpy()
+    probs = bundle.load().predict(images)
+    scores = score(labels, probs)
+    assert scores.accuracy > 0.4  # chance is 1/7
+    assert np.count_nonzero(scores.recall) == len(EMOTIONS)
