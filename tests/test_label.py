@@ -188,3 +188,17 @@ def test_missing_input_is_an_error_before_anything_starts(tmp_path):
     empty.mkdir()
     proc = fer_cli("label", str(empty), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "no videos found" in proc.stderr
+
+
+def test_rotation_metadata_is_applied(ray_local, untrained_bundle, tmp_path):
+    rotated = SAMPLES.parent / "rotated" / "single_face_rot90.mp4"
+    summary = run(LabelConfig(inputs=(str(rotated),), out=str(tmp_path), model=str(untrained_bundle)), progress=False)
+    entry = summary.entries[0]
+    assert entry.status == "done" and entry.frames == 72
+    df = pd.read_parquet(entry.output)
+    video = read_metadata(pq.read_schema(entry.output))["video"]
+    # Stored sideways (360x640) with a rotation tag: decoded upright, boxes in displayed pixels.
+    assert (video["width"], video["height"], video["rotation"]) == (640, 360, 270)
+    faces = df[df.face_id >= 0]
+    assert frames_with_face(df).mean() >= 0.9
+    assert (faces.x + faces.w <= 640 + 1e-3).all() and (faces.y + faces.h <= 360 + 1e-3).all()

@@ -1,0 +1,205 @@
+"""Labelling throughput and memory: `fer label` against OpenCV's decode-only floor.
+
+Builds longer inputs from the sample clips (looped with ffmpeg stream copy when ffmpeg is
+installed, so codecs stay H.264/HEVC; re-encoded with OpenCV otherwise), then in one run:
+
+1. decode-only frames/s over the same files with the same number of processes;
+2. `fer label` frames/s end to end (and after start-up), with the peak memory of all
+   processes, at 1x and 4x input length;
+3. time per stage (decode, detect, crop, classify) in one process on one clip.
+
+Usage: python benchmarks/label_throughput.py [--loops 1] [--workdir /tmp/fer-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+# (clip, times looped at 1x): about 5,300 frames over three files and two codecs.
+INPUTS = [("single_face.mp4", 25), ("carphone_pristine.mp4", 15), ("face_noface.mov", 10)]
+
+
+def build_inputs(workdir: Path, scale: int) -> list[Path]:
+    out_dir = workdir / f"x{scale}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for clip, loops in INPUTS:
+        src, dst = SAMPLES / clip, out_dir / f"long_{Path(clip).stem}{Path(clip).suffix}"
+        if not dst.exists():
+            n = loops * scale
+            if shutil.which("ffmpeg"):
+                cmd = ["ffmpeg", "-v", "error", "-stream_loop", str(n - 1), "-i", str(src), "-c", "copy", str(dst)]
+                subprocess.run(cmd, check=True)
+            else:
+                _reencode_loop(src, dst.with_suffix(".mp4"), n)
+                dst = dst.with_suffix(".mp4")
+        paths.append(dst)
+    return paths
+
+
+def _reencode_loop(src: Path, dst: Path, loops: int) -> None:
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(loops):
+        for f in frames:
+            writer.write(f)
+    writer.release()
+
+
+def _decode(path: str) -> int:
+    cap = cv2.VideoCapture(path)
+    n = 0
+    while True:
+        ok, _ = cap.read()
+        if not ok:
+            return n
+        n += 1
+
+
+def decode_floor(paths: list[Path], processes: int) -> tuple[int, float]:
+    t = time.perf_counter()
+    with mp.get_context("spawn").Pool(processes) as pool:
+        frames = sum(pool.map(_decode, [str(p) for p in paths]))
+    return frames, time.perf_counter() - t
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process and all its descendants (Ray's workers)."""
+
+    def __init__(self, interval: float = 0.2):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _run(self, interval: float) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True), *_ray_processes()]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _ray_processes() -> list[psutil.Process]:
+    # Ray's raylet and workers are not children of the driver: find them by name.
+    out = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd:
+            out.append(p)
+    return out
+
+
+def run_label(paths: list[Path], out: Path, decoders: int) -> dict:
+    from fer.video.pipeline import LabelConfig, run
+
+    shutil.rmtree(out, ignore_errors=True)
+    config = LabelConfig(inputs=tuple(str(p) for p in paths), out=str(out), decoders=decoders)
+    with PeakMemory() as mem:
+        t = time.perf_counter()
+        summary = run(config, progress=False)
+        wall = time.perf_counter() - t
+    return {"frames": summary.frames, "faces": summary.faces, "wall": wall, "peak_mb": mem.peak / 2**20}
+
+
+def stage_times(clip: Path, frames: int = 300) -> dict[str, float]:
+    """Milliseconds per frame (classify: per face) of each stage, in this process."""
+    from fer import model as bundle
+    from fer.video.faces import crop_face, make_detector
+
+    cap = cv2.VideoCapture(str(clip))
+    t = time.perf_counter()
+    images = []
+    while len(images) < frames:
+        ok, f = cap.read()
+        if not ok:
+            break
+        images.append(f)
+    decode = time.perf_counter() - t
+    detector = make_detector("blazeface")
+    t = time.perf_counter()
+    dets = [detector(f) for f in images]
+    detect = time.perf_counter() - t
+    t = time.perf_counter()
+    crops = [crop_face(f, d) for f, ds in zip(images, dets, strict=True) for d in ds]
+    crop = time.perf_counter() - t
+    model = bundle.load()
+    model.predict(crops[:8])
+    t = time.perf_counter()
+    model.predict(crops)
+    classify = time.perf_counter() - t
+    n = len(images)
+    return {
+        "decode": 1000 * decode / n,
+        "detect": 1000 * detect / n,
+        "crop": 1000 * crop / max(1, len(crops)),
+        "classify": 1000 * classify / max(1, len(crops)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-bench"))
+    parser.add_argument("--decoders", type=int, default=max(1, (psutil.cpu_count() or 2) - 1))
+    args = parser.parse_args()
+
+    import ray
+
+    ray.init(logging_level="WARNING")
+    results = {}
+    for scale in (1, 4):
+        paths = build_inputs(args.workdir, scale)
+        frames, seconds = decode_floor(paths, args.decoders)
+        label = run_label(paths, args.workdir / f"out{scale}", args.decoders)
+        results[scale] = (frames, seconds, label)
+        print(
+            f"x{scale}: {frames} frames in {len(paths)} files | decode-only ({args.decoders} proc): "
+            f"{frames / seconds:.0f} frames/s | fer label: {label['frames'] / label['wall']:.0f} frames/s end to end "
+            f"({label['wall']:.1f} s, {label['faces']} faces), ratio to decode floor "
+            f"{(label['frames'] / label['wall']) / (frames / seconds):.2f} | peak memory {label['peak_mb']:.0f} MB",
+            flush=True,
+        )
+    (f1, s1, l1), (f4, s4, l4) = results[1], results[4]
+    # Start-up (actors, model loads) is the same at both lengths: the difference is steady state.
+    steady = (l4["frames"] - l1["frames"]) / max(1e-9, l4["wall"] - l1["wall"])
+    print(f"steady-state fer label: {steady:.0f} frames/s (4x minus 1x); vs the fer package's ~33 frames/s: "
+          f"{steady / 33:.1f}x")
+    print(f"peak memory 4x / 1x: {l4['peak_mb'] / l1['peak_mb']:.2f}")
+    ms = stage_times(SAMPLES / "single_face.mp4")
+    print("per stage, one process: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
+          + " (decode/detect per frame, crop/classify per face)")
+
+
+if __name__ == "__main__":
+    main()
