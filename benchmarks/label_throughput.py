@@ -14,7 +14,9 @@ Usage: python benchmarks/label_throughput.py [--loops 1] [--workdir /tmp/fer-ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
+import os
 import shutil
 import subprocess
 import threading
@@ -22,7 +24,6 @@ import time
 from pathlib import Path
 
 import cv2
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -82,8 +83,34 @@ def decode_floor(paths: list[Path], processes: int) -> tuple[int, float]:
     return frames, time.perf_counter() - t
 
 
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, resident bytes) for every process, from /proc."""
+    table = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+            table[int(status.parent.name)] = (int(fields["PPid"]), rss)
+    return table
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants (a local Ray's processes are
+    children of the driver that started it)."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += table.get(pid, (0, 0))[1]
+        stack += children.get(pid, [])
+    return total
+
+
 class PeakMemory:
-    """Samples the summed RSS of this process and all its descendants (Ray's workers)."""
+    """Samples the resident memory of this process tree while it runs."""
 
     def __init__(self, interval: float = 0.2):
         self.peak = 0
@@ -91,15 +118,8 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
     def _run(self, interval: float) -> None:
-        me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
-            for p in [me, *me.children(recursive=True), *_ray_processes()]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, tree_rss(os.getpid()))
             time.sleep(interval)
 
     def __enter__(self):
@@ -109,16 +129,6 @@ class PeakMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def _ray_processes() -> list[psutil.Process]:
-    # Ray's raylet and workers are not children of the driver: find them by name.
-    out = []
-    for p in psutil.process_iter(["name", "cmdline"]):
-        cmd = " ".join(p.info.get("cmdline") or [])
-        if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd:
-            out.append(p)
-    return out
 
 
 def run_label(paths: list[Path], out: Path, decoders: int) -> dict:
@@ -171,7 +181,7 @@ def stage_times(clip: Path, frames: int = 300) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-bench"))
-    parser.add_argument("--decoders", type=int, default=max(1, (psutil.cpu_count() or 2) - 1))
+    parser.add_argument("--decoders", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
     import ray
@@ -190,15 +200,20 @@ def main() -> None:
             f"{(label['frames'] / label['wall']) / (frames / seconds):.2f} | peak memory {label['peak_mb']:.0f} MB",
             flush=True,
         )
-    (f1, s1, l1), (f4, s4, l4) = results[1], results[4]
+    l1, l4 = results[1][2], results[4][2]
     # Start-up (actors, model loads) is the same at both lengths: the difference is steady state.
     steady = (l4["frames"] - l1["frames"]) / max(1e-9, l4["wall"] - l1["wall"])
-    print(f"steady-state fer label: {steady:.0f} frames/s (4x minus 1x); vs the fer package's ~33 frames/s: "
-          f"{steady / 33:.1f}x")
+    print(
+        f"steady-state fer label: {steady:.0f} frames/s (4x minus 1x); vs the fer package's ~33 frames/s: "
+        f"{steady / 33:.1f}x"
+    )
     print(f"peak memory 4x / 1x: {l4['peak_mb'] / l1['peak_mb']:.2f}")
     ms = stage_times(SAMPLES / "single_face.mp4")
-    print("per stage, one process: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
-          + " (decode/detect per frame, crop/classify per face)")
+    print(
+        "per stage, one process: "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
+        + " (decode/detect per frame, crop/classify per face)"
+    )
 
 
 if __name__ == "__main__":

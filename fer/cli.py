@@ -174,12 +174,12 @@ def label(
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second to sample (default: every frame).")] = None,
     detector: Annotated[
-        str, typer.Option(help="blazeface (default) | blazeface-short (faster) | mtcnn.")
+        str, typer.Option(help="blazeface (default, fast) | blazeface-full (small faces) | mtcnn.")
     ] = "blazeface",
     min_face: Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = 256,
     gpus: Annotated[int, typer.Option(help="Classifier actors with one GPU each (0: CPU).")] = 0,
-    decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: CPUs - 1).")] = None,
+    decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: one per CPU).")] = None,
     segment_seconds: Annotated[float, typer.Option(help="Split videos into segments this long.")] = 60.0,
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none | flip | ten-crop.")] = "none",
     overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = False,

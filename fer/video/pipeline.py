@@ -38,9 +38,10 @@ TIMELINES_DIR = "timelines"
 class LabelConfig:
     """Everything one labelling run needs; see ``fer label --help``.
 
-    ``decoders`` (decode + detect actors) defaults to the cluster's CPUs less one for the
-    classifier; ``gpus`` is the number of classifier actors that each get a GPU (0: one
-    classifier actor on a CPU).
+    ``decoders`` (decode + detect actors, one CPU each) defaults to the cluster's CPUs.
+    ``gpus`` is the number of classifier actors that each get a GPU; with 0 the classifier
+    actors (one per 8 CPUs) run on the CPUs beside the decoders: classifying a face costs
+    a fraction of decoding and detecting its frame.
     """
 
     inputs: tuple[str, ...]
@@ -149,7 +150,8 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
         ray.init(address=config.address, logging_level="WARNING")
     quiet_ray_data()
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    decoders = config.decoders or max(1, cpus - (0 if config.gpus else 1))
+    decoders = config.decoders or max(1, cpus)
+    classifiers = config.gpus or max(1, cpus // 8)
     keys = {v.video_id: key for v, key in todo}
     items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
 
@@ -172,9 +174,11 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
         Classify,
         fn_constructor_kwargs={"model": str(model_path), "tta": config.tta, "threads": 1},
         batch_size=config.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=max(1, config.gpus)),
+        compute=ray.data.ActorPoolStrategy(size=classifiers),
         num_gpus=1 if config.gpus else 0,
-        num_cpus=0 if config.gpus else 1,
+        # No CPU reservation: the classifier borrows cycles beside the decoders (CPU
+        # mode) or only feeds its GPU; reserving a core would idle it most of the time.
+        num_cpus=0,
     )
 
     writer = _VideoWriter(config, meta, keys, summary)

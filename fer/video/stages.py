@@ -66,8 +66,12 @@ class DecodeDetect:
     """
 
     def __init__(self, *, detector: str, min_face: int, sample_fps: float | None, margin: float):
+        import cv2
+
         from fer.video.faces import make_detector
 
+        # One actor per core: single-threaded decoding and OpenCV ops avoid oversubscription.
+        cv2.setNumThreads(1)
         self.detector = make_detector(detector, min_face=min_face)
         self.min_face = min_face
         self.sample_fps = sample_fps
@@ -88,7 +92,7 @@ class DecodeDetect:
                 np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
             )  # fmt: skip
             try:
-                for index, t, frame in iter_frames(segment, self.sample_fps):
+                for index, t, frame in iter_frames(segment, self.sample_fps, threads=1):
                     faces = [d for d in self.detector(frame) if max(d.w, d.h) >= self.min_face]
                     for d in faces or [None]:
                         rows["frame"].append(index)
