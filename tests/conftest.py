@@ -78,4 +78,8 @@ def untrained_bundle(tmp_path_factory) -> Path:
     from fer import model as bundle
     from fer.train import models
 
-    return bundle.save(models.build("small"), tmp_path_factory.mktemp("bundle") / "small", {"name": "test-small"})
+    return bundle.save(
+        models.build("small"),
+        tmp_path_factory.mktemp("bundle") / "small",
+        {"name": "test-small", "architecture": "small"},
+    )

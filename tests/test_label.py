@@ -202,3 +202,16 @@ def test_rotation_metadata_is_applied(ray_local, untrained_bundle, tmp_path):
     faces = df[df.face_id >= 0]
     assert frames_with_face(df).mean() >= 0.9
     assert (faces.x + faces.w <= 640 + 1e-3).all() and (faces.y + faces.h <= 360 + 1e-3).all()
+
+
+@pytest.mark.parametrize("name", ["blazeface", "blazeface-full", "mtcnn"])
+def test_every_detector_finds_the_face(name):
+    from fer.video.faces import crop_face, make_detector
+
+    frame = cv2.VideoCapture(str(SAMPLES / "single_face.mp4")).read()[1]
+    found = make_detector(name)(frame)
+    assert len(found) == 1
+    d = found[0]
+    assert 150 < d.x + d.w / 2 < 450 and 50 < d.y + d.h / 2 < 300 and 100 < d.w < 300
+    assert crop_face(frame, d).shape == (48, 48)
+    assert make_detector(name)(np.zeros((360, 640, 3), np.uint8)) == []

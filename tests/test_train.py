@@ -119,3 +119,17 @@ def test_evaluate_cli_prints_metrics(cli_run, tiny_dataset):
     out = proc.stdout
     assert "accuracy" in out and "macro-F1" in out and "confusion matrix" in out
     assert all(name in out for name in EMOTIONS)
+
+
+def test_init_fine_tunes_an_existing_bundle(ray_local, tiny_dataset, untrained_bundle, tmp_path):
+    config = TrainConfig(
+        data=str(tiny_dataset), out=str(tmp_path / "ft"), epochs=1, workers=1, batch_size=32,
+        init=str(untrained_bundle),
+    )  # fmt: skip
+    result = trainer.start(config)
+    tuned = bundle.load(result.bundle)
+    assert tuned.meta["training"]["config"]["init"] == str(untrained_bundle)
+    assert tuned.meta["architecture"] == "small"  # taken from the initial bundle
+    before = bundle.load(untrained_bundle).keras_model.get_weights()
+    after = tuned.keras_model.get_weights()
+    assert len(before) == len(after) and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))

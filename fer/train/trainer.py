@@ -59,7 +59,14 @@ def init_ray(address: str | None) -> None:
 
 
 def start(config: TrainConfig) -> TrainResult:
-    """Start a new run in ``config.out``. Fails if that directory already holds a run."""
+    """Start a new run in ``config.out``. Fails if that directory already holds a run.
+
+    With ``config.init``, the architecture is the initial bundle's, whatever ``arch`` says.
+    """
+    if config.init:
+        from fer import model as bundle_format
+
+        config = replace(config, arch=bundle_format.read_meta(config.init).get("architecture", config.arch))
     run_dir = Path(config.out).resolve()
     if (run_dir / RUN_FILE).exists():
         raise FerError(f"{run_dir} already holds a training run; continue it with --resume {run_dir}")

@@ -167,7 +167,8 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
             "margin": config.margin,
         },  # fmt: skip
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=decoders),
+        # Autoscaled: a short job with fewer segments than CPUs starts fewer actors.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=decoders),
         num_cpus=1,
     )
     ds = ds.map_batches(
