@@ -215,6 +215,89 @@ def format_label_summary(summary) -> str:
     return "\n".join(lines)
 
 
+def _one_video(directory: Path, video: Optional[str]) -> str:
+    """The video to act on: the one given, or the only one in the directory."""
+    from fer.timelines import timeline_files
+
+    if video is not None:
+        return video
+    files = timeline_files(directory)
+    if len(files) > 1:
+        raise FerError(f"{directory} holds {len(files)} videos; choose one with --video (e.g. {next(iter(files))})")
+    return next(iter(files))
+
+
+@app.command()
+def summary(
+    directory: Annotated[Path, typer.Argument(help="A fer label output directory (or its timelines/ folder).")],
+    video: Annotated[Optional[list[str]], typer.Option(help="Video id(s) to summarise (default: all).")] = None,
+    by: Annotated[str, typer.Option(help="video | face.")] = "video",
+    format: Annotated[str, typer.Option(help="table | csv | json.")] = "table",
+) -> None:
+    """Time-weighted emotion shares, dominant emotion and face presence per video or face."""
+    from fer import timelines
+
+    if format not in ("table", "csv", "json"):
+        raise FerError(f"unknown --format {format!r}; choose table, csv or json")
+    table = timelines.summarize(timelines.read(directory, videos=video), by=by)
+    if format == "csv":
+        typer.echo(table.to_csv(index=False), nl=False)
+    elif format == "json":
+        typer.echo(table.to_json(orient="records", indent=2))
+    else:
+        shown = table.drop(columns=[c for c in table.columns if c.startswith("mean_")])
+        shown.columns = [c.removeprefix("share_") for c in shown.columns]
+        typer.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+@app.command()
+def plot(
+    directory: Annotated[Path, typer.Argument(help="A fer label output directory (or its timelines/ folder).")],
+    out: Annotated[Path, typer.Option(help="Image file to write (.png, .svg, .pdf).")],
+    video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
+    face: Annotated[Optional[int], typer.Option(help="Plot only this face.")] = None,
+    smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds.")] = None,
+) -> None:
+    """Plot the emotion probabilities over time, one panel per face."""
+    from fer import timelines
+    from fer.plot import plot_timeline
+
+    video = _one_video(directory, video)
+    df = timelines.read(directory, videos=video, faces=face)
+    if smooth:
+        df = timelines.smooth(df, window_s=smooth)
+    typer.echo(f"plot: {plot_timeline(df, out, title=video)}")
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="A fer label output directory (or its timelines/ folder).")],
+    video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
+    format: Annotated[str, typer.Option(help="csv (the timeline) | srt (emotion segments as subtitles).")] = "csv",
+    out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
+    smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds first.")] = None,
+    min_duration: Annotated[float, typer.Option(help="srt: drop segments shorter than this (s).")] = 0.5,
+) -> None:
+    """Export one video's timeline as CSV, or its emotion segments as SRT subtitles."""
+    from fer import timelines
+
+    if format not in ("csv", "srt"):
+        raise FerError(f"unknown --format {format!r}; choose csv or srt")
+    video = _one_video(directory, video)
+    df = timelines.read(directory, videos=video)
+    if smooth:
+        df = timelines.smooth(df, window_s=smooth)
+    if format == "csv":
+        text = df.to_csv(index=False)
+    else:
+        text = timelines.to_srt(timelines.segments(df, min_duration_s=min_duration))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"{format}: {out}")
+
+
 def main() -> None:
     """Console entry point: user mistakes become one-line errors with exit status 2."""
     try:

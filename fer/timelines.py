@@ -1,0 +1,279 @@
+"""Query emotion timelines written by ``fer label``: read, smooth, segment, summarise.
+
+Every function takes and returns plain pandas DataFrames. Timeline rows have the columns
+of :data:`fer.schema.TIMELINE_SCHEMA` (one row per sampled frame and face; ``face_id ==
+-1`` marks a frame without a face).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer.errors import FerError
+from fer.labels import EMOTIONS
+from fer.schema import NO_FACE, SCHEMA_VERSION, read_metadata
+
+TIMELINES_DIR = "timelines"
+PROBS = list(EMOTIONS)
+
+
+def timeline_files(path: str | Path) -> dict[str, Path]:
+    """``video_id -> file`` of a labelling output directory, its ``timelines/`` folder,
+    or one timeline file.
+
+    Raises:
+        FerError: the path is missing or holds no timelines.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FerError(f"no such file or folder: {path}")
+    if path.is_file():
+        return {path.stem: path}
+    folder = path / TIMELINES_DIR if (path / TIMELINES_DIR).is_dir() else path
+    files = {f.stem: f for f in sorted(folder.glob("*.parquet")) if not f.name.startswith(".")}
+    if not files:
+        raise FerError(f"{path} holds no timelines (*.parquet written by fer label)")
+    return files
+
+
+def _check_schema(file: Path) -> None:
+    import pyarrow.parquet as pq
+
+    version = read_metadata(pq.read_schema(file)).get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise FerError(
+            f"{file}: timeline schema version {version!r} is not the one this fer reads ({SCHEMA_VERSION}); "
+            "re-run fer label with this version"
+        )
+
+
+def read(
+    path: str | Path,
+    videos: Sequence[str] | str | None = None,
+    faces: Sequence[int] | int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Read timelines, touching only what the query needs.
+
+    Args:
+        path: a ``fer label`` output directory, its ``timelines/`` folder, or one file.
+        videos: video ids to read (a video's file is named by its id, so only those files
+            are opened); None reads the whole archive.
+        faces: face ids to keep (no-face rows are dropped when given).
+        start, end: keep rows with ``start <= time_s < end`` (seconds).
+        columns: columns to read (``video_id``, ``frame``, ``time_s`` and ``face_id`` are
+            always included).
+
+    The time and face filters are pushed down to pyarrow, which skips row groups by their
+    statistics. Returns rows sorted by video, time and face.
+    """
+    import pyarrow.dataset as ds
+
+    files = timeline_files(path)
+    if videos is not None:
+        wanted = [videos] if isinstance(videos, str) else list(videos)
+        unknown = [v for v in wanted if v not in files]
+        if unknown:
+            raise FerError(f"unknown video {unknown[0]!r} in {path} (videos: {_some(files)})")
+        files = {v: files[v] for v in wanted}
+    for f in files.values():
+        _check_schema(f)
+    expr = None
+    if faces is not None:
+        ids = [faces] if isinstance(faces, int) else list(faces)
+        expr = _and(expr, ds.field("face_id").isin(ids))
+    if start is not None:
+        expr = _and(expr, ds.field("time_s") >= start)
+    if end is not None:
+        expr = _and(expr, ds.field("time_s") < end)
+    cols = None
+    if columns is not None:
+        cols = list(dict.fromkeys(["video_id", "frame", "time_s", "face_id", *columns]))
+    table = ds.dataset([str(f) for f in files.values()], format="parquet").to_table(columns=cols, filter=expr)
+    df = table.to_pandas()
+    if faces is not None and df.empty:
+        raise FerError(f"no rows for face {faces} in {', '.join(files)}")
+    return df.sort_values(["video_id", "time_s", "face_id"], kind="stable").reset_index(drop=True)
+
+
+def _and(a, b):
+    return b if a is None else a & b
+
+
+def _some(files: dict, n: int = 5) -> str:
+    names = list(files)
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def _redominate(df: pd.DataFrame) -> pd.DataFrame:
+    """Recompute ``emotion`` and ``confidence`` from the probability columns."""
+    probs = df[PROBS].to_numpy()
+    has = ~np.isnan(probs).any(axis=1)
+    best = np.where(has, np.nan_to_num(probs).argmax(axis=1), 0)
+    df["emotion"] = pd.Series(np.where(has, np.array(EMOTIONS, dtype=object)[best], None), index=df.index)
+    df["confidence"] = np.where(has, np.nan_to_num(probs).max(axis=1), np.nan).astype(np.float32)
+    return df
+
+
+def smooth(df: pd.DataFrame, window_s: float = 0.5, method: str = "ema") -> pd.DataFrame:
+    """Smooth each face's probabilities over time; returns a new DataFrame.
+
+    Args:
+        window_s: ``ema``: the time constant (a sample ``dt`` later weighs
+            ``1 - exp(-dt / window_s)``, so uneven sampling is handled); ``median``:
+            the width of the trailing time window.
+        method: ``"ema"`` or ``"median"``.
+
+    Probabilities are renormalised to sum to 1 and ``emotion``/``confidence`` recomputed;
+    no-face rows are unchanged.
+    """
+    if method not in ("ema", "median"):
+        raise FerError(f"unknown smoothing method {method!r}; choose ema or median")
+    if window_s <= 0:
+        raise FerError("the smoothing window must be positive")
+    out = df.copy()
+    faces = out[out.face_id != NO_FACE].sort_values(["video_id", "face_id", "time_s"])
+    for _, group in faces.groupby(["video_id", "face_id"], sort=False):
+        probs = group[PROBS].to_numpy(np.float64)
+        times = group.time_s.to_numpy()
+        if method == "ema":
+            smoothed = np.empty_like(probs)
+            smoothed[0] = probs[0]
+            alpha = 1 - np.exp(-np.diff(times) / window_s)
+            for i in range(1, len(probs)):
+                smoothed[i] = smoothed[i - 1] + alpha[i - 1] * (probs[i] - smoothed[i - 1])
+        else:
+            frame = pd.DataFrame(probs, index=pd.to_timedelta(times, unit="s"))
+            smoothed = frame.rolling(pd.Timedelta(seconds=window_s)).median().to_numpy(copy=True)
+        smoothed /= smoothed.sum(axis=1, keepdims=True)
+        out.loc[group.index, PROBS] = smoothed.astype(np.float32)
+    return _redominate(out)
+
+
+def _durations(df: pd.DataFrame) -> pd.Series:
+    """Seconds each row stands for: time to the video's next sampled frame (the last frame
+    gets the median step)."""
+    frames = df.drop_duplicates(["video_id", "frame"])[["video_id", "frame", "time_s"]].sort_values(
+        ["video_id", "time_s"]
+    )
+    step = frames.groupby("video_id").time_s.diff(-1).abs()
+    median = frames.assign(step=step).groupby("video_id").step.transform("median")
+    frames["duration"] = step.fillna(median).fillna(0.0)
+    keyed = frames.set_index(["video_id", "frame"]).duration
+    return pd.Series(keyed.reindex(pd.MultiIndex.from_frame(df[["video_id", "frame"]])).to_numpy(), index=df.index)
+
+
+def segments(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float = 1.0) -> pd.DataFrame:
+    """Contiguous runs of one dominant emotion per face.
+
+    A run ends when the dominant emotion changes or the face is unseen for more than
+    ``max_gap_s``; runs shorter than ``min_duration_s`` are dropped.
+
+    Returns columns ``video_id, face_id, emotion, start_s, end_s, duration_s, frames,
+    mean_prob`` (the mean probability of the run's emotion), sorted by video, face, start.
+    """
+    cols = ["video_id", "face_id", "emotion", "start_s", "end_s", "duration_s", "frames", "mean_prob"]
+    faces = df[df.face_id != NO_FACE].copy()
+    if faces.empty:
+        return pd.DataFrame(columns=cols)
+    faces["duration"] = _durations(df).loc[faces.index]
+    faces = faces.sort_values(["video_id", "face_id", "time_s"])
+    key = faces.video_id.astype(str) + "\0" + faces.face_id.astype(str)
+    gap = faces.time_s.diff() > max_gap_s
+    new_run = (key != key.shift()) | (faces.emotion != faces.emotion.shift()) | gap
+    faces["run"] = new_run.cumsum()
+    faces["p"] = faces[PROBS].to_numpy()[np.arange(len(faces)), faces.emotion.map(EMOTIONS.index).to_numpy()]
+    runs = faces.groupby("run").agg(
+        video_id=("video_id", "first"),
+        face_id=("face_id", "first"),
+        emotion=("emotion", "first"),
+        start_s=("time_s", "min"),
+        last_s=("time_s", "max"),
+        last_duration=("duration", "last"),
+        frames=("frame", "count"),
+        mean_prob=("p", "mean"),
+    )
+    runs["end_s"] = runs.last_s + runs.last_duration
+    runs["duration_s"] = runs.end_s - runs.start_s
+    runs = runs[runs.duration_s >= min_duration_s]
+    return runs[cols].sort_values(["video_id", "face_id", "start_s"]).reset_index(drop=True)
+
+
+def summarize(df: pd.DataFrame, by: str = "video") -> pd.DataFrame:
+    """Per video or per face: presence, time-weighted emotion shares and mean probabilities.
+
+    ``by="video"``: ``video_id, frames, seconds, face_frames, face_share, face_seconds,
+    faces, dominant, share_<emotion>..., mean_<emotion>...``; a video without faces has
+    zero presence, zero shares and no dominant emotion.
+    ``by="face"``: ``video_id, face_id, first_s, last_s, seconds, frames, dominant,
+    share_<emotion>..., mean_<emotion>...``.
+
+    Shares weigh each face row by the time it stands for, so sampling gaps count fairly.
+    """
+    if by not in ("video", "face"):
+        raise FerError(f"summarize by 'video' or 'face', not {by!r}")
+    df = df.assign(duration=_durations(df))
+    faces = df[df.face_id != NO_FACE]
+    keys = ["video_id"] if by == "video" else ["video_id", "face_id"]
+    weighted = pd.get_dummies(faces.emotion).reindex(columns=PROBS, fill_value=0).mul(faces.duration, axis=0)
+    seconds = faces.groupby(keys).duration.sum()
+    shares = weighted.groupby([faces[k] for k in keys]).sum().div(seconds.replace(0, np.nan), axis=0)
+    shares.columns = [f"share_{e}" for e in PROBS]
+    means = faces.groupby(keys)[PROBS].mean()
+    means.columns = [f"mean_{e}" for e in PROBS]
+    if by == "video":
+        frames = df.drop_duplicates(["video_id", "frame"])
+        with_face = faces.drop_duplicates(["video_id", "frame"])
+        base = pd.DataFrame(
+            {
+                "frames": frames.groupby("video_id").frame.count(),
+                "seconds": frames.groupby("video_id").duration.sum(),
+                "face_frames": with_face.groupby("video_id").frame.count(),
+                "face_seconds": with_face.groupby("video_id").duration.sum(),
+                "faces": faces.groupby("video_id").face_id.nunique(),
+            }
+        )
+        base[["face_frames", "face_seconds", "faces"]] = base[["face_frames", "face_seconds", "faces"]].fillna(0)
+        base = base.astype({"face_frames": int, "faces": int})
+        base["face_share"] = base.face_frames / base.frames
+        base = base[["frames", "seconds", "face_frames", "face_share", "face_seconds", "faces"]]
+    else:
+        group = faces.groupby(keys)
+        base = pd.DataFrame(
+            {
+                "first_s": group.time_s.min(),
+                "last_s": group.time_s.max(),
+                "seconds": seconds,
+                "frames": group.frame.count(),
+            }
+        )
+    out = base.join(shares).join(means)
+    share_cols = [f"share_{e}" for e in PROBS]
+    out[share_cols] = out[share_cols].fillna(0.0)
+    has = out[share_cols].sum(axis=1) > 0
+    out.insert(len(base.columns), "dominant", np.where(has, out[share_cols].idxmax(axis=1).str[6:], None))
+    return out.reset_index()
+
+
+def _srt_time(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+def to_srt(segs: pd.DataFrame) -> str:
+    """SubRip subtitles of emotion segments (from :func:`segments`), one cue per segment,
+    so the labels can be watched on top of the video in any player."""
+    cues = []
+    for i, row in enumerate(segs.sort_values(["start_s", "face_id"]).itertuples(), 1):
+        text = f"face {row.face_id}: {row.emotion} ({row.mean_prob:.0%})"
+        cues.append(f"{i}\n{_srt_time(row.start_s)} --> {_srt_time(row.end_s)}\n{text}\n")
+    return "\n".join(cues)
