@@ -34,7 +34,8 @@ def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int
         records.append(
             {"video_id": video_id, "video_path": f"/v/{video_id}.mp4", "frame": frame, "time_s": t, "face_id": face,
              "x": box[0], "y": box[1], "w": box[2], "h": box[3], "score": 0.9 if emotion else np.nan,
-             "emotion": emotion, "confidence": max(probs) if emotion else np.nan, **dict(zip(EMOTIONS, probs))}
+             "emotion": emotion, "confidence": max(probs) if emotion else np.nan,
+             **dict(zip(EMOTIONS, probs, strict=True))}
         )  # fmt: skip
     table = pa.Table.from_pylist(records, schema=TIMELINE_SCHEMA)
     meta = with_metadata({}).metadata
