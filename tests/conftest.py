@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,11 @@ FER2013 = SHARED / "fer2013"
 SAMPLES = ROOT / "data" / "samples"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def fer_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the ``fer`` command line as a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True)
 
 
 def synthetic_faces(n: int, label: int, rng: np.random.Generator) -> np.ndarray:

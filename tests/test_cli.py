@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import FER2013
-
-
-def fer_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True)
+from tests.conftest import FER2013, fer_cli
 
 
 def test_data_stats_shows_counts_and_imbalance(tiny_dataset):

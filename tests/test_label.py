@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -17,7 +15,7 @@ from fer.schema import NO_FACE, TIMELINE_SCHEMA, read_metadata
 from fer.video import manifest
 from fer.video.inputs import video_id
 from fer.video.pipeline import LabelConfig, run, timeline_path
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, fer_cli
 
 CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"]
 
@@ -154,10 +152,6 @@ def test_unusual_videos(ray_local, untrained_bundle, tmp_path):
     assert by_name["grey.mp4"].faces == 3
     big = pd.read_parquet(by_name["big_4k.mp4"].output)
     assert (big.w > 600).all()  # boxes in original 4K pixels
-
-
-def fer_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True)
 
 
 def test_bad_files_fail_alone_with_reasons(untrained_bundle, tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,7 +15,7 @@ from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.schema import TIMELINE_SCHEMA, with_metadata
 from fer.video.pipeline import LabelConfig, run
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, fer_cli
 
 
 def one_hot(name: str, p: float = 0.9) -> list[float]:
@@ -124,10 +122,6 @@ def test_errors_are_clear(archive, tmp_path):
     write_timeline(tmp_path / "old", "c", [(0, 0.0, 0, "happy")], schema_version=99)
     with pytest.raises(FerError, match="schema version 99"):
         tl.read(tmp_path / "old")
-
-
-def fer_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +12,7 @@ from fer.labels import EMOTIONS
 from fer.train import trainer
 from fer.train.config import TrainConfig
 from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE
-
-
-def fer_cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fer.cli", *args], capture_output=True, text=True, **kw)
+from tests.conftest import fer_cli
 
 
 def _history(run_dir) -> list[dict]:
