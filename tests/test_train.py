@@ -128,3 +128,17 @@ def test_init_fine_tunes_an_existing_bundle(ray_local, tiny_dataset, untrained_b
     before = bundle.load(untrained_bundle).keras_model.get_weights()
     after = tuned.keras_model.get_weights()
     assert len(before) == len(after) and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_transfer_model_trains_frozen_then_fine_tuned(ray_local, tiny_dataset, tmp_path):
+    config = TrainConfig(
+        data=str(tiny_dataset), out=str(tmp_path / "vgg"), arch="vgg16", weights="none", input_size=32,
+        epochs=2, freeze_epochs=1, fine_tune_blocks=1, workers=1, batch_size=32, limit_per_class=8,
+    )  # fmt: skip
+    result = trainer.start(config)
+    history = _history(result.run_dir)["history"]
+    # Epoch 1 trains the head at lr; epoch 2 the unfrozen top block at fine_tune_lr.
+    assert history[0]["lr"] == pytest.approx(config.lr) and history[1]["lr"] <= config.fine_tune_lr
+    tuned = bundle.load(result.bundle)
+    assert tuned.meta["architecture"] == "vgg16"
+    assert tuned.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
