@@ -203,7 +203,7 @@ def save(keras_model, path: str | Path, meta: dict) -> Path:
             "params": int(keras_model.count_params()),
             **meta,
             "fer_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         (tmp / META_FILE).write_text(json.dumps(full, indent=2) + "\n")
         if path.exists():
