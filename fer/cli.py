@@ -19,6 +19,19 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Inspect FER-2013-style datasets.")
 app.add_typer(data_app, name="data")
+jobs_app = typer.Typer(no_args_is_help=True, help="Follow and control jobs submitted to a Ray cluster.")
+app.add_typer(jobs_app, name="jobs")
+
+ADDRESS_HELP = "Ray job API address, e.g. http://127.0.0.1:8265 (default: RAY_ADDRESS)."
+
+
+def _address(address: Optional[str]) -> str:
+    import os
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise FerError("give the cluster's job API with --address http://HOST:8265 (or set RAY_ADDRESS)")
+    return address
 
 
 def _command_line() -> str:
@@ -296,6 +309,57 @@ def export(
     else:
         out.write_text(text)
         typer.echo(f"{format}: {out}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="train | label, followed by that command's arguments.")],
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    working_dir: Annotated[Path, typer.Option(help="The fer project to upload with the job.")] = Path("."),
+    pip: Annotated[
+        bool, typer.Option(help="Install fer's dependencies on the cluster (off: the image has them).")
+    ] = True,
+    wait: Annotated[bool, typer.Option(help="Follow the logs until the job ends (Ctrl-C detaches).")] = True,
+) -> None:
+    """Submit `fer train` or `fer label` to a Ray cluster as a job."""
+    from fer import submit as jobs
+    from fer.submit import SubmitConfig
+
+    config = SubmitConfig(
+        address=_address(address), kind=kind, args=tuple(ctx.args), working_dir=str(working_dir), pip=pip
+    )
+    job_id = jobs.submit(config)
+    typer.echo(f"submitted job {job_id}")
+    if wait:
+        status = jobs.follow(config.address, job_id)
+        typer.echo(f"job {job_id}: {status}")
+        if status != "SUCCEEDED":
+            raise typer.Exit(1)
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None) -> None:
+    """Print a job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+    from fer import submit as jobs
+
+    typer.echo(jobs.status(_address(address), job_id))
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None) -> None:
+    """Print a job's logs so far."""
+    from fer import submit as jobs
+
+    typer.echo(jobs.logs(_address(address), job_id), nl=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: str, address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None) -> None:
+    """Stop a running job."""
+    from fer import submit as jobs
+
+    typer.echo("stopped" if jobs.stop(_address(address), job_id) else "not running")
 
 
 def main() -> None:
