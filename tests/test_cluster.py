@@ -6,6 +6,7 @@ on the machine), and are torn down by killing only the processes of this cluster
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -35,10 +36,41 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def _node_ports(ports: list[int]) -> list[str]:
     names = ["--dashboard-agent-listen-port", "--metrics-export-port", "--runtime-env-agent-port",
              "--node-manager-port", "--object-manager-port", "--dashboard-agent-grpc-port"]  # fmt: skip
     return [f"{name}={port}" for name, port in zip(names, ports, strict=True)]
+
+
+def _pids_where(match) -> list[int]:
+    """Pids whose command line or working directory satisfies ``match(cmdline, cwd)``.
+
+    Ray renames its worker processes (``ray::...``), so their command line no longer names
+    the session; their working directory (a job's unpacked working_dir) still does.
+    """
+    pids = []
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(pid_dir / "cwd")
+        except OSError:
+            continue
+        if match(cmdline, cwd):
+            pids.append(int(pid_dir.name))
+    return pids
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):  # already gone
+            os.kill(pid, signal.SIGKILL)
 
 
 def _kill_cluster(temp_dir: str, procs: list[subprocess.Popen]) -> None:
@@ -46,17 +78,42 @@ def _kill_cluster(temp_dir: str, procs: list[subprocess.Popen]) -> None:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)
     time.sleep(2)
-    for pid_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            if temp_dir.encode() in (pid_dir / "cmdline").read_bytes():
-                os.kill(int(pid_dir.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
+    _kill(_pids_where(lambda cmd, cwd: temp_dir in cmd or cwd.startswith(temp_dir)))
 
 
 class Cluster:
     def __init__(self, env: dict, dashboard: str, temp_dir: str):
         self.env, self.dashboard, self.temp_dir = env, dashboard, temp_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def add_node(self, cpus: int) -> int:
+        """Start one more worker node; return its node-manager port (which names its processes)."""
+        ports = free_ports(6)
+        common = ["--block", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]
+        self.procs.append(
+            subprocess.Popen(
+                ["ray", "start", f"--address={self.gcs}", f"--num-cpus={cpus}", *_node_ports(ports), *common],
+                env=self.env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+        return ports[3]
+
+    def kill_node(self, node_manager_port: int) -> int:
+        """Kill a worker node's raylet and everything it runs, as a machine loss would."""
+        port = str(node_manager_port)
+        raylets = _pids_where(lambda cmd, cwd: "raylet" in cmd and f"node_manager_port={port}" in cmd)
+        children = [p for p in _pids_where(lambda cmd, cwd: True) if _ppid(p) in raylets]
+        _kill(raylets + children)
+        return len(raylets)
+
+    def submit(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fer.cli", "submit", "--address", self.dashboard, "--no-pip", *args],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
 
     def fer(self, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -76,30 +133,26 @@ def cluster():
     temp_dir = tempfile.mkdtemp(prefix="fert", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
-    gcs, dash, client, *ports = free_ports(15)
+    gcs, dash, client, *ports = free_ports(9)
     common = ["--block", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
     head = subprocess.Popen(
         ["ray", "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          f"--ray-client-server-port={client}", "--num-cpus=1", *_node_ports(ports[:6]), *common],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    procs = [head]
     c = Cluster(env, f"http://127.0.0.1:{dash}", temp_dir)
     c.gcs = f"127.0.0.1:{gcs}"
+    c.procs.append(head)
     try:
         time.sleep(8)
-        worker = subprocess.Popen(
-            ["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", *_node_ports(ports[6:12]), *common],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        procs.append(worker)
+        c.add_node(cpus=2)
         deadline = time.time() + 120
         while c.alive_nodes() < 2:
             assert time.time() < deadline, "the two-node cluster did not come up"
             time.sleep(3)
         yield c
     finally:
-        _kill_cluster(temp_dir, procs)
+        _kill_cluster(temp_dir, c.procs)
 
 
 def test_label_job_through_fer_submit(cluster, untrained_bundle, tmp_path):
@@ -137,3 +190,64 @@ def test_a_client_without_the_token_is_refused(cluster):
     assert "401" in proc.stderr or "403" in proc.stderr or "auth" in proc.stderr.lower()
     with_token = cluster.fer("jobs", "status", "raysubmit_nothing", "--address", cluster.dashboard)
     assert "401" not in with_token.stderr and "auth" not in with_token.stderr.lower()
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_label_job_survives_losing_a_worker_node(cluster, untrained_bundle, tmp_path):
+    import cv2
+
+    from fer.video import manifest
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(8):
+        (videos / f"clip{i}.mov").write_bytes((SAMPLES / "face_noface.mov").read_bytes())
+    victim = cluster.add_node(cpus=2)
+    _wait_for(lambda: cluster.alive_nodes() >= 3, 120, "the extra node")
+    out = tmp_path / "labels"
+    job = cluster.submit(
+        "label", str(videos), "--out", str(out), "--model", str(untrained_bundle), "--segment-seconds", "1"
+    )
+    # Kill the node once the job has finished some videos but not all.
+    _wait_for(lambda: len(manifest.load(out)) >= 1 or job.poll() is not None, 300, "the first finished video")
+    assert job.poll() is None, "the job ended before the node could be killed: give it more work"
+    assert cluster.kill_node(victim) == 1
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, output[-3000:]
+    entries = manifest.load(out)
+    assert len(entries) == 8 and all(e.status == "done" for e in entries.values())
+    cap = cv2.VideoCapture(str(SAMPLES / "face_noface.mov"))
+    frames = 0
+    while cap.grab():
+        frames += 1
+    for e in entries.values():
+        df = pd.read_parquet(e.output)
+        assert df.frame.nunique() == frames  # every frame, once per face
+        assert not df.duplicated(["frame", "face_id"]).any()
+
+
+def test_training_job_survives_a_killed_worker(cluster, tiny_dataset, tmp_path):
+    import json
+
+    run_dir = tmp_path / "run"
+    job = cluster.submit(
+        "train", "--data", str(tiny_dataset), "--out", str(run_dir), "--arch", "small", "--epochs", "4",
+        "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "32", "--max-failures", "2",
+    )  # fmt: skip
+    _wait_for(lambda: any(run_dir.glob("checkpoint_*/state.json")) or job.poll() is not None, 300, "a checkpoint")
+    assert job.poll() is None, "the job ended before a worker could be killed"
+    workers = _pids_where(lambda cmd, cwd: cmd.startswith("ray::RayTrainWorker") and cwd.startswith(cluster.temp_dir))
+    assert workers, "no training worker of this cluster found"
+    _kill(workers[-1:])
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, output[-3000:]
+    states = [json.loads(p.read_text()) for p in run_dir.glob("checkpoint_*/state.json")]
+    final = max(states, key=lambda s: s["epochs_done"])
+    assert [h["epoch"] for h in final["history"]] == [1, 2, 3, 4]
+    assert final.get("resumed_at_epoch", 1) >= 2  # the restart began after the checkpoint, not at epoch 1
