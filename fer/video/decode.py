@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -81,7 +82,8 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
     try:
         stat = os.stat(path)
     except OSError as exc:
-        raise VideoError(f"cannot read file: {exc.strerror}") from None
+        # Name the node: on a cluster the usual cause is a path the worker nodes cannot see.
+        raise VideoError(f"cannot read file on node {socket.gethostname()}: {exc.strerror}") from None
     if stat.st_size == 0:
         raise VideoError("empty file (0 bytes)")
     cap = cv2.VideoCapture(path)
