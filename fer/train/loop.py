@@ -224,29 +224,38 @@ def train_loop_per_worker(plan: dict) -> None:
         _report(model, state, metrics, rank)
 
 
+def find_checkpoints(*dirs: Path) -> list[tuple[dict, Path]]:
+    """Complete checkpoints (a readable state and a model file) among ``dirs`` and the
+    ``checkpoint_*`` directories inside them, with their states, newest first."""
+    candidates = []
+    for d in dirs:
+        candidates += [d, *d.glob("checkpoint_*")]
+    found = []
+    for d in candidates:
+        try:
+            if (d / CHECKPOINT_MODEL).is_file():
+                found.append((json.loads((d / CHECKPOINT_STATE).read_text()), d))
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda sd: sd[0]["epochs_done"], reverse=True)
+
+
 def _restore(checkpoint, run_dir: Path) -> tuple[dict, object] | None:
     """The newest training state and model to resume from, or None to start afresh.
 
     Ray Train hands back the latest checkpoint it registered; a worker that dies right
     after reporting can beat that registration, so the run directory is searched too and
-    the checkpoint with the most finished epochs wins (an unreadable one is skipped).
+    the checkpoint with the most finished epochs wins (an unloadable one is skipped).
     """
     from fer._tf import keras
 
-    candidates = [run_dir / p.name for p in run_dir.glob("checkpoint_*") if (p / CHECKPOINT_STATE).is_file()]
+    dirs = [run_dir]
     if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            candidates.append(Path(d))
-    ranked = []
-    for d in candidates:
+        with checkpoint.as_directory() as d:  # local storage: the directory itself, not a copy
+            dirs.append(Path(d))
+    for state, d in find_checkpoints(*dirs):
         try:
-            ranked.append((json.loads((d / CHECKPOINT_STATE).read_text())["epochs_done"], str(d)))
-        except (OSError, ValueError, KeyError):
-            continue
-    for _, d in sorted(ranked, reverse=True):
-        try:
-            state = json.loads((Path(d) / CHECKPOINT_STATE).read_text())
-            return state, keras.models.load_model(str(Path(d) / CHECKPOINT_MODEL))
+            return state, keras.models.load_model(str(d / CHECKPOINT_MODEL))
         except (OSError, ValueError):
             continue
     return None

@@ -163,20 +163,6 @@ def bundle_meta(path: Path) -> dict:
     return bundle_format.read_meta(path)
 
 
-def _checkpoints(run_dir: Path) -> list[tuple[dict, Path]]:
-    """Every complete checkpoint on disk in a run directory, with its state."""
-    from fer.train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
-
-    found = []
-    for d in sorted(run_dir.glob("checkpoint_*")):
-        if (d / CHECKPOINT_STATE).is_file() and (d / CHECKPOINT_MODEL).is_file():
-            try:
-                found.append((json.loads((d / CHECKPOINT_STATE).read_text()), d))
-            except ValueError:
-                continue
-    return found
-
-
 def export(run_dir: str | Path, out: str | Path | None = None, *, wall_seconds: float | None = None) -> Path:
     """Write the bundle of a run's best checkpoint so far (to ``RUN_DIR/model`` by default).
 
@@ -186,13 +172,13 @@ def export(run_dir: str | Path, out: str | Path | None = None, *, wall_seconds: 
     """
     from fer import model as bundle_format
     from fer._tf import keras
-    from fer.train.loop import CHECKPOINT_MODEL
+    from fer.train.loop import CHECKPOINT_MODEL, find_checkpoints
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / RUN_FILE).is_file():
         raise FerError(f"{run_dir} is not a fer training run (no {RUN_FILE})")
     config = TrainConfig.from_dict(json.loads((run_dir / RUN_FILE).read_text()))
-    found = _checkpoints(run_dir)
+    found = find_checkpoints(run_dir)
     if not found:
         raise FerError(f"{run_dir} has no checkpoint yet: wait for the first epoch to finish")
     best_state, best_dir = max(found, key=lambda sd: sd[0]["history"][-1][config.select])
