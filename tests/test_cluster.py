@@ -251,3 +251,24 @@ def test_training_job_survives_a_killed_worker(cluster, tiny_dataset, tmp_path):
     final = max(states, key=lambda s: s["epochs_done"])
     assert [h["epoch"] for h in final["history"]] == [1, 2, 3, 4]
     assert final.get("resumed_at_epoch", 1) >= 2  # the restart began after the checkpoint, not at epoch 1
+
+
+def test_a_submitted_job_can_be_stopped(cluster, untrained_bundle, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(6):
+        (videos / f"clip{i}.mov").write_bytes((SAMPLES / "face_noface.mov").read_bytes())
+    proc = cluster.fer(
+        "submit", "--address", cluster.dashboard, "--no-pip", "--no-wait", "label", str(videos),
+        "--out", str(tmp_path / "out"), "--model", str(untrained_bundle),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job_id = proc.stdout.split()[-1]
+    status = lambda: cluster.fer("jobs", "status", job_id, "--address", cluster.dashboard).stdout.strip()  # noqa: E731
+    _wait_for(lambda: status() in ("RUNNING", "SUCCEEDED", "FAILED"), 120, "the job to start")
+    assert cluster.fer("jobs", "stop", job_id, "--address", cluster.dashboard).stdout.strip() in (
+        "stopped",
+        "not running",
+    )
+    _wait_for(lambda: status() in ("STOPPED", "SUCCEEDED", "FAILED"), 120, "the job to end")
+    assert status() == "STOPPED"
