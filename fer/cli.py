@@ -191,7 +191,7 @@ def label(
     ] = "blazeface",
     min_face: Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = 256,
-    gpus: Annotated[int, typer.Option(help="Classifier actors with one GPU each (0: CPU).")] = 0,
+    gpus: Annotated[int, typer.Option(help="Classifier actors with one GPU each (0: on the CPUs).")] = 0,
     decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: one per CPU).")] = None,
     segment_seconds: Annotated[float, typer.Option(help="Split videos into segments this long.")] = 60.0,
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none | flip | ten-crop.")] = "none",
