@@ -146,7 +146,8 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
     from fer._ray import quiet_ray_data
     from fer.video.stages import Classify, DecodeDetect, probe_segments
 
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=config.address, logging_level="WARNING")
     quiet_ray_data()
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -189,6 +190,9 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
         bar.update(writer.videos_finished, writer.frames_seen, writer.failed)
     bar.close()
     writer.finish_incomplete()
+    if started:
+        # Lets the actors' last log lines arrive now, not after the caller's summary.
+        ray.shutdown()
 
 
 class _VideoWriter:
