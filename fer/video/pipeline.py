@@ -216,15 +216,16 @@ class _VideoWriter:
             sel = ids == vid
             part = {k: v[sel] for k, v in batch.items()}
             self.rows[vid].append(part)
+            self.frames_seen += len(np.unique(part["frame"][part["frame"] >= 0]))  # for progress only
             for seg in np.unique(part["segment"]):
-                n = int((part["segment"] == seg).sum())
+                in_seg = part["segment"] == seg
                 key = (vid, int(seg))
-                self.seg_rows[key] += n
-                expected = int(part["seg_rows"][part["segment"] == seg][0])
-                if self.seg_rows[key] == expected:
+                self.seg_rows[key] += int(in_seg.sum())
+                if self.seg_rows[key] == int(part["seg_rows"][in_seg][0]):
                     self.segments_done[vid] += 1
-                    self.frames_seen += len(np.unique(part["frame"][(part["segment"] == seg) & (part["frame"] >= 0)]))
+                    del self.seg_rows[key]
             if self.segments_done[vid] == int(part["n_segments"][0]):
+                del self.segments_done[vid]
                 self._finish(vid)
 
     def _finish(self, vid: str) -> None:
