@@ -33,8 +33,6 @@ SCHEMA_VERSION = 1
 METADATA_KEY = b"fer"
 NO_FACE = -1
 
-FACE_COLUMNS = ("x", "y", "w", "h", "score", "emotion", "confidence", *EMOTIONS)
-
 TIMELINE_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),

@@ -15,7 +15,7 @@ import math
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,13 +38,6 @@ class VideoInfo:
     rotation: int
     size_bytes: int
     mtime: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.frames / self.fps if self.fps > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "duration_s": self.duration_s}
 
 
 @dataclass(frozen=True)
