@@ -183,7 +183,10 @@ def label(
     inputs: Annotated[
         list[str], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")
     ],
-    out: Annotated[Path, typer.Option(help="Output directory: timelines/*.parquet and manifest.jsonl.")],
+    out: Annotated[
+        str,
+        typer.Option(help="Output folder or URI (s3://bucket/prefix): timelines/*.parquet and manifest/*.json."),
+    ],
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second to sample (default: every frame).")] = None,
     detector: Annotated[
@@ -216,6 +219,8 @@ def label(
 
 def format_label_summary(summary) -> str:
     """The end-of-run table: one line per video, then totals."""
+    from fer.schema import TIMELINES_DIR
+
     lines = [f"{'video':<44}{'status':<9}{'frames':>8}{'faces':>8}{'video s':>9}  reason"]
     for e in summary.entries:
         lines.append(f"{e.video_id[:43]:<44}{e.status:<9}{e.frames:>8}{e.faces:>8}{e.seconds:>9.1f}  {e.reason}")
@@ -223,12 +228,12 @@ def format_label_summary(summary) -> str:
     lines.append(
         f"{len(summary.entries)} videos: {summary.count('done')} done, {summary.count('skipped')} skipped, "
         f"{summary.count('failed')} failed; {summary.frames} frames, {summary.faces} faces labelled in "
-        f"{summary.seconds:.1f} s ({rate:.0f} frames/s); timelines in {summary.out / 'timelines'}"
+        f"{summary.seconds:.1f} s ({rate:.0f} frames/s); timelines in {summary.out / TIMELINES_DIR}"
     )
     return "\n".join(lines)
 
 
-def _one_video(directory: Path, video: Optional[str]) -> str:
+def _one_video(directory: str, video: Optional[str]) -> str:
     """The video to act on: the one given, or the only one in the directory."""
     from fer.timelines import timeline_files
 
@@ -242,7 +247,7 @@ def _one_video(directory: Path, video: Optional[str]) -> str:
 
 @app.command()
 def summary(
-    directory: Annotated[Path, typer.Argument(help="A fer label output directory (or its timelines/ folder).")],
+    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")],
     video: Annotated[Optional[list[str]], typer.Option(help="Video id(s) to summarise (default: all).")] = None,
     by: Annotated[str, typer.Option(help="video | face.")] = "video",
     format: Annotated[str, typer.Option(help="table | csv | json.")] = "table",
@@ -265,7 +270,7 @@ def summary(
 
 @app.command()
 def plot(
-    directory: Annotated[Path, typer.Argument(help="A fer label output directory (or its timelines/ folder).")],
+    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")],
     out: Annotated[Path, typer.Option(help="Image file to write (.png, .svg, .pdf).")],
     video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
     face: Annotated[Optional[int], typer.Option(help="Plot only this face.")] = None,
@@ -284,7 +289,7 @@ def plot(
 
 @app.command()
 def export(
-    directory: Annotated[Path, typer.Argument(help="A fer label output directory (or its timelines/ folder).")],
+    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")],
     video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
     format: Annotated[str, typer.Option(help="csv (the timeline) | srt (emotion segments as subtitles).")] = "csv",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,

@@ -1,8 +1,8 @@
 """The timeline schema: the one definition of what ``fer label`` writes and ``fer.timelines`` reads.
 
-One Parquet file per video, one row per (sampled frame, face); a frame with no face has
-one row with ``face_id == NO_FACE`` and nulls (NaN) in the face columns, so coverage can be
-checked. Columns:
+One Parquet file per video, ``OUT/timelines/<video_id>.parquet``, one row per (sampled
+frame, face); a frame with no face has one row with ``face_id == NO_FACE`` and nulls (NaN)
+in the face columns, so coverage can be checked. Columns:
 
 ============  =========  ==========================================================
 video_id      string     stable id derived from the input path (see fer.video.inputs)
@@ -30,6 +30,7 @@ import pyarrow as pa
 from fer.labels import EMOTIONS
 
 SCHEMA_VERSION = 1
+TIMELINES_DIR = "timelines"
 METADATA_KEY = b"fer"
 NO_FACE = -1
 

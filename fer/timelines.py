@@ -8,6 +8,7 @@ of :data:`fer.schema.TIMELINE_SCHEMA` (one row per sampled frame and face; ``fac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,44 +16,50 @@ import pandas as pd
 
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import NO_FACE, SCHEMA_VERSION, read_metadata
+from fer.schema import NO_FACE, SCHEMA_VERSION, TIMELINES_DIR, read_metadata
+from fer.storage import Location
 
-TIMELINES_DIR = "timelines"
 PROBS = list(EMOTIONS)
 
 
-def timeline_files(path: str | Path) -> dict[str, Path]:
-    """``video_id -> file`` of a labelling output directory, its ``timelines/`` folder,
-    or one timeline file.
+def timeline_files(path: str | Path | Location) -> dict[str, Location]:
+    """``video_id -> file`` of a labelling output (a path or a URI such as ``s3://...``, see
+    :mod:`fer.storage`), its ``timelines/`` folder, or one timeline file.
 
     Raises:
         FerError: the path is missing or holds no timelines.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FerError(f"no such file or folder: {path}")
-    if path.is_file():
-        return {path.stem: path}
-    folder = path / TIMELINES_DIR if (path / TIMELINES_DIR).is_dir() else path
-    files = {f.stem: f for f in sorted(folder.glob("*.parquet")) if not f.name.startswith(".")}
+    loc = path if isinstance(path, Location) else Location.parse(path)
+    if loc.is_file():
+        return {loc.stem: loc}
+    folder = loc / TIMELINES_DIR if (loc / TIMELINES_DIR).is_dir() else loc
+    files = {f.stem: f for f in folder.files(".parquet")}
     if not files:
-        raise FerError(f"{path} holds no timelines (*.parquet written by fer label)")
+        if not loc.exists():
+            raise FerError(f"no such file or folder: {loc}")
+        raise FerError(f"{loc} holds no timelines (*.parquet written by fer label)")
     return files
 
 
-def _check_schema(file: Path) -> None:
+def _check_schemas(files: list[Location]) -> None:
+    """Refuse files written with another timeline schema (read concurrently: on object
+    stores each footer is a round trip)."""
     import pyarrow.parquet as pq
 
-    version = read_metadata(pq.read_schema(file)).get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise FerError(
-            f"{file}: timeline schema version {version!r} is not the one this fer reads ({SCHEMA_VERSION}); "
-            "re-run fer label with this version"
-        )
+    def version(f: Location):
+        return read_metadata(pq.read_schema(f.path, filesystem=f.fs)).get("schema_version")
+
+    with ThreadPoolExecutor(min(16, max(1, len(files)))) as pool:
+        for f, v in zip(files, pool.map(version, files), strict=True):
+            if v != SCHEMA_VERSION:
+                raise FerError(
+                    f"{f}: timeline schema version {v!r} is not the one this fer reads ({SCHEMA_VERSION}); "
+                    "re-run fer label with this version"
+                )
 
 
 def read(
-    path: str | Path,
+    path: str | Path | Location,
     videos: Sequence[str] | str | None = None,
     faces: Sequence[int] | int | None = None,
     start: float | None = None,
@@ -62,7 +69,8 @@ def read(
     """Read timelines, touching only what the query needs.
 
     Args:
-        path: a ``fer label`` output directory, its ``timelines/`` folder, or one file.
+        path: a ``fer label`` output (a path or a URI such as ``s3://bucket/labels``), its
+            ``timelines/`` folder, or one file.
         videos: video ids to read (a video's file is named by its id, so only those files
             are opened); None reads the whole archive.
         faces: face ids to keep (no-face rows are dropped when given).
@@ -82,8 +90,7 @@ def read(
         if unknown:
             raise FerError(f"unknown video {unknown[0]!r} in {path} (videos: {_some(files)})")
         files = {v: files[v] for v in wanted}
-    for f in files.values():
-        _check_schema(f)
+    _check_schemas(list(files.values()))
     expr = None
     if faces is not None:
         ids = [faces] if isinstance(faces, int) else list(faces)
@@ -95,7 +102,9 @@ def read(
     cols = None
     if columns is not None:
         cols = list(dict.fromkeys(["video_id", "frame", "time_s", "face_id", *columns]))
-    table = ds.dataset([str(f) for f in files.values()], format="parquet").to_table(columns=cols, filter=expr)
+    first = next(iter(files.values()))
+    dataset = ds.dataset([f.path for f in files.values()], format="parquet", filesystem=first.fs)
+    table = dataset.to_table(columns=cols, filter=expr)
     df = table.to_pandas()
     if faces is not None and df.empty:
         raise FerError(f"no rows for face {faces} in {', '.join(files)}")

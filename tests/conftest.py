@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 
 from fer.labels import EMOTIONS, FACE_SIZE
@@ -90,3 +91,29 @@ def untrained_bundle(tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("bundle") / "small",
         {"name": "test-small", "architecture": "small"},
     )
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 endpoint with bucket ``fer-test``, configured through the standard AWS
+    environment variables (what a user on a real cluster sets)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_EC2_METADATA_DISABLED": "true",
+    }  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    fs, _ = pafs.FileSystem.from_uri("s3://fer-test?allow_bucket_creation=true")
+    fs.create_dir("fer-test")
+    yield "s3://fer-test"
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()

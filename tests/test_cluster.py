@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fer import timelines
 from fer.video.inputs import video_id
 from tests.conftest import ROOT, SAMPLES
 
@@ -129,7 +130,8 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(s3):
+    """Head (1 CPU) + worker (2 CPUs); every process gets the token and the S3 endpoint of ``s3``."""
     temp_dir = tempfile.mkdtemp(prefix="fert", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
@@ -155,11 +157,11 @@ def cluster():
         _kill_cluster(temp_dir, c.procs)
 
 
-def test_label_job_through_fer_submit(cluster, untrained_bundle, tmp_path):
-    out = tmp_path / "labels"
+def test_label_job_through_fer_submit_writes_to_s3(cluster, s3, untrained_bundle):
+    out = f"{s3}/cluster-labels"
     proc = cluster.fer(
         "submit", "--address", cluster.dashboard, "--no-pip", "label",
-        str(SAMPLES / "single_face.mp4"), str(SAMPLES / "no_face.mp4"), "--out", str(out),
+        str(SAMPLES / "single_face.mp4"), str(SAMPLES / "no_face.mp4"), "--out", out,
         "--model", str(untrained_bundle), "--segment-seconds", "1",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -167,7 +169,7 @@ def test_label_job_through_fer_submit(cluster, untrained_bundle, tmp_path):
     job_id = next(line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("submitted job"))
     assert cluster.fer("jobs", "status", job_id, "--address", cluster.dashboard).stdout.strip() == "SUCCEEDED"
     assert "2 done" in cluster.fer("jobs", "logs", job_id, "--address", cluster.dashboard).stdout
-    df = pd.read_parquet(out / "timelines" / f"{video_id(SAMPLES / 'single_face.mp4')}.parquet")
+    df = timelines.read(out, videos=video_id(SAMPLES / "single_face.mp4"))
     assert df.frame.nunique() == 72 and (df.face_id >= 0).mean() > 0.9
 
 

@@ -14,7 +14,7 @@ from fer.labels import EMOTIONS
 from fer.schema import NO_FACE, TIMELINE_SCHEMA, read_metadata
 from fer.video import manifest
 from fer.video.inputs import video_id
-from fer.video.pipeline import LabelConfig, run, timeline_path
+from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
 
 CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"]
@@ -38,6 +38,10 @@ def labelled(ray_local, untrained_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("labels")
     summary = run(LabelConfig(inputs=(str(SAMPLES),), out=str(out), model=str(untrained_bundle), segment_seconds=1.0))
     return out, summary
+
+
+def timeline_path(out, vid: str):
+    return out / "timelines" / f"{vid}.parquet"
 
 
 def timeline(out, clip) -> pd.DataFrame:

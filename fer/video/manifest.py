@@ -1,17 +1,18 @@
-"""The labelling manifest: one JSON line per finished video in ``DIR/manifest.jsonl``.
+"""The labelling manifest: one small JSON file per video in ``OUT/manifest/<video_id>.json``.
 
-Appending keeps it crash-safe (a torn last line is ignored) and cheap for archives of
-thousands of videos; the newest line for a video wins.
+One file per video, each replaced atomically, works the same on local disks, shared
+mounts and object stores (which cannot append), never leaves a torn record after a crash,
+and lets jobs labelling different videos into the same output never contend.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-MANIFEST_FILE = "manifest.jsonl"
+from fer.storage import Location, read_many
+
+MANIFEST_DIR = "manifest"
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 
 
@@ -33,25 +34,19 @@ class Entry:
     output: str = ""
 
 
-def load(out_dir: str | Path) -> dict[str, Entry]:
-    """The newest entry of every video in the manifest ({} when there is none)."""
-    path = Path(out_dir) / MANIFEST_FILE
+def load(out: Location | str) -> dict[str, Entry]:
+    """Every video's entry in the manifest of output ``out`` ({} when there is none)."""
+    out = out if isinstance(out, Location) else Location.parse(out)
     entries: dict[str, Entry] = {}
-    if not path.is_file():
-        return entries
-    for line in path.read_text().splitlines():
+    for blob in read_many((out / MANIFEST_DIR).files(".json")):
         try:
-            entry = Entry(**json.loads(line))
-        except (json.JSONDecodeError, TypeError):
-            continue  # a line torn by a crash
+            entry = Entry(**json.loads(blob))
+        except (TypeError, ValueError):
+            continue  # not ours, or vanished (None): the video counts as not done
         entries[entry.video_id] = entry
     return entries
 
 
-def append(out_dir: str | Path, entry: Entry) -> None:
-    """Add an entry durably (flushed and synced before returning)."""
-    path = Path(out_dir) / MANIFEST_FILE
-    with open(path, "a") as f:
-        f.write(json.dumps(asdict(entry)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def record(out: Location, entry: Entry) -> None:
+    """Write (or replace) the entry of ``entry.video_id``, atomically."""
+    (out / MANIFEST_DIR / f"{entry.video_id}.json").write_bytes(json.dumps(asdict(entry), indent=1).encode())

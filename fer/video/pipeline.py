@@ -3,8 +3,10 @@
 The driver resolves inputs, skips videos the manifest says are done with the same input,
 model and settings, streams the rest through the stages in :mod:`fer.video.stages`, and
 finishes each video as soon as all its rows have arrived: it assigns face ids, writes the
-Parquet file atomically and appends the manifest. Memory on the driver is bounded by the
-rows of the videos still in flight, not by the archive.
+Parquet file atomically and records the video in the manifest. The output may be a local
+or shared path or an object-store URI (:mod:`fer.storage`); only the driver writes it.
+Memory on the driver is bounded by the rows of the videos still in flight, not by the
+archive.
 """
 
 from __future__ import annotations
@@ -25,13 +27,12 @@ import pyarrow.parquet as pq
 from fer import model as bundle
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import NO_FACE, with_metadata
+from fer.schema import NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
+from fer.storage import Location
 from fer.video import manifest
 from fer.video.faces import DETECTORS
 from fer.video.inputs import VideoInput, resolve_inputs
 from fer.video.track import assign_ids
-
-TIMELINES_DIR = "timelines"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class LabelConfig:
 class LabelSummary:
     """The outcome of a run, per video in ``entries``."""
 
-    out: Path
+    out: Location
     entries: list[manifest.Entry] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -103,8 +104,8 @@ def _input_key(video: VideoInput, model_id: str, config: LabelConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def timeline_path(out: str | Path, video_id: str) -> Path:
-    return Path(out) / TIMELINES_DIR / f"{video_id}.parquet"
+def timeline_path(out: Location, video_id: str) -> Location:
+    return out / TIMELINES_DIR / f"{video_id}.parquet"
 
 
 def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
@@ -113,10 +114,13 @@ def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
     videos = resolve_inputs(config.inputs)
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
-    out = Path(config.out)
-    (out / TIMELINES_DIR).mkdir(parents=True, exist_ok=True)
+    out = Location.parse(config.out)
+    for folder in (TIMELINES_DIR, manifest.MANIFEST_DIR):
+        (out / folder).makedirs()
+    (out / TIMELINES_DIR).check_writable()
 
     done = manifest.load(out)
+    written = {f.name for f in (out / TIMELINES_DIR).files(".parquet")}  # one listing, not a request per video
     summary = LabelSummary(out=out)
     todo: list[tuple[VideoInput, str]] = []
     for v in videos:
@@ -127,7 +131,7 @@ def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
             and prev is not None
             and prev.status == manifest.DONE
             and prev.key == key
-            and timeline_path(out, v.video_id).is_file()
+            and timeline_path(out, v.video_id).name in written
         ):
             summary.entries.append(
                 manifest.Entry(**{**asdict(prev), "status": manifest.SKIPPED, "reason": "already done"})
@@ -183,7 +187,7 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
         num_cpus=0,
     )
 
-    writer = _VideoWriter(config, meta, keys, summary)
+    writer = _VideoWriter(config, summary.out, meta, keys, summary)
     bar = _Progress(len(todo), enabled=progress)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         writer.add(batch)
@@ -198,8 +202,9 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
 class _VideoWriter:
     """Collects rows per video and finishes each video once all its segments arrived."""
 
-    def __init__(self, config: LabelConfig, meta: dict, keys: dict[str, str], summary: LabelSummary):
+    def __init__(self, config: LabelConfig, out: Location, meta: dict, keys: dict[str, str], summary: LabelSummary):
         self.config = config
+        self.out = out
         self.meta = meta
         self.keys = keys
         self.summary = summary
@@ -242,12 +247,12 @@ class _VideoWriter:
             fps = float(data["fps"][0])
             times = table.column("time_s").to_numpy()
             seconds = float(times.max() - times.min() + (1 / fps if fps > 0 else 0)) if len(times) else 0.0
-            out = timeline_path(self.config.out, vid)
-            _write_atomic(table, out, self._file_meta(data))
+            out = timeline_path(self.out, vid)
+            _write_timeline(table, out, self._file_meta(data))
             entry = manifest.Entry(
                 **base, status=manifest.DONE, frames=frames, faces=faces, seconds=round(seconds, 3), output=str(out)
             )
-        manifest.append(self.config.out, entry)
+        manifest.record(self.out, entry)
         self.summary.entries.append(entry)
         self.videos_finished += 1
 
@@ -269,7 +274,7 @@ class _VideoWriter:
                 video_id=vid, path=path, status=manifest.FAILED, reason="incomplete: not every segment finished",
                 model_id=self.meta["id"], key=self.keys[vid],
             )  # fmt: skip
-            manifest.append(self.config.out, entry)
+            manifest.record(self.out, entry)
             self.summary.entries.append(entry)
             del self.rows[vid]
 
@@ -300,21 +305,17 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
         "confidence": confidence,
         **{name: probs[:, i] for i, name in enumerate(EMOTIONS)},
     }  # fmt: skip
-    from fer.schema import TIMELINE_SCHEMA
-
     table = pa.table(columns, schema=TIMELINE_SCHEMA)
     return table, len(np.unique(data["frame"])), int(has.sum())
 
 
-def _write_atomic(table: pa.Table, path: Path, meta: dict) -> None:
-    """Write Parquet to a hidden temporary name, then rename: a crash never leaves a
-    half-written file under the final name."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table.replace_schema_metadata(with_metadata(meta).metadata), tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:
+    """Write one video's Parquet file atomically: a crash never leaves a half-written file
+    under the final name. (A timeline is a few MB per hour of video, so it is serialised in
+    memory and stored in one piece.)"""
+    buf = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(with_metadata(meta).metadata), buf, compression="zstd")
+    where.write_bytes(buf.getvalue().to_pybytes())
 
 
 class _Progress:

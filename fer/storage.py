@@ -1,0 +1,164 @@
+"""Where outputs live: a local path or a URI of a pyarrow filesystem.
+
+``fer label --out`` and the timeline readers accept either a path (local disk or a shared
+mount such as NFS) or a URI pyarrow understands: ``s3://bucket/prefix`` (options such as
+``?region=...&endpoint_override=host:port&scheme=http`` go in the query; credentials and
+``AWS_ENDPOINT_URL`` come from the usual AWS environment), ``gs://``, ``abfs://``,
+``hdfs://``. A :class:`Location` is an immutable value naming one file or folder there.
+
+Every write is atomic: a reader sees the whole new content or nothing (local files go
+through a temporary name and a rename; object-store uploads only become visible when
+they complete). Object stores cannot append, so nothing in fer appends.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from fer.errors import FerError
+
+# Filesystems whose uploads are atomic and whose folders are only key prefixes.
+_OBJECT_STORES = ("s3", "gcs", "abfs")
+
+
+@dataclass(frozen=True)
+class Location:
+    """One file or folder: ``path`` inside ``fs``; ``uri`` is how messages name it."""
+
+    fs: pafs.FileSystem
+    path: str
+    uri: str
+
+    @classmethod
+    def parse(cls, where: str | Path) -> Location:
+        """A location from a local path (relative or absolute) or a filesystem URI.
+
+        Raises:
+            FerError: the URI's scheme is unknown or its filesystem cannot be set up.
+        """
+        text = str(where)
+        if "://" not in text:
+            path = os.path.abspath(os.path.expanduser(text))
+            return cls(pafs.LocalFileSystem(), path, text)
+        try:
+            fs, path = pafs.FileSystem.from_uri(text)
+        except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
+            raise FerError(f"cannot use {text}: {exc}") from None
+        return cls(fs, path.rstrip("/"), text.split("?", 1)[0].rstrip("/"))
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name else self.name
+
+    def __truediv__(self, part: str) -> Location:
+        return Location(self.fs, f"{self.path}/{part}", f"{self.uri}/{part}")
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def _type(self) -> pafs.FileType:
+        try:
+            return self.fs.get_file_info(self.path).type
+        except OSError as exc:
+            raise FerError(f"cannot reach {self.uri}: {exc}") from None
+
+    def exists(self) -> bool:
+        return self._type() != pafs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        return self._type() == pafs.FileType.File
+
+    def is_dir(self) -> bool:
+        return self._type() == pafs.FileType.Directory
+
+    def makedirs(self) -> None:
+        """Create this folder and its parents (a no-op for object-store prefixes)."""
+        if self.fs.type_name in _OBJECT_STORES:
+            return  # prefixes need no creating; creating a bucket is the user's business
+        try:
+            self.fs.create_dir(self.path, recursive=True)
+        except OSError as exc:
+            raise FerError(f"cannot create {self.uri}: {exc}") from None
+
+    def check_writable(self) -> None:
+        """Fail now, not after hours of work, when this folder cannot be written.
+
+        Raises:
+            FerError: naming the location and the filesystem's reason.
+        """
+        probe = self / f".fer-write-check-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            self.fs.delete_file(probe.path)
+        except OSError as exc:
+            raise FerError(f"cannot write to {self.uri}: {exc}") from None
+
+    def files(self, suffix: str = "") -> list[Location]:
+        """The files directly in this folder ending in ``suffix``, hidden ones left out, sorted."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise FerError(f"cannot list {self.uri}: {exc}") from None
+        names = sorted(
+            i.base_name for i in infos
+            if i.type == pafs.FileType.File and i.base_name.endswith(suffix) and not i.base_name.startswith(".")
+        )  # fmt: skip
+        return [self / n for n in names]
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open_input_stream(self.path) as f:
+            return f.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        """Replace this file's content atomically (the parent folder must exist locally)."""
+        if self.is_local:
+            # fsync before the rename: after a crash the file holds the old or new bytes.
+            tmp = f"{os.path.dirname(self.path)}/.{self.name}.{os.getpid()}.tmp"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        elif self.fs.type_name in _OBJECT_STORES:
+            # One upload of the whole content: the object appears only when it completes.
+            with self.fs.open_output_stream(self.path) as f:
+                f.write(data)
+        else:
+            tmp = f"{self.path.rsplit('/', 1)[0]}/.{self.name}.{os.getpid()}.tmp"
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            self.fs.move(tmp, self.path)
+
+
+def read_many(locations: list[Location], threads: int = 16) -> list[bytes | None]:
+    """The bytes of many small files, read concurrently (object stores answer each request
+    with tens of milliseconds of latency); None for a file that vanished meanwhile."""
+
+    def one(loc: Location) -> bytes | None:
+        try:
+            return loc.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    if len(locations) < 2:
+        return [one(loc) for loc in locations]
+    with ThreadPoolExecutor(min(threads, len(locations))) as pool:
+        return list(pool.map(one, locations))
