@@ -15,8 +15,12 @@ def test_default_model_is_found_and_described():
     loaded = bundle.load()
     assert loaded.path == bundle.DEFAULT_BUNDLE
     meta = loaded.meta
-    assert meta["training"]["command"].startswith("fer train ")
+    training = meta["training"]
+    assert training["command"].startswith("fer train ") and meta["architecture"] in training["command"]
+    assert training["epochs"] >= training["best_epoch"] > 0 and training["wall_seconds"] > 0
+    assert len(training["data"]["train"]["fingerprint"]) == 64 and training["data"]["train"]["counts"][1] == 436
     assert set(meta["validation"]["per_class"]) == set(EMOTIONS)
+    assert meta["validation"]["accuracy"] >= 0.66 and "val" in meta["validation"]["split"]
     size = sum(f.stat().st_size for f in bundle.DEFAULT_BUNDLE.iterdir())
     assert size <= 20 * 2**20
 

@@ -134,7 +134,7 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     result = trainer.fit()
     if result.error:
         raise result.error
-    bundle = export(run_dir, wall_seconds=time.time() - t0)
+    bundle = export(run_dir)
     best = bundle_meta(bundle)["training"]
     print(f"[fer] best epoch {best['best_epoch']} of {best['epochs']}: bundle written to {bundle}")
     metrics = best["history"][best["best_epoch"] - 1]
@@ -163,12 +163,14 @@ def bundle_meta(path: Path) -> dict:
     return bundle_format.read_meta(path)
 
 
-def export(run_dir: str | Path, out: str | Path | None = None, *, wall_seconds: float | None = None) -> Path:
+def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the bundle of a run's best checkpoint so far (to ``RUN_DIR/model`` by default).
 
     Works on a finished, interrupted or still running run: it reads the checkpoints on disk.
     The weights and validation figures come from the best checkpoint by the run's
     ``select`` metric; the history, epoch count and training time from the latest.
+    ``training.wall_seconds`` is the wall-clock time of the run's epochs (training and
+    validation), summed over every invocation (``--resume``) and restart; start-ups excluded.
     """
     from fer import model as bundle_format
     from fer._tf import keras
@@ -196,8 +198,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, *, wall_seconds: 
             "config": config.to_dict(),
             "epochs": run_state["epochs_done"],
             "best_epoch": best_state["epochs_done"],
-            "train_seconds": round(run_state["train_seconds"], 1),
-            "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
+            "wall_seconds": round(run_state["train_seconds"], 1),
             "data": data,
             "history": run_state["history"],
         },
