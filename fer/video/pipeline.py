@@ -187,7 +187,7 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
         num_cpus=0,
     )
 
-    writer = _VideoWriter(config, summary.out, meta, keys, summary)
+    writer = _VideoWriter(config, meta, keys, summary)
     bar = _Progress(len(todo), enabled=progress)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         writer.add(batch)
@@ -202,9 +202,9 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
 class _VideoWriter:
     """Collects rows per video and finishes each video once all its segments arrived."""
 
-    def __init__(self, config: LabelConfig, out: Location, meta: dict, keys: dict[str, str], summary: LabelSummary):
+    def __init__(self, config: LabelConfig, meta: dict, keys: dict[str, str], summary: LabelSummary):
         self.config = config
-        self.out = out
+        self.out = summary.out
         self.meta = meta
         self.keys = keys
         self.summary = summary
