@@ -125,6 +125,8 @@ def test_init_fine_tunes_an_existing_bundle(ray_local, tiny_dataset, untrained_b
     tuned = bundle.load(result.bundle)
     assert tuned.meta["training"]["config"]["init"] == str(untrained_bundle)
     assert tuned.meta["architecture"] == "small"  # taken from the initial bundle
+    parent = bundle.read_meta(untrained_bundle)
+    assert tuned.meta["training"]["init"]["id"] == parent["id"]  # the lineage stays on record
     before = bundle.load(untrained_bundle).keras_model.get_weights()
     after = tuned.keras_model.get_weights()
     assert len(before) == len(after) and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))

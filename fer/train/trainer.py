@@ -163,6 +163,20 @@ def bundle_meta(path: Path) -> dict:
     return bundle_format.read_meta(path)
 
 
+def _lineage(parent: dict) -> dict:
+    """What a fine-tuned bundle keeps of the bundle it started from (``--init``): its id,
+    how it was trained (command, epochs, wall time, its own ``init``) and its validation
+    accuracy, so a model's whole training stays on record after the parent is gone."""
+    training = parent.get("training", {})
+    keep = ("command", "epochs", "best_epoch", "wall_seconds", "init")
+    return {
+        "id": parent.get("id"),
+        "name": parent.get("name"),
+        **{k: training[k] for k in keep if k in training},
+        "val_accuracy": parent.get("validation", {}).get("accuracy"),
+    }
+
+
 def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the bundle of a run's best checkpoint so far (to ``RUN_DIR/model`` by default).
 
@@ -204,4 +218,6 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
         },
         "validation": {"split": data["val"]["source"], **best_state["validation"]},
     }
+    if config.init:
+        meta["training"]["init"] = _lineage(bundle_format.read_meta(config.init))
     return bundle_format.save(model, Path(out) if out else run_dir / BUNDLE_DIR, meta)
