@@ -16,7 +16,7 @@ def test_default_model_is_found_and_described():
     assert loaded.path == bundle.DEFAULT_BUNDLE
     meta = loaded.meta
     training = meta["training"]
-    assert training["command"].startswith("fer train ") and meta["architecture"] in training["command"]
+    assert training["command"].startswith("fer train ") and training["config"]["arch"] == meta["architecture"]
     assert training["epochs"] >= training["best_epoch"] > 0 and training["wall_seconds"] > 0
     assert len(training["data"]["train"]["fingerprint"]) == 64 and training["data"]["train"]["counts"][1] == 436
     assert set(meta["validation"]["per_class"]) == set(EMOTIONS)
