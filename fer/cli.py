@@ -233,6 +233,10 @@ def format_label_summary(summary) -> str:
     return "\n".join(lines)
 
 
+# The timelines argument of summary, plot and export.
+TimelinesArg = Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")]
+
+
 def _one_video(directory: str, video: Optional[str]) -> str:
     """The video to act on: the one given, or the only one in the directory."""
     from fer.timelines import timeline_files
@@ -247,7 +251,7 @@ def _one_video(directory: str, video: Optional[str]) -> str:
 
 @app.command()
 def summary(
-    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")],
+    directory: TimelinesArg,
     video: Annotated[Optional[list[str]], typer.Option(help="Video id(s) to summarise (default: all).")] = None,
     by: Annotated[str, typer.Option(help="video | face.")] = "video",
     format: Annotated[str, typer.Option(help="table | csv | json.")] = "table",
@@ -270,7 +274,7 @@ def summary(
 
 @app.command()
 def plot(
-    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")],
+    directory: TimelinesArg,
     out: Annotated[Path, typer.Option(help="Image file to write (.png, .svg, .pdf).")],
     video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
     face: Annotated[Optional[int], typer.Option(help="Plot only this face.")] = None,
@@ -289,7 +293,7 @@ def plot(
 
 @app.command()
 def export(
-    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")],
+    directory: TimelinesArg,
     video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
     format: Annotated[str, typer.Option(help="csv (the timeline) | srt (emotion segments as subtitles).")] = "csv",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
