@@ -10,6 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from fer.errors import FerError
+from fer.video.faces import DETECTORS
+from fer.video.pipeline import LabelConfig
+
+#: The library's label defaults, shown by the CLI (defined once, in LabelConfig).
+LABEL_DEFAULTS = LabelConfig(inputs=(), out="")
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -64,7 +69,9 @@ def train(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Global batch size, split over the workers.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (decoupled, scaled by the learning rate).")] = 1e-4,
+    optimizer: Annotated[str, typer.Option(help="adamw | sgd (Nesterov momentum 0.9).")] = "adamw",
+    erase: Annotated[float, typer.Option(help="Probability of random erasing per training image.")] = 0.0,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.1,
     balance: Annotated[str, typer.Option(help="augment | class-weight | none.")] = "augment",
     balance_target: Annotated[
@@ -100,6 +107,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Model name recorded in the bundle.")] = None,
 ) -> None:
     """Train an emotion classifier on Ray Train and write a model bundle into RUN_DIR/model."""
+    from fer.data.augment import AugmentConfig
     from fer.train import trainer
     from fer.train.config import TrainConfig
 
@@ -118,10 +126,12 @@ def train(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            optimizer=optimizer,
             label_smoothing=label_smoothing,
             balance=balance,
             balance_target=balance_target,
             use_augment=augment,
+            augment=AugmentConfig(erase=erase),
             weights=weights,
             input_size=input_size,
             freeze_epochs=freeze_epochs,
@@ -181,7 +191,7 @@ def evaluate(
 @app.command()
 def label(
     inputs: Annotated[
-        list[str], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")
+        list[str], typer.Argument(help="Video or image files, folders (searched recursively) or .txt lists of paths.")
     ],
     out: Annotated[
         str,
@@ -189,10 +199,13 @@ def label(
     ],
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second to sample (default: every frame).")] = None,
-    detector: Annotated[
-        str, typer.Option(help="blazeface (default, fast) | blazeface-full (small faces) | mtcnn.")
-    ] = "blazeface",
-    min_face: Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.")] = 20,
+    detector: Annotated[str, typer.Option(help=f"Face detector: {DETECTORS.help()}.")] = LABEL_DEFAULTS.detector,
+    min_face: Annotated[
+        int, typer.Option(help="Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
+    ] = LABEL_DEFAULTS.min_face,
+    align: Annotated[
+        bool, typer.Option(help="Level the eyes and frame each face as FER-2013 does before classifying.")
+    ] = LABEL_DEFAULTS.align,
     batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = 256,
     gpus: Annotated[int, typer.Option(help="Classifier actors with one GPU each (0: on the CPUs).")] = 0,
     decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: one per CPU).")] = None,
@@ -203,13 +216,13 @@ def label(
         Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else local).")
     ] = None,
 ) -> None:
-    """Label videos: per-frame, per-face emotion timelines as Parquet, one file per video."""
-    from fer.video.pipeline import LabelConfig, run
+    """Label videos and images: per-frame, per-face emotion timelines as Parquet, one file per video."""
+    from fer.video.pipeline import run
 
     config = LabelConfig(
         inputs=tuple(inputs), out=str(out), model=str(model) if model else None, fps=fps, detector=detector,
-        min_face=min_face, batch_size=batch_size, gpus=gpus, decoders=decoders, segment_seconds=segment_seconds,
-        tta=tta, overwrite=overwrite, address=address,
+        min_face=min_face, align=align, batch_size=batch_size, gpus=gpus, decoders=decoders,
+        segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address,
     )  # fmt: skip
     summary = run(config)
     typer.echo(format_label_summary(summary))

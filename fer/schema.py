@@ -12,6 +12,9 @@ time_s        float64    presentation time from the container, in seconds
 face_id       int32      face track id, stable within a video; -1 for no face
 x, y, w, h    float32    face box in displayed-frame pixels (NaN for no face)
 score         float32    detection score
+eye_left_x    float32    five landmarks in displayed-frame pixels, x and y each: eye_left,
+ ...                     eye_right, nose, mouth_left, mouth_right (left/right as seen in
+mouth_right_y            the image); NaN where the detector gives none (schema version 2)
 emotion       string     dominant emotion (null for no face)
 confidence    float32    its probability
 angry ...     float32    one probability column per class, fer.labels.EMOTIONS order
@@ -29,10 +32,15 @@ import pyarrow as pa
 
 from fer.labels import EMOTIONS
 
-SCHEMA_VERSION = 1
+#: 2 added the landmark columns; files of version 1 still read (those columns come back null).
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 TIMELINES_DIR = "timelines"
 METADATA_KEY = b"fer"
 NO_FACE = -1
+#: Face landmarks, left and right as seen in the image (a subject's right eye is ``eye_left``).
+LANDMARKS = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
+LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARKS for axis in "xy")
 
 TIMELINE_SCHEMA = pa.schema(
     [
@@ -46,6 +54,7 @@ TIMELINE_SCHEMA = pa.schema(
         ("w", pa.float32()),
         ("h", pa.float32()),
         ("score", pa.float32()),
+        *[(name, pa.float32()) for name in LANDMARK_COLUMNS],
         ("emotion", pa.string()),
         ("confidence", pa.float32()),
         *[(name, pa.float32()) for name in EMOTIONS],

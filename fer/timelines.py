@@ -16,7 +16,7 @@ import pandas as pd
 
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import NO_FACE, SCHEMA_VERSION, TIMELINES_DIR, read_metadata
+from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, read_metadata
 from fer.storage import Location
 
 PROBS = list(EMOTIONS)
@@ -51,10 +51,10 @@ def _check_schemas(files: list[Location]) -> None:
 
     with ThreadPoolExecutor(min(16, max(1, len(files)))) as pool:
         for f, v in zip(files, pool.map(version, files), strict=True):
-            if v != SCHEMA_VERSION:
+            if v not in READABLE_VERSIONS:
                 raise FerError(
-                    f"{f}: timeline schema version {v!r} is not the one this fer reads ({SCHEMA_VERSION}); "
-                    "re-run fer label with this version"
+                    f"{f}: timeline schema version {v!r} is not one this fer reads "
+                    f"({', '.join(map(str, READABLE_VERSIONS))}); re-run fer label with this version"
                 )
 
 
@@ -103,7 +103,10 @@ def read(
     if columns is not None:
         cols = list(dict.fromkeys(["video_id", "frame", "time_s", "face_id", *columns]))
     first = next(iter(files.values()))
-    dataset = ds.dataset([f.path for f in files.values()], format="parquet", filesystem=first.fs)
+    # The current schema for every file: columns an older version lacks come back null.
+    dataset = ds.dataset(
+        [f.path for f in files.values()], schema=TIMELINE_SCHEMA, format="parquet", filesystem=first.fs
+    )
     table = dataset.to_table(columns=cols, filter=expr)
     df = table.to_pandas()
     if faces is not None and df.empty:

@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from fer.labels import EMOTIONS
-from fer.schema import NO_FACE, TIMELINE_SCHEMA, read_metadata
+from fer.schema import LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, read_metadata
 from fer.video import manifest
+from fer.video.align import crop_face
+from fer.video.faces import DETECTORS, create_detector
 from fer.video.inputs import video_id
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
@@ -62,8 +64,8 @@ def test_faces_are_found_where_people_are(labelled):
     out, _ = labelled
     for clip in ("single_face.mp4", "carphone_pristine.mp4"):
         assert frames_with_face(timeline(out, clip)).mean() >= 0.9, clip
-    for clip in ("no_face.mp4", "bigbuckbunny.mp4"):
-        assert frames_with_face(timeline(out, clip)).mean() <= 0.05, clip
+    assert frames_with_face(timeline(out, "no_face.mp4")).mean() == 0
+    # (The cartoon's rabbit has a face, and YuNet finds it: benchmarks/face_recall.py reports it.)
     present = frames_with_face(timeline(out, "face_noface.mov")).to_numpy()
     assert present[:60].mean() >= 0.9 and present[-60:].mean() <= 0.05
 
@@ -82,7 +84,13 @@ def test_rows_are_well_formed(labelled):
         assert (group.x >= 0).all() and (group.y >= 0).all()
         assert (group.x + group.w <= meta["width"] + 1e-3).all() and (group.y + group.h <= meta["height"] + 1e-3).all()
     empty = df[df.face_id == NO_FACE]
-    assert empty[["x", "score", *EMOTIONS]].isna().all().all() and empty.emotion.isna().all()
+    assert empty[["x", "score", *LANDMARK_COLUMNS, *EMOTIONS]].isna().all().all() and empty.emotion.isna().all()
+    # YuNet's five landmarks lie inside their face's box, eyes above the mouth, left of right.
+    xs, ys = faces[list(LANDMARK_COLUMNS[0::2])].to_numpy(), faces[list(LANDMARK_COLUMNS[1::2])].to_numpy()
+    assert np.isfinite(xs).all() and np.isfinite(ys).all()
+    assert ((xs >= faces.x.to_numpy()[:, None] - 1) & (xs <= (faces.x + faces.w).to_numpy()[:, None] + 1)).all()
+    assert ((ys >= faces.y.to_numpy()[:, None] - 1) & (ys <= (faces.y + faces.h).to_numpy()[:, None] + 1)).all()
+    assert (faces.eye_left_x < faces.eye_right_x).all() and (faces.eye_left_y < faces.mouth_left_y).all()
 
 
 def test_face_ids_are_stable_across_segment_boundaries(labelled):
@@ -98,7 +106,7 @@ def test_output_reads_with_pyarrow_filters_and_metadata(labelled):
     t = pq.read_table(out / "timelines", filters=[("video_id", "=", vid), ("time_s", "<", 1.0)])
     assert 0 < t.num_rows <= 31 and set(t.column("video_id").to_pylist()) == {vid}
     meta = read_metadata(pq.read_schema(timeline_path(out, vid)))
-    assert meta["labels"] == list(EMOTIONS) and meta["detector"] == "blazeface"
+    assert meta["labels"] == list(EMOTIONS) and meta["detector"] == "yunet"
     assert meta["model"]["name"] == "test-small" and meta["video"]["fps"] == 30.0
 
 
@@ -185,7 +193,7 @@ def test_missing_input_is_an_error_before_anything_starts(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = fer_cli("label", str(empty), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "no videos found" in proc.stderr
+    assert proc.returncode == 2 and "no videos or images found" in proc.stderr
 
 
 def test_rotation_metadata_is_applied(ray_local, untrained_bundle, tmp_path):
@@ -202,14 +210,15 @@ def test_rotation_metadata_is_applied(ray_local, untrained_bundle, tmp_path):
     assert (faces.x + faces.w <= 640 + 1e-3).all() and (faces.y + faces.h <= 360 + 1e-3).all()
 
 
-@pytest.mark.parametrize("name", ["blazeface", "blazeface-full", "mtcnn"])
+@pytest.mark.parametrize("name", DETECTORS.names())
 def test_every_detector_finds_the_face(name):
-    from fer.video.faces import crop_face, make_detector
-
     frame = cv2.VideoCapture(str(SAMPLES / "single_face.mp4")).read()[1]
-    found = make_detector(name)(frame)
+    found = create_detector(name)(frame)
     assert len(found) == 1
     d = found[0]
     assert 150 < d.x + d.w / 2 < 450 and 50 < d.y + d.h / 2 < 300 and 100 < d.w < 300
-    assert crop_face(frame, d).shape == (48, 48)
-    assert make_detector(name)(np.zeros((360, 640, 3), np.uint8)) == []
+    eyes = d.landmarks[:2]
+    assert np.isfinite(eyes).all() and eyes[0, 0] < eyes[1, 0]  # every detector gives the eyes
+    assert (eyes[:, 0] > d.x).all() and (eyes[:, 0] < d.x + d.w).all()
+    assert crop_face(frame, d).shape == (48, 48) and crop_face(frame, d, align=False).shape == (48, 48)
+    assert create_detector(name)(np.zeros((360, 640, 3), np.uint8)) == []

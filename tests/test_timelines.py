@@ -13,7 +13,7 @@ import pytest
 from fer import timelines as tl
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import TIMELINE_SCHEMA, with_metadata
+from fer.schema import LANDMARK_COLUMNS, SCHEMA_VERSION, TIMELINE_SCHEMA, with_metadata
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
 
@@ -23,8 +23,8 @@ def one_hot(name: str, p: float = 0.9) -> list[float]:
     return [p if e == name else rest for e in EMOTIONS]
 
 
-def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int = 1):
-    """rows: (frame, time_s, face_id, emotion or None)."""
+def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int = SCHEMA_VERSION):
+    """rows: (frame, time_s, face_id, emotion or None). Version 1 files have no landmark columns."""
     records = []
     for frame, t, face, emotion in rows:
         probs = one_hot(emotion) if emotion else [np.nan] * len(EMOTIONS)
@@ -37,8 +37,10 @@ def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int
         )  # fmt: skip
     table = pa.Table.from_pylist(records, schema=TIMELINE_SCHEMA)
     meta = with_metadata({}).metadata
-    if schema_version != 1:
+    if schema_version != SCHEMA_VERSION:
         meta = {b"fer": json.dumps({"schema_version": schema_version}).encode()}
+    if schema_version == 1:
+        table = table.drop_columns(list(LANDMARK_COLUMNS))
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.replace_schema_metadata(meta), folder / f"{video_id}.parquet")
 
@@ -122,6 +124,16 @@ def test_errors_are_clear(archive, tmp_path):
     write_timeline(tmp_path / "old", "c", [(0, 0.0, 0, "happy")], schema_version=99)
     with pytest.raises(FerError, match="schema version 99"):
         tl.read(tmp_path / "old")
+
+
+def test_files_of_schema_version_1_still_read(tmp_path):
+    write_timeline(tmp_path / "mixed", "old", [(0, 0.0, 0, "happy"), (1, 1.0, 0, "sad")], schema_version=1)
+    write_timeline(tmp_path / "mixed", "new", [(0, 0.0, 0, "angry"), (1, 1.0, 0, "angry")])
+    df = tl.read(tmp_path / "mixed")
+    assert list(df.columns) == TIMELINE_SCHEMA.names and len(df) == 4
+    assert df[list(LANDMARK_COLUMNS)].isna().all().all()
+    summary = tl.summarize(df).set_index("video_id")
+    assert summary.loc["old", "dominant"] in ("happy", "sad") and summary.loc["new", "dominant"] == "angry"
 
 
 @pytest.fixture(scope="module")

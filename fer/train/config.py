@@ -13,6 +13,9 @@ from fer.errors import FerError
 from fer.train import models
 
 SELECT_METRICS = ("val_macro_f1", "val_accuracy")
+#: ``adamw``: AdamW (decoupled weight decay). ``sgd``: SGD with Nesterov momentum 0.9, the
+#: optimizer of the best published FER-2013 VGG recipe (Khaireddin & Chen 2021).
+OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"
     label_smoothing: float = 0.1
     balance: str = "augment"
     balance_target: int | None = None
@@ -63,6 +67,10 @@ class TrainConfig:
         models.spec(self.arch)
         if self.balance not in BALANCE_MODES:
             raise FerError(f"unknown --balance {self.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise FerError(f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if not 0 <= self.augment.erase <= 1:
+            raise FerError(f"--erase must be a probability in [0, 1], got {self.augment.erase}")
         if self.select not in SELECT_METRICS:
             raise FerError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT_METRICS)}")
         for name in ("epochs", "batch_size", "workers"):

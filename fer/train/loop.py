@@ -92,8 +92,14 @@ def _say(message: str) -> None:
 def _compile(model, config: TrainConfig, lr: float) -> None:
     from fer._tf import keras
 
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            learning_rate=lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay),
+        optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fer.video.inputs import is_image
+
 
 class VideoError(Exception):
     """A video that cannot be labelled: the message says why, for the manifest."""
@@ -79,6 +81,10 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         raise VideoError(f"cannot read file on node {socket.gethostname()}: {exc.strerror}") from None
     if stat.st_size == 0:
         raise VideoError("empty file (0 bytes)")
+    if is_image(path):
+        frame = read_image(path)
+        info = VideoInfo(path, video_id, 1, 0.0, frame.shape[1], frame.shape[0], 0, stat.st_size, stat.st_mtime)
+        return info, np.zeros(1)
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
@@ -108,6 +114,20 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         mtime=float(stat.st_mtime),
     )
     return info, times
+
+
+def read_image(path: str) -> np.ndarray:
+    """A still image as a BGR frame, turned as its EXIF orientation says (OpenCV does that).
+
+    Raises:
+        VideoError: not an image OpenCV can decode.
+    """
+    import cv2
+
+    frame = cv2.imread(path, cv2.IMREAD_COLOR)
+    if frame is None:
+        raise VideoError("not an image OpenCV can decode (corrupt or unsupported)")
+    return frame
 
 
 def _packet_times(path: str) -> np.ndarray | None:
@@ -193,6 +213,9 @@ def iter_frames(
     """
     import cv2
 
+    if is_image(segment.path):
+        yield 0, 0.0, read_image(segment.path)
+        return
     cap = cv2.VideoCapture(segment.path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
     try:
         if not cap.isOpened():

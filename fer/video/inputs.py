@@ -1,4 +1,8 @@
-"""Turn the user's INPUT arguments into a list of videos with stable, safe ids."""
+"""Turn the user's INPUT arguments into a list of videos (and still images) with stable, safe ids.
+
+A still image is labelled as a one-frame video, so photo collections and datasets of
+uncropped faces go through the same detect, align and classify path.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,26 @@ from fer.errors import FerError
 VIDEO_EXTENSIONS = (
     ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".3gp",
 )  # fmt: skip
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
+
+
+def is_image(path: str | Path) -> bool:
+    """Whether ``path`` names a still image (by its extension)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _media_in(folder: Path) -> list[Path]:
+    """Videos and images under ``folder``, sorted; hidden files and folders (``.Trashes``,
+    macOS ``._clip.mp4`` resource forks) are not media."""
+    return sorted(
+        f
+        for f in folder.rglob("*")
+        if f.suffix.lower() in MEDIA_EXTENSIONS
+        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        and f.is_file()
+    )
 
 
 @dataclass(frozen=True)
@@ -34,7 +57,7 @@ def video_id(path: str | Path) -> str:
 
 
 def resolve_inputs(inputs: list[str] | tuple[str, ...]) -> list[VideoInput]:
-    """Expand files, folders (searched recursively by video extension) and list files
+    """Expand files, folders (searched recursively by video and image extension) and list files
     (one path per line, ``#`` comments; relative paths are relative to the list).
 
     Other files are kept: if they are not videos, labelling records them as failed.
@@ -48,7 +71,7 @@ def resolve_inputs(inputs: list[str] | tuple[str, ...]) -> list[VideoInput]:
         if not p.exists():
             raise FerError(f"no such file or folder: {arg}")
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            found += _media_in(p)
         elif p.suffix.lower() in LIST_EXTENSIONS:
             found += _read_list(p)
         else:
@@ -61,7 +84,7 @@ def resolve_inputs(inputs: list[str] | tuple[str, ...]) -> list[VideoInput]:
             seen.add(key)
             videos.append(VideoInput(str(f), video_id(f)))
     if not videos:
-        raise FerError(f"no videos found in {', '.join(inputs)} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+        raise FerError(f"no videos or images found in {', '.join(inputs)} (extensions: {' '.join(MEDIA_EXTENSIONS)})")
     return videos
 
 
@@ -74,5 +97,5 @@ def _read_list(path: Path) -> list[Path]:
         p = Path(line) if Path(line).is_absolute() else path.parent / line
         if not p.exists():
             raise FerError(f"{path} line {n}: no such file or folder: {line}")
-        out += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS) if p.is_dir() else [p]
+        out += _media_in(p) if p.is_dir() else [p]
     return out

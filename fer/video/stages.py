@@ -14,7 +14,11 @@ import traceback
 import numpy as np
 
 from fer.labels import EMOTIONS, FACE_SIZE
+from fer.schema import LANDMARK_COLUMNS
 from fer.video.decode import Segment, VideoError, iter_frames, probe, segments
+
+_NO_MARKS = np.full(len(LANDMARK_COLUMNS), np.nan, np.float32)
+_NO_CROP = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
 
 #: Per-video fields every row carries, so the driver can finish a video from its rows.
 VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames")
@@ -65,26 +69,27 @@ class DecodeDetect:
     driver knows when it has all of them.
     """
 
-    def __init__(self, *, detector: str, min_face: int, sample_fps: float | None, margin: float):
+    def __init__(self, *, detector: str, min_face: int, sample_fps: float | None, margin: float, align: bool):
         import cv2
 
-        from fer.video.faces import make_detector
+        from fer.video.faces import create_detector
 
         # One actor per core: single-threaded decoding and OpenCV ops avoid oversubscription.
         cv2.setNumThreads(1)
-        self.detector = make_detector(detector, min_face=min_face)
+        self.detector = create_detector(detector, min_face=min_face)
         self.min_face = min_face
         self.sample_fps = sample_fps
         self.margin = margin
+        self.align = align
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = [self._segment({k: v[i] for k, v in batch.items()}) for i in range(len(batch["video_id"]))]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     def _segment(self, seg: dict) -> dict[str, np.ndarray]:
-        from fer.video.faces import crop_face
+        from fer.video.align import crop_face
 
-        rows: dict[str, list] = {k: [] for k in ("frame", "time_s", "has_face", "box", "score", "crop")}
+        rows: dict[str, list] = {k: [] for k in ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop")}
         error = str(seg["error"])
         if not error:
             segment = Segment(
@@ -93,15 +98,16 @@ class DecodeDetect:
             )  # fmt: skip
             try:
                 for index, t, frame in iter_frames(segment, self.sample_fps, threads=1):
-                    faces = [d for d in self.detector(frame) if max(d.w, d.h) >= self.min_face]
+                    faces = [d for d in self.detector(frame) if d.size >= self.min_face]
                     for d in faces or [None]:
                         rows["frame"].append(index)
                         rows["time_s"].append(t)
                         rows["has_face"].append(d is not None)
                         rows["box"].append((d.x, d.y, d.w, d.h) if d else (np.nan,) * 4)
                         rows["score"].append(d.score if d else np.nan)
+                        rows["landmarks"].append(d.landmarks.ravel() if d else _NO_MARKS)
                         rows["crop"].append(
-                            crop_face(frame, d, margin=self.margin) if d else np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
+                            crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP
                         )
             except Exception as exc:  # noqa: BLE001 - a decoder crash fails this video only
                 error = f"decoding failed at segment {segment.index}: {exc}"
@@ -113,7 +119,7 @@ class DecodeDetect:
             n = 1
             rows = {
                 "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
-                "crop": [np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)],
+                "landmarks": [_NO_MARKS], "crop": [_NO_CROP],
             }  # fmt: skip
         out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
         out.update(
@@ -124,6 +130,7 @@ class DecodeDetect:
             has_face=np.asarray(rows["has_face"], bool),
             box=np.asarray(rows["box"], np.float32).reshape(n, 4),
             score=np.asarray(rows["score"], np.float32),
+            landmarks=np.asarray(rows["landmarks"], np.float32).reshape(n, len(LANDMARK_COLUMNS)),
             crop=np.stack(rows["crop"]),
             error=np.full(n, error, dtype=object),
         )

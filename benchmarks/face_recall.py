@@ -1,0 +1,156 @@
+"""Face detection on wide shots: recall by face size, false detections and speed, every detector.
+
+Builds 1080p frames by tiling the sample talking-head clips n x n (faces from ~20 to ~320
+pixels, the tile layout is the ground truth; see tests/tiles.py) and prints, side by side
+for every registered detector at ``fer label``'s default ``--min-face``:
+
+1. recall by face-size bucket on the tiled frames;
+2. false detections per 1,000 frames on the no-face clip and on the cartoon clip;
+3. detection frames/s on 1080p frames with 9 faces (one thread);
+4. ``fer label`` end to end on a 1080p video with 9 faces: frames/s after start-up (the
+   difference between a 4x and a 1x long video), with the default detector.
+
+Usage: python benchmarks/face_recall.py [--frames 3] [--skip-label] [--detectors yunet,blazeface]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, create_detector  # noqa: E402
+from fer.video.pipeline import LabelConfig  # noqa: E402
+from tests.tiles import grid_for, matched, read_frames, tile, write_video  # noqa: E402
+
+SAMPLES = ROOT / "data" / "samples"
+FACE_SIZES = (320, 212, 160, 106, 80, 53, 40, 32, 28, 25, 22)
+BUCKETS = ((20, 24), (24, 32), (32, 48), (48, 96), (96, 400))
+NO_FACE_CLIPS = ("no_face.mp4", "bigbuckbunny.mp4")
+
+
+def reference_frames(n_frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(frame, face box) pairs from the talking-head clips; boxes found at full size by YuNet."""
+    yunet = create_detector("yunet", min_face=40)
+    out = []
+    for clip in ("single_face.mp4", "face_noface.mov"):
+        frames = read_frames(SAMPLES / clip, step=9)
+        with_face = [(f, d) for f in frames if len(d := yunet(f)) == 1]
+        for f, (d,) in with_face[:: max(1, len(with_face) // n_frames)][:n_frames]:
+            out.append((f, np.array([d.x, d.y, d.w, d.h], np.float32)))
+    return out
+
+
+def recall_table(names: list[str], refs, min_face: int) -> dict[str, dict[tuple, tuple[int, int]]]:
+    """Per detector, per size bucket: (found, total)."""
+    out = {}
+    for name in names:
+        det = create_detector(name, min_face=min_face)
+        counts = {b: [0, 0] for b in BUCKETS}
+        for frame, box in refs:
+            for px in FACE_SIZES:
+                canvas, truth = tile(frame, box, grid_for(px, max(box[2], box[3]), frame.shape[1]))
+                found = [d for d in det(canvas) if d.size >= min_face]
+                hit = matched(truth, np.array([[d.x, d.y, d.w, d.h] for d in found]).reshape(-1, 4))
+                size = float(np.maximum(truth[0, 2], truth[0, 3]))
+                for lo, hi in BUCKETS:
+                    if lo <= size < hi:
+                        counts[(lo, hi)][0] += int(hit.sum())
+                        counts[(lo, hi)][1] += len(hit)
+        out[name] = {b: tuple(c) for b, c in counts.items()}
+    return out
+
+
+def false_detections(names: list[str], min_face: int) -> dict[str, dict[str, float]]:
+    """Per detector, per face-free clip: detections per 1,000 frames."""
+    out = {}
+    for name in names:
+        det = create_detector(name, min_face=min_face)
+        out[name] = {}
+        for clip in NO_FACE_CLIPS:
+            frames = read_frames(SAMPLES / clip)
+            found = sum(sum(d.size >= min_face for d in det(f)) for f in frames)
+            out[name][clip] = 1000 * found / len(frames)
+    return out
+
+
+def detection_speed(names: list[str], refs, min_face: int, seconds: float = 5.0) -> dict[str, float]:
+    """Per detector: 1080p frames with 9 faces detected per second, one thread."""
+    cv2.setNumThreads(1)
+    frame, box = refs[0]
+    canvas, _ = tile(frame, box, 3)
+    out = {}
+    for name in names:
+        det = create_detector(name, min_face=min_face)
+        det(canvas)  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            det(canvas)
+            n += 1
+        out[name] = n / (time.perf_counter() - t0)
+    return out
+
+
+def label_speed(workdir: Path, refs) -> tuple[float, float, int, int]:
+    """``fer label`` on a 1080p 9-face video of 1x and 4x length: (seconds at 1x, at 4x, frames at 1x, at 4x)."""
+    frame_box = [(f, b) for f, b in refs]
+    frames = [tile(f, b, 3)[0] for f, b in frame_box]
+    clip = [frames[i % len(frames)] for i in range(100)]
+    times = []
+    lengths = (1, 4)
+    for k in lengths:
+        video = write_video(workdir / f"wide_{k}x.mp4", clip * k)
+        out = workdir / f"out_{k}x"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(out)], check=True,
+                       capture_output=True)  # fmt: skip
+        times.append(time.perf_counter() - t0)
+    return times[0], times[1], len(clip), len(clip) * 4
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=3, help="source frames per clip (each tiled at every size)")
+    parser.add_argument("--detectors", default=",".join(DETECTORS.names()))
+    parser.add_argument("--skip-label", action="store_true", help="skip the end-to-end fer label run")
+    args = parser.parse_args()
+    names = args.detectors.split(",")
+    min_face = LabelConfig(inputs=(), out="").min_face
+    refs = reference_frames(args.frames)
+
+    print(f"1080p tiled frames: {len(refs)} source frames x {len(FACE_SIZES)} face sizes; --min-face {min_face}\n")
+    recall = recall_table(names, refs, min_face)
+    falses = false_detections(names, min_face)
+    speed = detection_speed(names, refs, min_face)
+    header = f"{'detector':<16}" + "".join(f"{f'{lo}-{hi} px':>12}" for lo, hi in BUCKETS)
+    header += "".join(f"{'false/1k ' + c.split('.')[0]:>22}" for c in NO_FACE_CLIPS) + f"{'det fps 1080p':>15}"
+    print(header)
+    for name in names:
+        row = f"{name:<16}"
+        for b in BUCKETS:
+            found, total = recall[name][b]
+            row += f"{100 * found / max(total, 1):>11.1f}%"
+        row += "".join(f"{falses[name][c]:>22.1f}" for c in NO_FACE_CLIPS)
+        print(row + f"{speed[name]:>15.1f}")
+
+    if not args.skip_label:
+        with tempfile.TemporaryDirectory() as d:
+            t1, t4, f1, f4 = label_speed(Path(d), refs)
+        print(
+            f"\nfer label (default detector {DEFAULT_DETECTOR}), 1080p with 9 faces, 2 decoders: "
+            f"{f1} frames in {t1:.1f} s ({f1 / t1:.1f} frames/s end to end), {f4} frames in {t4:.1f} s; "
+            f"after start-up (4x minus 1x): {(f4 - f1) / (t4 - t1):.1f} frames/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
