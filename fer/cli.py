@@ -171,16 +171,39 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none | flip | ten-crop.")] = "none",
     limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(help="Images are uncropped: detect, align and crop the largest face first, as fer label does."),
+    ] = False,
+    detector: Annotated[str, typer.Option(help="With --detect: the face detector.")] = LABEL_DEFAULTS.detector,
+    min_face: Annotated[int, typer.Option(help="With --detect: smallest face (pixels).")] = LABEL_DEFAULTS.min_face,
+    align: Annotated[bool, typer.Option(help="With --detect: align crops on the eyes.")] = LABEL_DEFAULTS.align,
 ) -> None:
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
-    import ray
-
     from fer import model as bundle
-    from fer._ray import quiet_ray_data
-    from fer.evaluate import evaluate as run
-    from fer.evaluate import format_scores
+    from fer.evaluate import evaluate_detected, format_scores
 
     emotion_model = bundle.load(model)
+    if detect:
+        DETECTORS.get(detector)
+        result = evaluate_detected(
+            emotion_model, data, split, detector=detector, min_face=min_face, align=align, tta=tta,
+            limit_per_class=limit_per_class,
+        )  # fmt: skip
+        typer.echo(
+            f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], detector={detector}, "
+            f"align={align}, tta={tta}\n"
+            f"faces found in {result.images - result.missed} of {result.images} images "
+            f"({result.missed} missed); end-to-end accuracy (a miss counts as wrong) {result.end_to_end:.4f}\n"
+            "on the images with a face found:\n"
+        )
+        typer.echo(format_scores(result.scores))
+        return
+    import ray
+
+    from fer._ray import quiet_ray_data
+    from fer.evaluate import evaluate as run
+
     ray.init(logging_level="WARNING", include_dashboard=False)
     quiet_ray_data()
     scores = run(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)

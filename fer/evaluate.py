@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fer.data import fer2013
-from fer.labels import EMOTIONS
+from fer.labels import EMOTIONS, FACE_SIZE
 from fer.metrics import Scores, score
 
 
@@ -14,6 +17,58 @@ def evaluate(model, data: str | Path, split: str, *, tta: str = "none", limit_pe
     faces = fer2013.read_split(data, split, limit_per_class=limit_per_class)
     images, labels = faces.to_numpy()
     return score(labels, model.predict(images, tta=tta))
+
+
+@dataclass(frozen=True)
+class DetectedScores:
+    """Scores of the detect, align and classify path on uncropped labelled images.
+
+    ``scores`` counts only images where a face was found; ``end_to_end`` is the accuracy
+    over every image, a missed face counting as wrong.
+    """
+
+    scores: Scores
+    images: int
+    missed: int
+    end_to_end: float
+
+
+def evaluate_detected(
+    model,
+    data: str | Path,
+    split: str,
+    *,
+    detector: str,
+    min_face: int,
+    align: bool = True,
+    tta: str = "none",
+    limit_per_class: int | None = None,
+) -> DetectedScores:
+    """Score ``model`` on the uncropped images of ``data/<split>/<class>/``: each image goes
+    through face detection (its largest face) and cropping as in ``fer label``."""
+    import cv2
+
+    from fer.video.align import crop_face
+    from fer.video.faces import create_detector
+
+    paths, labels = fer2013.list_folder_split(data, split)
+    if limit_per_class is not None:
+        paths, labels = fer2013.take_per_class(paths, labels, limit_per_class)
+    detect = create_detector(detector, min_face=min_face)
+    crops, found = [], []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        faces = [d for d in detect(image) if d.size >= min_face] if image is not None else []
+        found.append(bool(faces))
+        if faces:
+            crops.append(crop_face(image, max(faces, key=lambda d: d.w * d.h), align=align))
+    found_mask = np.array(found, bool)
+    labels = np.asarray(labels)
+    faces = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
+    probs = model.predict(faces, tta=tta)
+    scores = score(labels[found_mask], probs)
+    correct = int((probs.argmax(axis=1) == labels[found_mask]).sum()) if len(probs) else 0
+    return DetectedScores(scores, len(paths), int((~found_mask).sum()), correct / max(1, len(paths)))
 
 
 def format_scores(scores: Scores) -> str:

@@ -256,7 +256,7 @@ def read_split(
         return _read_csv_split(source, split, limit_per_class)
     paths, labels = list_folder_split(source, split)
     if limit_per_class is not None:
-        paths, labels = _limit(paths, labels, limit_per_class)
+        paths, labels = take_per_class(paths, labels, limit_per_class)
     items = pa.table({"path": paths, "label": pa.array(labels, pa.int64())})
     # A few hundred files per block: enough blocks for every CPU to decode in parallel.
     step = max(500, -(-len(paths) // 64))
@@ -285,7 +285,7 @@ def read_split(
     )
 
 
-def _limit(paths: list[str], labels: list[int], per_class: int) -> tuple[list[str], list[int]]:
+def take_per_class(paths: list[str], labels: list[int], per_class: int) -> tuple[list[str], list[int]]:
     seen = [0] * NUM_CLASSES
     out_p, out_l = [], []
     for p, lab in zip(paths, labels, strict=True):

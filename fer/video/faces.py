@@ -73,6 +73,8 @@ YUNET_MIN_PX = 12
 #: interpolated on the box side in the detector's input: the inverse of the shrinkage
 #: measured on tiled frames of the sample clips against their full-size boxes.
 YUNET_BOX_CALIBRATION = ((9.5, 1.25), (13.5, 1.21), (17.5, 1.16), (22.5, 1.11), (28.5, 1.04), (37.5, 1.0))
+#: A detection with more than this share of its box inside a better one is a duplicate.
+YUNET_CONTAINED = 0.6
 #: Score threshold: OpenCV Zoo's default for YuNet, which kept the no-face and cartoon
 #: clips free of detections (benchmarks/face_recall.py).
 YUNET_MIN_SCORE = 0.6
@@ -101,6 +103,7 @@ class YuNet:
             raise FerError(f"--min-face must be at least 1 pixel, got {min_face}")
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # "targets not supported" notices
         self.scale = min(1.0, YUNET_MIN_PX / min_face)
+        self.iou = iou
         self.net = cv2.FaceDetectorYN.create(str(YUNET_MODEL), "", (320, 320), min_score, iou, 5000)
         self._size = (320, 320)
 
@@ -123,16 +126,15 @@ class YuNet:
         _, found = self.net.detect(frame)
         if found is None:
             return []
-        sx, sy = w / size[0], h / size[1]
         side, grow = np.array(YUNET_BOX_CALIBRATION).T
-        out = []
-        for row in found:
-            f = np.interp(max(row[2], row[3]), side, grow)
-            cx, cy, bw, bh = row[0] + row[2] / 2, row[1] + row[3] / 2, row[2] * f, row[3] * f
-            box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], np.float32) * [sx, sy, sx, sy]
-            marks = row[4:14].reshape(5, 2) * [sx, sy]
-            out.append(_clipped(box, float(row[14]), w, h, marks.astype(np.float32)))
-        return out
+        f = np.interp(found[:, 2:4].max(axis=1), side, grow)[:, None]
+        centre, half = found[:, 0:2] + found[:, 2:4] / 2, found[:, 2:4] * f / 2
+        scale = np.array([w / size[0], h / size[1]], np.float32)
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * np.tile(scale, 2)
+        marks = found[:, 4:14].reshape(-1, 5, 2) * scale
+        # YuNet's own NMS (IoU 0.3) leaves a second, smaller box inside some small faces.
+        keep = nms(boxes, found[:, 14], self.iou, contained=YUNET_CONTAINED)
+        return [_clipped(boxes[i], float(found[i, 14]), w, h, marks[i].astype(np.float32)) for i in keep]
 
 
 # ----------------------------------------------------------------------- BlazeFace
@@ -209,8 +211,12 @@ def _interpreter(path: Path, threads: int):
     return Interpreter(model_path=str(path), num_threads=threads)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression; boxes are ``(n, 4)`` x0, y0, x1, y1."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, *, contained: float = 1.0) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression; boxes are ``(n, 4)`` x0, y0, x1, y1.
+
+    A box is dropped when its IoU with a better one exceeds ``iou``, or when more than
+    ``contained`` of the smaller box's area lies inside the other.
+    """
     order = np.argsort(-scores)
     keep: list[int] = []
     while order.size:
@@ -224,7 +230,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
         area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
         union = area(boxes[i]) + area(boxes[rest]) - inter
-        order = rest[inter / np.maximum(union, 1e-9) <= iou]
+        smaller = np.minimum(area(boxes[i]), area(boxes[rest]))
+        order = rest[(inter / np.maximum(union, 1e-9) <= iou) & (inter / np.maximum(smaller, 1e-9) <= contained)]
     return np.array(keep, np.int64)
 
 
