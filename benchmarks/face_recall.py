@@ -7,10 +7,13 @@ for every registered detector at ``fer label``'s default ``--min-face``:
 1. recall by face-size bucket on the tiled frames;
 2. false detections per 1,000 frames on the no-face clip and on the cartoon clip;
 3. detection frames/s on 1080p frames with 9 faces (one thread);
-4. ``fer label`` end to end on a 1080p video with 9 faces: frames/s after start-up (the
+4. the cost of ``--min-face`` for the default detector: its input size at 1080p, recall
+   and frames/s for several settings;
+5. ``fer label`` end to end on a 1080p video with 9 faces: frames/s after start-up (the
    difference between a 4x and a 1x long video), with the default detector.
 
 Usage: python benchmarks/face_recall.py [--frames 3] [--skip-label] [--detectors yunet,blazeface]
+       [--min-faces 12,16,20,24,32,48]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, create_detector  # noqa: E402
 from fer.video.pipeline import LabelConfig  # noqa: E402
-from tests.tiles import grid_for, matched, read_frames, tile, write_video  # noqa: E402
+from tests.tiles import CANVAS, grid_for, matched, read_frames, tile, write_video  # noqa: E402
 
 SAMPLES = ROOT / "data" / "samples"
 FACE_SIZES = (320, 212, 160, 106, 80, 53, 40, 32, 28, 25, 22)
@@ -83,21 +86,36 @@ def false_detections(names: list[str], min_face: int) -> dict[str, dict[str, flo
     return out
 
 
-def detection_speed(names: list[str], refs, min_face: int, seconds: float = 5.0) -> dict[str, float]:
-    """Per detector: 1080p frames with 9 faces detected per second, one thread."""
+def frames_per_second(det, frame: np.ndarray, seconds: float = 5.0) -> float:
+    """Frames ``det`` processes per second, one thread."""
     cv2.setNumThreads(1)
+    det(frame)  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        det(frame)
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def detection_speed(names: list[str], refs, min_face: int) -> dict[str, float]:
+    """Per detector: 1080p frames with 9 faces detected per second, one thread."""
     frame, box = refs[0]
     canvas, _ = tile(frame, box, 3)
-    out = {}
-    for name in names:
-        det = create_detector(name, min_face=min_face)
-        det(canvas)  # warm-up
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            det(canvas)
-            n += 1
-        out[name] = n / (time.perf_counter() - t0)
-    return out
+    return {name: frames_per_second(create_detector(name, min_face=min_face), canvas) for name in names}
+
+
+def min_face_costs(refs, settings: list[int]) -> None:
+    """Print the default detector's input size, recall and speed at each ``--min-face``."""
+    frame, box = refs[0]
+    canvas, _ = tile(frame, box, 3)
+    print(f"\n{DEFAULT_DETECTOR} by --min-face (1080p):")
+    print(f"{'--min-face':<12}{'input':>11}" + "".join(f"{f'{lo}-{hi} px':>12}" for lo, hi in BUCKETS) + f"{'fps':>8}")
+    for m in settings:
+        det = create_detector(DEFAULT_DETECTOR, min_face=m)
+        recall = recall_table([DEFAULT_DETECTOR], refs, m)[DEFAULT_DETECTOR]
+        size = "x".join(map(str, det.input_size(*CANVAS))) if hasattr(det, "input_size") else "-"
+        cells = "".join(f"{100 * f / t:>11.1f}%" if lo >= m else f"{'-':>12}" for (lo, hi), (f, t) in recall.items())
+        print(f"{m:<12}{size:>11}{cells}{frames_per_second(det, canvas):>8.1f}")
 
 
 def label_speed(workdir: Path, refs) -> tuple[float, float, int, int]:
@@ -122,6 +140,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3, help="source frames per clip (each tiled at every size)")
     parser.add_argument("--detectors", default=",".join(DETECTORS.names()))
     parser.add_argument("--skip-label", action="store_true", help="skip the end-to-end fer label run")
+    parser.add_argument("--min-faces", default="12,16,20,24,32,48", help="--min-face settings to cost")
     args = parser.parse_args()
     names = args.detectors.split(",")
     min_face = LabelConfig(inputs=(), out="").min_face
@@ -142,6 +161,7 @@ def main() -> None:
         row += "".join(f"{falses[name][c]:>22.1f}" for c in NO_FACE_CLIPS)
         print(row + f"{speed[name]:>15.1f}")
 
+    min_face_costs(refs, [int(m) for m in args.min_faces.split(",")])
     if not args.skip_label:
         with tempfile.TemporaryDirectory() as d:
             t1, t4, f1, f4 = label_speed(Path(d), refs)

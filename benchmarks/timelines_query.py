@@ -1,10 +1,16 @@
-"""Timeline queries at archive scale: `summarize` over the whole archive and `read` of one video.
+"""Timeline queries at archive scale: summaries, filtered scans and single-video reads.
 
-Writes a synthetic archive (default 1,000 videos x 10,000 rows = 10 million rows, 30 fps,
-one face per frame with gaps) in the labelling schema, then times each query in a fresh
-process and reports that process's peak memory.
+Writes synthetic archives in the labelling schema (every frame of 25-fps videos of 3 to
+100 minutes, one face with gaps, aggregates beside the timelines as ``fer label`` writes
+them), then times each query in a fresh process and reports that process's peak memory:
 
-Usage: python benchmarks/timelines_query.py [--videos 1000] [--rows 10000] [--workdir /tmp/fer-tl-bench]
+- archive summary, before (``summarize(read(archive))``: every frame in one DataFrame; only
+  run up to ``--full-load-max`` rows) and after (``summary(archive)``: from the aggregates);
+- a filtered scan (``emotion = 'happy' AND confidence > 0.9``, five columns) with DuckDB
+  (``fer.timelines.scan``) and, for comparison, pyarrow's streaming dataset scanner;
+- ``read`` of one video.
+
+Usage: python benchmarks/timelines_query.py [--rows 10000000,100000000] [--workdir /tmp/fer-tl-bench]
 """
 
 from __future__ import annotations
@@ -19,57 +25,128 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+FPS = 25.0
+WHERE = "emotion = 'happy' AND confidence > 0.9"
+SCAN_COLUMNS = ["video_id", "frame", "time_s", "face_id", "confidence"]
 
-def write_archive(folder: Path, videos: int, rows: int) -> int:
+
+def video_lengths(total_rows: int, seed: int = 0) -> list[int]:
+    """Frames per video: 3 to 100 minutes at 25 fps (log-uniform), summing to ``total_rows``."""
+    rng = np.random.default_rng(seed)
+    lengths, left = [], total_rows
+    while left > 0:
+        n = int(np.exp(rng.uniform(np.log(3 * 60 * FPS), np.log(100 * 60 * FPS))))
+        lengths.append(min(n, left))
+        left -= n
+    return lengths
+
+
+def _strings(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([value])).cast(pa.string())
+
+
+def write_video(root: Path, vid: str, rows: int, rng: np.random.Generator) -> None:
+    from fer.aggregates import aggregate
     from fer.labels import EMOTIONS
-    from fer.schema import TIMELINE_SCHEMA, with_metadata
+    from fer.schema import AGGREGATES_DIR, LANDMARK_COLUMNS, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
 
-    folder.mkdir(parents=True, exist_ok=True)
+    frame = np.arange(rows)
+    has = rng.random(rows) > 0.1
+    logits = rng.normal(size=(rows, len(EMOTIONS))).astype(np.float32)
+    logits += np.sin(frame[:, None] / 90 + np.arange(len(EMOTIONS))).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    probs[~has] = np.nan
+    best = np.nan_to_num(probs).argmax(axis=1)
+    emotion = pa.DictionaryArray.from_arrays(pa.array(best.astype(np.int32), mask=~has), pa.array(list(EMOTIONS))).cast(
+        pa.string()
+    )
+    nan = np.full(rows, np.nan, np.float32)
+    box = np.where(has[:, None], [100, 80, 120, 120], np.nan).astype(np.float32)
+    columns = {
+        "video_id": _strings(vid, rows), "video_path": _strings(f"/archive/{vid}.mp4", rows),
+        "frame": frame, "time_s": frame / FPS, "face_id": np.where(has, 0, -1).astype(np.int32),
+        "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
+        "score": np.where(has, 0.9, np.nan).astype(np.float32), **dict.fromkeys(LANDMARK_COLUMNS, nan),
+        "emotion": emotion, "confidence": np.where(has, np.nan_to_num(probs).max(axis=1), np.nan).astype(np.float32),
+        **{e: probs[:, i] for i, e in enumerate(EMOTIONS)},
+    }  # fmt: skip
+    table = pa.table(columns, schema=TIMELINE_SCHEMA)
+    pq.write_table(
+        table.replace_schema_metadata(with_metadata({}).metadata),
+        root / TIMELINES_DIR / f"{vid}.parquet",
+        compression="zstd",
+    )
+    pq.write_table(aggregate(table.to_pandas()), root / AGGREGATES_DIR / f"{vid}.parquet", compression="zstd")
+
+
+def write_archive(root: Path, total_rows: int) -> int:
+    from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
+
+    for d in (TIMELINES_DIR, AGGREGATES_DIR):
+        (root / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    meta = with_metadata({"model": {"name": "synthetic"}}).metadata
-    for v in range(videos):
-        vid = f"video{v:05d}"
-        frame = np.arange(rows)
-        has = rng.random(rows) > 0.1
-        logits = rng.normal(size=(rows, len(EMOTIONS))) + np.sin(frame[:, None] / 90 + np.arange(len(EMOTIONS)))
-        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        probs[~has] = np.nan
-        best = probs.argmax(axis=1) if has.all() else np.nan_to_num(probs).argmax(axis=1)
-        emotion = np.where(has, np.array(EMOTIONS, dtype=object)[best], None)
-        box = np.where(has[:, None], [100, 80, 120, 120], np.nan).astype(np.float32)
-        columns = {
-            "video_id": pa.array([vid] * rows), "video_path": pa.array([f"/archive/{vid}.mp4"] * rows),
-            "frame": frame, "time_s": frame / 30.0, "face_id": np.where(has, 0, -1).astype(np.int32),
-            "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
-            "score": np.where(has, 0.9, np.nan).astype(np.float32), "emotion": pa.array(list(emotion), pa.string()),
-            "confidence": np.nanmax(np.where(has[:, None], probs, 0), axis=1).astype(np.float32),
-            **{e: probs[:, i].astype(np.float32) for i, e in enumerate(EMOTIONS)},
-        }  # fmt: skip
-        table = pa.table(columns, schema=TIMELINE_SCHEMA).replace_schema_metadata(meta)
-        pq.write_table(table, folder / f"{vid}.parquet", compression="zstd")
-    return videos * rows
+    lengths = video_lengths(total_rows)
+    for v, rows in enumerate(lengths):
+        write_video(root, f"video{v:05d}", rows, rng)
+    return len(lengths)
 
 
-def _summarize_all(folder: str) -> tuple[float, int, int]:
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _full_load(root: str):
     from fer import timelines
 
     t = time.perf_counter()
-    summary = timelines.summarize(timelines.read(folder))
-    return time.perf_counter() - t, len(summary), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = timelines.summarize(timelines.read(root))
+    return time.perf_counter() - t, len(out), _peak_mb()
 
 
-def _read_one(folder: str) -> tuple[float, int, int]:
+def _summary(root: str):
     from fer import timelines
 
     t = time.perf_counter()
-    df = timelines.read(folder, videos="video00042")
-    return time.perf_counter() - t, len(df), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = timelines.summary(root)
+    return time.perf_counter() - t, len(out), _peak_mb()
 
 
-def _baseline() -> tuple[float, int, int]:
-    import fer.timelines  # noqa: F401 - the imports alone, to subtract from the peaks
+def _scan_duckdb(root: str):
+    from fer import timelines
 
-    return 0.0, 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    out = timelines.scan(root, WHERE, SCAN_COLUMNS)
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
+def _scan_pyarrow(root: str):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from fer.schema import TIMELINE_SCHEMA
+
+    t = time.perf_counter()
+    dataset = ds.dataset(f"{root}/timelines", schema=TIMELINE_SCHEMA, format="parquet")
+    expr = (pc.field("emotion") == "happy") & (pc.field("confidence") > 0.9)
+    parts = [b for b in dataset.to_batches(columns=SCAN_COLUMNS, filter=expr)]
+    out = pa.Table.from_batches(parts, schema=pa.schema([TIMELINE_SCHEMA.field(c) for c in SCAN_COLUMNS])).to_pandas()
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
+def _read_one(root: str):
+    from fer import timelines
+
+    t = time.perf_counter()
+    out = timelines.read(root, videos="video00003")
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
+def _imports():
+    import duckdb  # noqa: F401
+
+    import fer.timelines  # noqa: F401 - the imports alone, to compare the peaks with
+
+    return 0.0, 0, _peak_mb()
 
 
 def in_fresh_process(fn, *args):
@@ -78,30 +155,33 @@ def in_fresh_process(fn, *args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=1000)
-    parser.add_argument("--rows", type=int, default=10_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="10000000,100000000", help="archive sizes in rows, comma-separated")
+    parser.add_argument("--full-load-max", type=int, default=10_000_000, help="largest archive to load whole")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-tl-bench"))
     args = parser.parse_args()
-    folder = args.workdir / f"{args.videos}x{args.rows}" / "timelines"
-    if not folder.is_dir():
-        t = time.perf_counter()
-        n = write_archive(folder, args.videos, args.rows)
-        print(f"wrote {n:,} rows in {args.videos} files in {time.perf_counter() - t:.0f} s")
-    size = sum(f.stat().st_size for f in folder.glob("*.parquet"))
-    one = (folder / "video00042.parquet").stat().st_size
-    print(f"archive: {args.videos * args.rows:,} rows, {size / 2**20:.0f} MB on disk")
-    _, _, base = in_fresh_process(_baseline)
-    secs, n, peak = in_fresh_process(_summarize_all, str(folder))
-    print(
-        f"summarize(read(archive)): {secs:.1f} s for {n} videos; peak memory {peak / 1024:.0f} MB "
-        f"(imports alone: {base / 1024:.0f} MB)"
-    )
-    secs, n, peak = in_fresh_process(_read_one, str(folder))
-    print(
-        f"read(archive, videos='video00042'): {secs * 1000:.0f} ms for {n:,} rows; peak memory {peak / 1024:.0f} MB; "
-        f"opens one file of {one / 2**20:.2f} MB ({one / size:.2%} of the archive)"
-    )
+    _, _, base = in_fresh_process(_imports)
+    print(f"peak memory of the imports alone: {base:.0f} MB; scan: WHERE {WHERE}, columns {', '.join(SCAN_COLUMNS)}")
+    print(f"{'rows':>12} {'videos':>7} {'query':<34} {'seconds':>8} {'result rows':>12} {'peak MB':>8} {'rows/s':>12}")
+    for total in (int(r) for r in args.rows.split(",")):
+        root = args.workdir / f"archive-{total}"
+        if not (root / "done").exists():
+            t = time.perf_counter()
+            videos = write_archive(root, total)
+            (root / "done").write_text(str(videos))
+            print(f"(wrote {total:,} rows in {videos} videos in {time.perf_counter() - t:.0f} s)")
+        videos = int((root / "done").read_text())
+        queries = [("summary, before: summarize(read())", _full_load)] if total <= args.full_load_max else []
+        queries += [
+            ("summary, after: summary() aggregates", _summary),
+            ("scan: fer.timelines.scan (DuckDB)", _scan_duckdb),
+            ("scan: pyarrow dataset to_batches", _scan_pyarrow),
+            ("read(videos='video00003')", _read_one),
+        ]
+        for name, fn in queries:
+            secs, n, peak = in_fresh_process(fn, str(root))
+            rate = f"{total / secs:>12,.0f}" if name.startswith("scan") else f"{'':>12}"
+            print(f"{total:>12,} {videos:>7} {name:<34} {secs:>8.2f} {n:>12,} {peak:>8.0f} {rate}")
 
 
 if __name__ == "__main__":

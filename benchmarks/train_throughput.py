@@ -70,10 +70,10 @@ def main() -> None:
     args = parser.parse_args()
     threads = os.cpu_count() or 1
 
+    from fer._ray import connect
     from fer.data import fer2013
-    from fer.train.trainer import init_ray
 
-    init_ray(None)
+    connect(None)
     images, labels = fer2013.read_split(args.data, "train", limit_per_class=args.per_class).to_numpy()
     order = np.random.default_rng(0).permutation(len(labels))
     plain = plain_fit(images[order], labels[order], args.arch, args.batch_size, args.epochs, threads)

@@ -19,3 +19,14 @@ def quiet_ray_data() -> None:
     ctx.enable_auto_log_stats = False
     for name in ("ray.data", "ray.train", "ray.tune", "tensorflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def connect(address: str | None = None) -> None:
+    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local
+    Ray; once per process (a second call keeps the first connection)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(address=address, logging_level="WARNING")
+    quiet_ray_data()

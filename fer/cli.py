@@ -285,27 +285,93 @@ def _one_video(directory: str, video: Optional[str]) -> str:
     return next(iter(files))
 
 
+OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _emit(table, format: str, out: Optional[Path], *, shown=None) -> None:
+    """Write a result table as ``format`` to ``out`` (or standard output; parquet needs ``out``)."""
+    if format not in OUTPUT_FORMATS:
+        raise FerError(f"--format: unknown format {format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    if format == "parquet":
+        if out is None:
+            raise FerError("--format parquet needs --out FILE")
+        table.to_parquet(out, index=False)
+        typer.echo(f"parquet: {out} ({len(table)} rows)")
+        return
+    if format == "csv":
+        text = table.to_csv(index=False)
+    elif format == "json":
+        text = table.to_json(orient="records", indent=2) + "\n"
+    else:
+        text = (table if shown is None else shown).to_string(index=False, float_format=lambda v: f"{v:.2f}") + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"{format}: {out} ({len(table)} rows)")
+
+
+def _table_view(table):
+    """The summary as a table for people: shares only, named by emotion."""
+    shown = table.drop(columns=[c for c in table.columns if c.startswith("mean_")])
+    shown.columns = [c.removeprefix("share_") for c in shown.columns]
+    return shown
+
+
 @app.command()
 def summary(
     directory: TimelinesArg,
     video: Annotated[Optional[list[str]], typer.Option(help="Video id(s) to summarise (default: all).")] = None,
     by: Annotated[str, typer.Option(help="video | face.")] = "video",
-    format: Annotated[str, typer.Option(help="table | csv | json.")] = "table",
+    format: Annotated[str, typer.Option(help="table | csv | json | parquet.")] = "table",
+    out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to aggregate old timelines on.")] = None,
 ) -> None:
-    """Time-weighted emotion shares, dominant emotion and face presence per video or face."""
+    """Time-weighted emotion shares, dominant emotion and face presence per video or face.
+
+    Reads the per-video aggregates fer label writes, so it is quick on any archive size.
+    Example: fer summary out --by face --format csv
+    """
     from fer import timelines
 
-    if format not in ("table", "csv", "json"):
-        raise FerError(f"unknown --format {format!r}; choose table, csv or json")
-    table = timelines.summarize(timelines.read(directory, videos=video), by=by)
-    if format == "csv":
-        typer.echo(table.to_csv(index=False), nl=False)
-    elif format == "json":
-        typer.echo(table.to_json(orient="records", indent=2))
+    table = timelines.summary(directory, videos=video, by=by, address=address)
+    _emit(table, format, out, shown=_table_view(table))
+
+
+@app.command()
+def query(
+    directory: TimelinesArg,
+    where: Annotated[
+        Optional[str],
+        typer.Option(help="SQL condition on timeline rows, e.g. \"emotion = 'happy' AND confidence > 0.8\"."),
+    ] = None,
+    columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns to return (default: all).")] = None,
+    video: Annotated[Optional[list[str]], typer.Option(help="Only these video ids.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    top_videos: Annotated[
+        Optional[int], typer.Option(help="Instead: the N videos with the largest share of --emotion.")
+    ] = None,
+    emotion: Annotated[str, typer.Option(help="The emotion --top-videos ranks by.")] = "happy",
+    minutes: Annotated[bool, typer.Option(help="Instead: minutes of each emotion per video (or --by face).")] = False,
+    by: Annotated[str, typer.Option(help="With --minutes: video | face.")] = "video",
+    format: Annotated[str, typer.Option(help="table | csv | json | parquet.")] = "table",
+    out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to run the query on.")] = None,
+) -> None:
+    """Query a whole archive: rows matching a condition, top videos by an emotion, emotion minutes.
+
+    Example: fer query out --where "emotion = 'fear' AND confidence > 0.7" --columns video_id,time_s,fear
+    """
+    from fer import timelines
+
+    if top_videos is not None:
+        table = timelines.top_videos(directory, emotion, top_videos, address=address)
+        _emit(table, format, out, shown=_table_view(table))
+    elif minutes:
+        _emit(timelines.emotion_minutes(directory, by=by, address=address), format, out)
     else:
-        shown = table.drop(columns=[c for c in table.columns if c.startswith("mean_")])
-        shown.columns = [c.removeprefix("share_") for c in shown.columns]
-        typer.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        cols = [c.strip() for c in columns.split(",")] if columns else None
+        _emit(timelines.scan(directory, where, cols, videos=video, limit=limit, address=address), format, out)
 
 
 @app.command()

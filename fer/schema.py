@@ -62,6 +62,31 @@ TIMELINE_SCHEMA = pa.schema(
 )
 
 
+#: Per-video aggregates beside each timeline (see fer.aggregates): one row per video
+#: (``face_id == -1``: frames, seconds, presence) and one per face (first/last seen);
+#: both carry the face rows' count, their seconds, seconds per dominant emotion
+#: (``sec_<emotion>``) and probability sums (``sum_<emotion>``). Columns that do not apply
+#: to a row are null.
+AGGREGATES_DIR = "aggregates"
+AGGREGATE_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("face_id", pa.int32()),
+        ("frames", pa.int64()),
+        ("seconds", pa.float64()),
+        ("face_frames", pa.int64()),
+        ("face_seconds", pa.float64()),
+        ("faces", pa.int64()),
+        ("rows", pa.int64()),
+        ("row_seconds", pa.float64()),
+        ("first_s", pa.float64()),
+        ("last_s", pa.float64()),
+        *[(f"sec_{name}", pa.float64()) for name in EMOTIONS],
+        *[(f"sum_{name}", pa.float64()) for name in EMOTIONS],
+    ]
+)
+
+
 def with_metadata(meta: dict) -> pa.Schema:
     """The timeline schema carrying ``meta`` (plus the schema version and labels)."""
     full = {"schema_version": SCHEMA_VERSION, "labels": list(EMOTIONS), **meta}

@@ -63,6 +63,10 @@ class Location:
     def stem(self) -> str:
         return self.name.rsplit(".", 1)[0] if "." in self.name else self.name
 
+    @property
+    def parent(self) -> Location:
+        return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0], self.uri.rstrip("/").rsplit("/", 1)[0])
+
     def __truediv__(self, part: str) -> Location:
         return Location(self.fs, f"{self.path}/{part}", f"{self.uri}/{part}")
 

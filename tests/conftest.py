@@ -64,9 +64,9 @@ def ray_local():
     """One local Ray for the whole session, started the way fer starts it."""
     import ray
 
-    from fer.train.trainer import init_ray
+    from fer._ray import connect
 
-    init_ray(None)
+    connect(None)
     yield ray
     ray.shutdown()
 

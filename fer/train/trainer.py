@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fer._ray import connect
 from fer.data import fer2013
 from fer.errors import FerError
 from fer.train.config import TrainConfig
@@ -44,18 +45,6 @@ class TrainResult:
     best_epoch: int
     metrics: dict
     wall_seconds: float
-
-
-def init_ray(address: str | None) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray, once per process."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    from fer._ray import quiet_ray_data
-
-    ray.init(address=address, logging_level="WARNING")
-    quiet_ray_data()
 
 
 def start(config: TrainConfig) -> TrainResult:
@@ -96,7 +85,7 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     from fer.train.loop import epoch_size, train_loop_per_worker
 
     t0 = time.time()
-    init_ray(config.address)
+    connect(config.address)
     train, val = _read_splits(config)
     print(f"[fer] train: {train.describe()}")
     print(f"[fer] val:   {val.describe()}")
@@ -200,7 +189,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     best_state, best_dir = max(found, key=lambda sd: sd[0]["history"][-1][config.select])
     run_state, _ = max(found, key=lambda sd: sd[0]["epochs_done"])
     if not (run_dir / DATA_FILE).is_file():  # runs started before fer recorded it
-        init_ray(config.address)
+        connect(config.address)
         _write_data_info(run_dir, *(_read_splits(config)))
     data = json.loads((run_dir / DATA_FILE).read_text())
     model = keras.models.load_model(str(best_dir / CHECKPOINT_MODEL), compile=False)

@@ -63,10 +63,11 @@ def create_detector(name: str, *, min_face: int = 20, threads: int = 1):
 # --------------------------------------------------------------------------- YuNet
 
 YUNET_MODEL = Path(__file__).resolve().parent.parent / "models" / "yunet" / "yunet_n_640_640.onnx"
-#: The face size (box side, in the detector's input) above which YuNet-n finds every face
-#: of the tiled sample frames; recall falls to 91% at 8.4 px and to 0 below 6 px, so 12 px
-#: leaves a margin of ~1.4x for blur and pose (benchmarks/face_recall.py).
-YUNET_MIN_PX = 12
+#: The face size (box side, in the detector's input) down to which YuNet-n finds every face
+#: of the tiled sample frames; recall falls to 91% at 8.4 px and to 0 below 6 px. 10 px
+#: keeps full recall for 20-px faces at half resolution, where 12 px cost 1.8x the time
+#: for the same recall (benchmarks/face_recall.py prints both).
+YUNET_MIN_PX = 10
 #: YuNet's boxes shrink for faces that are small in its input (to ~0.8x of the true size at
 #: 10-18 px), so a face's box would depend on the detection scale and ``--min-face`` would
 #: drop faces it should keep. Boxes are enlarged about their centre by this factor,

@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fer import model as bundle
+from fer.aggregates import aggregate
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
+from fer.schema import AGGREGATES_DIR, LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
 from fer.storage import Location
 from fer.video import manifest
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS
@@ -112,6 +113,10 @@ def timeline_path(out: Location, video_id: str) -> Location:
     return out / TIMELINES_DIR / f"{video_id}.parquet"
 
 
+def aggregates_path(out: Location, video_id: str) -> Location:
+    return out / AGGREGATES_DIR / f"{video_id}.parquet"
+
+
 def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
     """Label every input video; return the per-video outcome (also in the manifest)."""
     t0 = time.time()
@@ -119,7 +124,7 @@ def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
     out = Location.parse(config.out)
-    for folder in (TIMELINES_DIR, manifest.MANIFEST_DIR):
+    for folder in (TIMELINES_DIR, AGGREGATES_DIR, manifest.MANIFEST_DIR):
         (out / folder).makedirs()
     (out / TIMELINES_DIR).check_writable()
 
@@ -249,11 +254,11 @@ class _VideoWriter:
             self.failed += 1
         else:
             table, frames, faces = _timeline(data)
-            fps = float(data["fps"][0])
-            times = table.column("time_s").to_numpy()
-            seconds = float(times.max() - times.min() + (1 / fps if fps > 0 else 0)) if len(times) else 0.0
             out = timeline_path(self.out, vid)
             _write_timeline(table, out, self._file_meta(data))
+            agg = aggregate(table.to_pandas())
+            _write_parquet(agg, aggregates_path(self.out, vid))
+            seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
             entry = manifest.Entry(
                 **base, status=manifest.DONE, frames=frames, faces=faces, seconds=round(seconds, 3), output=str(out)
             )
@@ -316,11 +321,16 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
 
 
 def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:
-    """Write one video's Parquet file atomically: a crash never leaves a half-written file
-    under the final name. (A timeline is a few MB per hour of video, so it is serialised in
-    memory and stored in one piece.)"""
+    """Write one video's timeline with its metadata (see :func:`_write_parquet`)."""
+    _write_parquet(table.replace_schema_metadata(with_metadata(meta).metadata), where)
+
+
+def _write_parquet(table: pa.Table, where: Location) -> None:
+    """Write a Parquet file atomically: a crash never leaves a half-written file under the
+    final name. (A timeline is a few MB per hour of video, so it is serialised in memory and
+    stored in one piece.)"""
     buf = pa.BufferOutputStream()
-    pq.write_table(table.replace_schema_metadata(with_metadata(meta).metadata), buf, compression="zstd")
+    pq.write_table(table, buf, compression="zstd")
     where.write_bytes(buf.getvalue().to_pybytes())
 
 
