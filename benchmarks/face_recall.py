@@ -9,8 +9,8 @@ for every registered detector at ``fer label``'s default ``--min-face``:
 3. detection frames/s on 1080p frames with 9 faces (one thread);
 4. the cost of ``--min-face`` for the default detector: its input size at 1080p, recall
    and frames/s for several settings;
-5. ``fer label`` end to end on a 1080p video with 9 faces: frames/s after start-up (the
-   difference between a 4x and a 1x long video), with the default detector.
+5. ``fer label`` end to end on 1080p videos with 4 and 9 faces: frames/s after start-up
+   (the difference between a 4x and a 1x long video), with the default settings.
 
 Usage: python benchmarks/face_recall.py [--frames 3] [--skip-label] [--detectors yunet,blazeface]
        [--min-faces 12,16,20,24,32,48]
@@ -118,16 +118,15 @@ def min_face_costs(refs, settings: list[int]) -> None:
         print(f"{m:<12}{size:>11}{cells}{frames_per_second(det, canvas):>8.1f}")
 
 
-def label_speed(workdir: Path, refs) -> tuple[float, float, int, int]:
-    """``fer label`` on a 1080p 9-face video of 1x and 4x length: (seconds at 1x, at 4x, frames at 1x, at 4x)."""
-    frame_box = [(f, b) for f, b in refs]
-    frames = [tile(f, b, 3)[0] for f, b in frame_box]
+def label_speed(workdir: Path, refs, grid: int) -> tuple[float, float, int, int]:
+    """``fer label`` on a 1080p video with ``grid``^2 faces at 1x and 4x length:
+    (seconds at 1x, at 4x, frames at 1x, at 4x)."""
+    frames = [tile(f, b, grid)[0] for f, b in refs]
     clip = [frames[i % len(frames)] for i in range(100)]
     times = []
-    lengths = (1, 4)
-    for k in lengths:
-        video = write_video(workdir / f"wide_{k}x.mp4", clip * k)
-        out = workdir / f"out_{k}x"
+    for k in (1, 4):
+        video = write_video(workdir / f"wide{grid}_{k}x.mp4", clip * k)
+        out = workdir / f"out{grid}_{k}x"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(out)], check=True,
                        capture_output=True)  # fmt: skip
@@ -163,13 +162,14 @@ def main() -> None:
 
     min_face_costs(refs, [int(m) for m in args.min_faces.split(",")])
     if not args.skip_label:
-        with tempfile.TemporaryDirectory() as d:
-            t1, t4, f1, f4 = label_speed(Path(d), refs)
-        print(
-            f"\nfer label (default detector {DEFAULT_DETECTOR}), 1080p with 9 faces, 2 decoders: "
-            f"{f1} frames in {t1:.1f} s ({f1 / t1:.1f} frames/s end to end), {f4} frames in {t4:.1f} s; "
-            f"after start-up (4x minus 1x): {(f4 - f1) / (t4 - t1):.1f} frames/s"
-        )
+        print(f"\nfer label, default settings ({DEFAULT_DETECTOR}), 1080p video (MPEG-4), 100 and 400 frames:")
+        for grid in (2, 3):
+            with tempfile.TemporaryDirectory() as d:
+                t1, t4, f1, f4 = label_speed(Path(d), refs, grid)
+            print(
+                f"{grid * grid} faces per frame: {f1 / t1:.1f} frames/s end to end at {f1} frames ({t1:.1f} s), "
+                f"{f4 / t4:.1f} at {f4}; after start-up (4x minus 1x): {(f4 - f1) / (t4 - t1):.1f} frames/s"
+            )
 
 
 if __name__ == "__main__":

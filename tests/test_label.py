@@ -119,14 +119,16 @@ def test_rerun_skips_and_overwrite_redoes(labelled, untrained_bundle):
     assert [e.status for e in redo.entries] == ["done"]
 
 
-def test_sampling_rate_keeps_video_timestamps(ray_local, untrained_bundle, tmp_path):
-    summary = run(
-        LabelConfig(inputs=(str(SAMPLES / "face_noface.mov"),), out=str(tmp_path), model=str(untrained_bundle), fps=5),
-        progress=False,
-    )
+@pytest.mark.parametrize("segment_seconds", [60.0, 0.7])
+def test_sampling_rate_keeps_video_timestamps(ray_local, untrained_bundle, tmp_path, segment_seconds):
+    config = LabelConfig(
+        inputs=(str(SAMPLES / "face_noface.mov"),), out=str(tmp_path), model=str(untrained_bundle), fps=5,
+        segment_seconds=segment_seconds,
+    )  # fmt: skip
+    summary = run(config, progress=False)
     df = pd.read_parquet(summary.entries[0].output).drop_duplicates("frame")
     # 6.4 s of variable frame rate video at 5 frames/s: the first frame of every 0.2 s
-    # interval of presentation time, times from the container.
+    # interval of presentation time, times from the container, across segment cuts too.
     assert (np.floor(df.time_s.to_numpy() * 5 + 1e-9) == np.arange(len(df))).all()
     assert len(df) == 32
 

@@ -171,7 +171,11 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
 
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Probing only demuxes; it must not wait for a CPU that the actor pools hold.
-    ds = ds.flat_map(probe_segments, fn_kwargs={"segment_seconds": config.segment_seconds}, num_cpus=0)
+    # Split short jobs finer, so that one short video still keeps every decoder busy.
+    spread = max(1, decoders // len(items))
+    ds = ds.flat_map(
+        probe_segments, fn_kwargs={"segment_seconds": config.segment_seconds, "spread": spread}, num_cpus=0
+    )
     ds = ds.map_batches(
         DecodeDetect,
         fn_constructor_kwargs={

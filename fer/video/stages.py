@@ -27,20 +27,33 @@ VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height"
 def _error_segment(item: dict, reason: str) -> dict:
     return {
         "video_id": item["video_id"], "video_path": item["path"], "segment": 0, "n_segments": 1, "start": 0,
-        "times_ms": np.zeros(0), "has_times": False, "fps": 0.0, "width": 0, "height": 0, "rotation": 0,
-        "frames": 0, "error": reason,
+        "times_ms": np.zeros(0), "has_times": False, "prev_ms": np.nan, "fps": 0.0, "width": 0, "height": 0,
+        "rotation": 0, "frames": 0, "error": reason,
     }  # fmt: skip
 
 
-def probe_segments(item: dict, *, segment_seconds: float) -> list[dict]:
-    """flat_map: one video ``{path, video_id}`` to its segments (or one error row)."""
+#: Shortest segment worth a decoder of its own: each one costs an open and a seek.
+MIN_SEGMENT_S = 2.0
+
+
+def segment_length(duration_s: float, segment_seconds: float, spread: int) -> float:
+    """Seconds per segment: at most ``segment_seconds``, and short enough that a video
+    shorter than ``spread`` segments still gives every one of ``spread`` decoders a part
+    (never below :data:`MIN_SEGMENT_S`)."""
+    return min(segment_seconds, max(MIN_SEGMENT_S, duration_s / max(1, spread)))
+
+
+def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1) -> list[dict]:
+    """flat_map: one video ``{path, video_id}`` to its segments (or one error row); see
+    :func:`segment_length` for how long they are."""
     try:
         info, times = probe(item["path"], item["video_id"])
     except VideoError as exc:
         return [_error_segment(item, str(exc))]
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
         return [_error_segment(item, f"probe failed: {exc}")]
-    segs = segments(info, times, segment_seconds)
+    duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0
+    segs = segments(info, times, segment_length(duration, segment_seconds, spread))
     return [
         {
             "video_id": info.video_id,
@@ -48,6 +61,8 @@ def probe_segments(item: dict, *, segment_seconds: float) -> list[dict]:
             "segment": s.index,
             "n_segments": len(segs),
             "start": s.start,
+            # The time of the frame before the segment: sampling by rate continues across the cut.
+            "prev_ms": np.nan if s.prev_ms is None else s.prev_ms,
             "times_ms": s.times_ms if s.times_ms is not None else np.zeros(0),
             "has_times": s.times_ms is not None,
             "fps": info.fps,
@@ -95,6 +110,7 @@ class DecodeDetect:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
                 np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
+                None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]),
             )  # fmt: skip
             try:
                 for index, t, frame in iter_frames(segment, self.sample_fps, threads=1):
