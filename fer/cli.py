@@ -39,6 +39,13 @@ def _address(address: Optional[str]) -> str:
     return address
 
 
+def _cluster(address: Optional[str]) -> Optional[str]:
+    """The Ray cluster a query runs on: ``--address``, else ``RAY_ADDRESS``, else none (here)."""
+    import os
+
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def _command_line() -> str:
     return shlex.join(["fer", *sys.argv[1:]])
 
@@ -325,7 +332,9 @@ def summary(
     by: Annotated[str, typer.Option(help="video | face.")] = "video",
     format: Annotated[str, typer.Option(help="table | csv | json | parquet.")] = "table",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster to aggregate old timelines on.")] = None,
+    address: Annotated[
+        Optional[str], typer.Option(help="Ray cluster to aggregate old timelines on (default: RAY_ADDRESS).")
+    ] = None,
 ) -> None:
     """Time-weighted emotion shares, dominant emotion and face presence per video or face.
 
@@ -334,7 +343,7 @@ def summary(
     """
     from fer import timelines
 
-    table = timelines.summary(directory, videos=video, by=by, address=address)
+    table = timelines.summary(directory, videos=video, by=by, address=_cluster(address))
     _emit(table, format, out, shown=_table_view(table))
 
 
@@ -356,7 +365,9 @@ def query(
     by: Annotated[str, typer.Option(help="With --minutes: video | face.")] = "video",
     format: Annotated[str, typer.Option(help="table | csv | json | parquet.")] = "table",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster to run the query on.")] = None,
+    address: Annotated[
+        Optional[str], typer.Option(help="Ray cluster to run the query on (default: RAY_ADDRESS, else here).")
+    ] = None,
 ) -> None:
     """Query a whole archive: rows matching a condition, top videos by an emotion, emotion minutes.
 
@@ -364,6 +375,7 @@ def query(
     """
     from fer import timelines
 
+    address = _cluster(address)
     if top_videos is not None:
         table = timelines.top_videos(directory, emotion, top_videos, address=address)
         _emit(table, format, out, shown=_table_view(table))
