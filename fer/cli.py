@@ -293,6 +293,12 @@ def _one_video(directory: str, video: Optional[str]) -> str:
 
 
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
+# Options shared by the archive queries (summary, query).
+FormatOpt = Annotated[str, typer.Option(help=f"{' | '.join(OUTPUT_FORMATS)}.")]
+OutOpt = Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")]
+ClusterOpt = Annotated[
+    Optional[str], typer.Option(help="Ray cluster to run the query on (default: RAY_ADDRESS, else here).")
+]
 
 
 def _emit(table, format: str, out: Optional[Path], *, shown=None) -> None:
@@ -330,11 +336,9 @@ def summary(
     directory: TimelinesArg,
     video: Annotated[Optional[list[str]], typer.Option(help="Video id(s) to summarise (default: all).")] = None,
     by: Annotated[str, typer.Option(help="video | face.")] = "video",
-    format: Annotated[str, typer.Option(help="table | csv | json | parquet.")] = "table",
-    out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
-    address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster to aggregate old timelines on (default: RAY_ADDRESS).")
-    ] = None,
+    format: FormatOpt = "table",
+    out: OutOpt = None,
+    address: ClusterOpt = None,
 ) -> None:
     """Time-weighted emotion shares, dominant emotion and face presence per video or face.
 
@@ -363,11 +367,9 @@ def query(
     emotion: Annotated[str, typer.Option(help="The emotion --top-videos ranks by.")] = "happy",
     minutes: Annotated[bool, typer.Option(help="Instead: minutes of each emotion per video (or --by face).")] = False,
     by: Annotated[str, typer.Option(help="With --minutes: video | face.")] = "video",
-    format: Annotated[str, typer.Option(help="table | csv | json | parquet.")] = "table",
-    out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
-    address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster to run the query on (default: RAY_ADDRESS, else here).")
-    ] = None,
+    format: FormatOpt = "table",
+    out: OutOpt = None,
+    address: ClusterOpt = None,
 ) -> None:
     """Query a whole archive: rows matching a condition, top videos by an emotion, emotion minutes.
 

@@ -223,50 +223,11 @@ def summarize(df: pd.DataFrame, by: str = "video") -> pd.DataFrame:
     share_<emotion>..., mean_<emotion>...``.
 
     Shares weigh each face row by the time it stands for, so sampling gaps count fairly.
+    Computed as :func:`summary` computes it, through the rows' aggregates.
     """
-    if by not in ("video", "face"):
+    if by not in aggregates.SUMMARY_BY:
         raise FerError(f"summarize by 'video' or 'face', not {by!r}")
-    df = df.assign(duration=durations(df))
-    faces = df[df.face_id != NO_FACE]
-    keys = ["video_id"] if by == "video" else ["video_id", "face_id"]
-    weighted = pd.get_dummies(faces.emotion).reindex(columns=PROBS, fill_value=0).mul(faces.duration, axis=0)
-    seconds = faces.groupby(keys).duration.sum()
-    shares = weighted.groupby([faces[k] for k in keys]).sum().div(seconds.replace(0, np.nan), axis=0)
-    shares.columns = [f"share_{e}" for e in PROBS]
-    means = faces.groupby(keys)[PROBS].mean()
-    means.columns = [f"mean_{e}" for e in PROBS]
-    if by == "video":
-        frames = df.drop_duplicates(["video_id", "frame"])
-        with_face = faces.drop_duplicates(["video_id", "frame"])
-        base = pd.DataFrame(
-            {
-                "frames": frames.groupby("video_id").frame.count(),
-                "seconds": frames.groupby("video_id").duration.sum(),
-                "face_frames": with_face.groupby("video_id").frame.count(),
-                "face_seconds": with_face.groupby("video_id").duration.sum(),
-                "faces": faces.groupby("video_id").face_id.nunique(),
-            }
-        )
-        base[["face_frames", "face_seconds", "faces"]] = base[["face_frames", "face_seconds", "faces"]].fillna(0)
-        base = base.astype({"face_frames": int, "faces": int})
-        base["face_share"] = base.face_frames / base.frames
-        base = base[["frames", "seconds", "face_frames", "face_share", "face_seconds", "faces"]]
-    else:
-        group = faces.groupby(keys)
-        base = pd.DataFrame(
-            {
-                "first_s": group.time_s.min(),
-                "last_s": group.time_s.max(),
-                "seconds": seconds,
-                "frames": group.frame.count(),
-            }
-        )
-    out = base.join(shares).join(means)
-    share_cols = [f"share_{e}" for e in PROBS]
-    out[share_cols] = out[share_cols].fillna(0.0)
-    has = out[share_cols].sum(axis=1) > 0
-    out.insert(len(base.columns), "dominant", np.where(has, out[share_cols].idxmax(axis=1).str[6:], None))
-    return out.reset_index()
+    return aggregates.summarize(aggregates.aggregate(df).to_pandas(), by=by)
 
 
 def _srt_time(seconds: float) -> str:
