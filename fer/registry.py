@@ -6,7 +6,7 @@ config checks) answers from the registry::
 
     DETECTORS = Registry("detector")
 
-    @DETECTORS.register("yunet", "OpenCV FaceDetectorYN (default)", native_size=None)
+    @DETECTORS.register("yunet", "YuNet-n (default)", native_size=None)
     def _yunet(**kwargs): ...
 
     DETECTORS.names()            # ("yunet", ...)
