@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from fer.errors import FerError
+from fer.model import TTA
+from fer.train.models import ARCHITECTURES
 from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
@@ -70,7 +72,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this directory.")] = None,
     train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     val_split: Annotated[str, typer.Option(help="Split to select the best epoch on.")] = "val",
-    arch: Annotated[str, typer.Option(help="small | deep | vgg16 | resnet50v2.")] = "deep",
+    arch: Annotated[str, typer.Option(help=f"Architecture: {ARCHITECTURES.help()}.")] = "deep",
     epochs: Annotated[
         Optional[int], typer.Option(help="Epochs to train (with --resume: extend the run to this many).")
     ] = None,
@@ -176,7 +178,7 @@ def evaluate(
     data: Annotated[str, typer.Option(help="Image-folder root or FER-2013 CSV.")],
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
-    tta: Annotated[str, typer.Option(help="Test-time augmentation: none | flip | ten-crop.")] = "none",
+    tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = "none",
     limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
     detect: Annotated[
         bool,
@@ -240,7 +242,7 @@ def label(
     gpus: Annotated[int, typer.Option(help="Classifier actors with one GPU each (0: on the CPUs).")] = 0,
     decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: one per CPU).")] = None,
     segment_seconds: Annotated[float, typer.Option(help="Split videos into segments this long.")] = 60.0,
-    tta: Annotated[str, typer.Option(help="Test-time augmentation: none | flip | ten-crop.")] = "none",
+    tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = "none",
     overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = False,
     address: Annotated[
         Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else local).")

@@ -35,12 +35,15 @@ from fer import __version__
 from fer.errors import FerError
 from fer.image import to_faces
 from fer.labels import EMOTIONS, FACE_SIZE
+from fer.registry import Registry
 
 BUNDLE_FORMAT = "fer-model"
 FORMAT_VERSION = 1
 META_FILE = "model.json"
 MODEL_FILE = "model.keras"
-TTA_MODES = ("none", "flip", "ten-crop")
+#: Test-time augmentation: one decorated function per mode, from a batch of faces to the
+#: views whose predictions are averaged; ``passes`` is the classifier's cost in forward passes.
+TTA = Registry("test-time augmentation", option="--tta")
 
 #: Where the model shipped with the package lives.
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
@@ -132,10 +135,9 @@ class EmotionModel:
                 7/8 size, each with its mirror: 10 passes).
             batch_size: faces per forward pass.
         """
-        if tta not in TTA_MODES:
-            raise FerError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
+        view = TTA.get(tta).factory
         faces = to_faces(faces)
-        views = _tta_views(faces, tta)
+        views = view(faces) if len(faces) else [faces]
         probs = np.mean([self._predict_raw(v, batch_size) for v in views], axis=0)
         return probs.astype(np.float32)
 
@@ -147,11 +149,18 @@ class EmotionModel:
         return out
 
 
-def _tta_views(faces: np.ndarray, tta: str) -> list[np.ndarray]:
-    if tta == "none" or len(faces) == 0:
-        return [faces]
-    if tta == "flip":
-        return [faces, faces[:, :, ::-1]]
+@TTA.register("none", "the face as it is (1 pass)", passes=1)
+def _no_tta(faces: np.ndarray) -> list[np.ndarray]:
+    return [faces]
+
+
+@TTA.register("flip", "average with the mirror image (2 passes)", passes=2)
+def _flip(faces: np.ndarray) -> list[np.ndarray]:
+    return [faces, faces[:, :, ::-1]]
+
+
+@TTA.register("ten-crop", "four corner and one centre crop of 7/8 size, each mirrored (10 passes)", passes=10)
+def _ten_crop(faces: np.ndarray) -> list[np.ndarray]:
     import cv2
 
     s, c = FACE_SIZE, FACE_SIZE * 7 // 8
@@ -162,6 +171,10 @@ def _tta_views(faces: np.ndarray, tta: str) -> list[np.ndarray]:
         resized = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in crops])
         views += [resized, resized[:, :, ::-1]]
     return views
+
+
+#: The mode names, for callers that only list them.
+TTA_MODES = TTA.names()
 
 
 def load(path: str | Path | None = None) -> EmotionModel:

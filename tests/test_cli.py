@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import FER2013, fer_cli
+from tests.conftest import FER2013, SAMPLES, fer_cli
 
 
 def test_data_stats_shows_counts_and_imbalance(tiny_dataset):
@@ -28,7 +28,18 @@ def test_data_stats_on_shared_fer2013():
     [
         (["data", "stats", "/no/such/folder"], "no such dataset folder"),
         (["train", "--data", "/x"], "needs --data ROOT and --out RUN_DIR"),
-        (["train", "--data", "/x", "--out", "/tmp/x", "--arch", "alexnet"], "unknown architecture"),
+        (
+            ["train", "--data", "/x", "--out", "/tmp/x", "--arch", "alexnet"],
+            "--arch: unknown architecture 'alexnet'; choose one of small, deep, vgg16, resnet50v2",
+        ),
+        (
+            ["label", str(SAMPLES), "--out", "/tmp/x", "--detector", "haar"],
+            "--detector: unknown detector 'haar'; choose one of yunet, blazeface, blazeface-full, mtcnn",
+        ),
+        (
+            ["label", str(SAMPLES), "--out", "/tmp/x", "--tta", "twelve"],
+            "--tta: unknown test-time augmentation 'twelve'; choose one of none, flip, ten-crop",
+        ),
         (["evaluate", "--model", "/no/bundle", "--data", "/x"], "is not a model bundle"),
     ],
 )
@@ -38,3 +49,15 @@ def test_user_mistakes_are_one_line_errors(args, message):
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
+
+
+def test_help_lists_every_registered_choice():
+    from fer.model import TTA
+    from fer.train.models import ARCHITECTURES
+    from fer.video.faces import DETECTORS
+
+    label, train = fer_cli("label", "--help").stdout, fer_cli("train", "--help").stdout
+    flat = lambda text: " ".join(text.replace("│", " ").split())  # noqa: E731 - undo rich's wrapping
+    for registry, text in ((DETECTORS, label), (TTA, label), (ARCHITECTURES, train)):
+        for name in registry.names():
+            assert f"{name}: {registry.get(name).description}" in flat(text), name

@@ -112,7 +112,7 @@ def _new_model(config: TrainConfig):
     if config.init:
         return bundle.load(config.init).keras_model
     model = models.build(config.arch, weights=config.weights, input_size=config.input_size)
-    if models.spec(config.arch).transfer and config.freeze_epochs > 0:
+    if models.is_transfer(config.arch) and config.freeze_epochs > 0:
         models.set_backbone_trainable(model, config.arch, 0)
     return model
 
@@ -138,7 +138,7 @@ def train_loop_per_worker(plan: dict) -> None:
 
     x, y = _collect(ray.train.get_dataset_shard("train"))
     xv, yv = _collect(ray.train.get_dataset_shard("val"))
-    transfer = models.spec(config.arch).transfer and config.init is None
+    transfer = models.is_transfer(config.arch) and config.init is None
     per_class = epoch_counts(plan["train_counts"], config.balance_target)
     weights = class_weights(np.bincount(y, minlength=NUM_CLASSES)) if config.balance == "class-weight" else None
     steps = plan["epoch_size"] // config.batch_size

@@ -11,12 +11,11 @@ Only built-in tf-keras layers are used, so saved models load without custom obje
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fer.errors import FerError
 from fer.labels import FACE_SIZE, NUM_CLASSES
+from fer.registry import Entry, Registry
 
 if TYPE_CHECKING:
     from fer._tf import keras
@@ -25,44 +24,20 @@ if TYPE_CHECKING:
 BACKBONE = "backbone"
 
 
-@dataclass(frozen=True)
-class ArchSpec:
-    """What :func:`build` needs to know about an architecture."""
-
-    name: str
-    description: str
-    transfer: bool
-    #: Layer-name prefixes of the backbone's top blocks, top first, for fine-tuning.
-    top_blocks: tuple[str, ...] = ()
+#: Every architecture: one decorated builder ``(inputs, *, weights, input_size, dropout) ->
+#: outputs`` each, with ``transfer`` (a pretrained backbone) and, for those, ``top_blocks``
+#: (layer-name prefixes of the backbone's top blocks, top first, for fine-tuning).
+ARCHITECTURES = Registry("architecture", option="--arch")
 
 
-ARCHITECTURES: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchSpec("small", "fast small CNN for CPUs (~0.3M parameters)", transfer=False),
-        ArchSpec("deep", "strong VGG-style CNN for 48x48 faces (~2M parameters)", transfer=False),
-        ArchSpec(
-            "vgg16",
-            "keras.applications VGG16 backbone, grey upscaled to --input-size",
-            transfer=True,
-            top_blocks=("block5", "block4", "block3"),
-        ),
-        ArchSpec(
-            "resnet50v2",
-            "keras.applications ResNet50V2 backbone, grey upscaled to --input-size",
-            transfer=True,
-            top_blocks=("conv5", "conv4", "conv3"),
-        ),
-    )
-}
-
-
-def spec(arch: str) -> ArchSpec:
+def spec(arch: str) -> Entry:
     """Look up an architecture, with a one-line error naming the known ones."""
-    try:
-        return ARCHITECTURES[arch]
-    except KeyError:
-        raise FerError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+    return ARCHITECTURES.get(arch)
+
+
+def is_transfer(arch: str) -> bool:
+    """Whether ``arch`` fine-tunes a pretrained backbone."""
+    return spec(arch).info["transfer"]
 
 
 def build(
@@ -84,15 +59,12 @@ def build(
     """
     from fer._tf import keras
 
-    s = spec(arch)
+    entry = spec(arch)
+    if not entry.info["transfer"] and weights not in (None, "none"):
+        raise FerError(f"--weights applies to transfer architectures only, not {arch!r}")
     inputs = keras.Input((FACE_SIZE, FACE_SIZE, 1), name="face")
-    if s.transfer:
-        outputs = _transfer_head(s.name, inputs, weights=weights, input_size=input_size, dropout=dropout)
-    else:
-        if weights not in (None, "none"):
-            raise FerError(f"--weights applies to transfer architectures only, not {arch!r}")
-        outputs = _SCRATCH[s.name](inputs, dropout)
-    return keras.Model(inputs, outputs, name=s.name)
+    outputs = entry.factory(inputs, weights=weights, input_size=input_size, dropout=dropout)
+    return keras.Model(inputs, outputs, name=entry.name)
 
 
 def _layers():
@@ -120,7 +92,8 @@ def _classifier(x, dropout: float, hidden: int):
     return layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
 
 
-def _small(inputs, dropout: float):
+@ARCHITECTURES.register("small", "fast small CNN for CPUs (~0.3M parameters)", transfer=False)
+def _small(inputs, *, dropout: float, **_):
     layers = _layers()
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, filters in enumerate((32, 64, 128)):
@@ -129,7 +102,8 @@ def _small(inputs, dropout: float):
     return _classifier(x, dropout, 128)
 
 
-def _deep(inputs, dropout: float):
+@ARCHITECTURES.register("deep", "strong VGG-style CNN for 48x48 faces (~2M parameters)", transfer=False)
+def _deep(inputs, *, dropout: float, **_):
     layers = _layers()
     # Four VGG blocks take 48 -> 3 pixels; widths grow as resolution falls so that each
     # block costs about the same, which keeps the network trainable on CPUs.
@@ -140,7 +114,25 @@ def _deep(inputs, dropout: float):
     return _classifier(x, dropout, 256)
 
 
-_SCRATCH: dict[str, Callable] = {"small": _small, "deep": _deep}
+@ARCHITECTURES.register(
+    "vgg16",
+    "keras.applications VGG16 backbone, grey upscaled to --input-size",
+    transfer=True,
+    top_blocks=("block5", "block4", "block3"),
+)
+def _vgg16(inputs, *, weights: str | None, input_size: int, dropout: float):
+    return _transfer_head("vgg16", inputs, weights=weights, input_size=input_size, dropout=dropout)
+
+
+@ARCHITECTURES.register(
+    "resnet50v2",
+    "keras.applications ResNet50V2 backbone, grey upscaled to --input-size",
+    transfer=True,
+    top_blocks=("conv5", "conv4", "conv3"),
+)
+def _resnet50v2(inputs, *, weights: str | None, input_size: int, dropout: float):
+    return _transfer_head("resnet50v2", inputs, weights=weights, input_size=input_size, dropout=dropout)
+
 
 # Backbone constructors and their input preprocessing expressed as layers, so the saved
 # model carries it. VGG16 expects caffe-style BGR mean subtraction (the channels are
@@ -186,12 +178,11 @@ def set_backbone_trainable(model, arch: str, top_blocks: int) -> None:
     BatchNormalization layers stay frozen. A no-op for models trained from scratch.
     Recompile the model after calling this.
     """
-    s = spec(arch)
-    if not s.transfer:
+    if not is_transfer(arch):
         return
     layers = _layers()
     backbone = model.get_layer(BACKBONE)
-    prefixes = s.top_blocks[:top_blocks]
+    prefixes = spec(arch).info["top_blocks"][:top_blocks]
     backbone.trainable = top_blocks > 0
     for layer in backbone.layers:
         layer.trainable = (

@@ -74,8 +74,7 @@ class LabelConfig:
             raise FerError("--segment-seconds must be positive")
         if self.batch_size < 1:
             raise FerError("--batch-size must be at least 1")
-        if self.tta not in bundle.TTA_MODES:
-            raise FerError(f"unknown --tta {self.tta!r}; choose one of {', '.join(bundle.TTA_MODES)}")
+        bundle.TTA.get(self.tta)
 
     def settings_key(self) -> dict:
         """The settings that change a video's timeline (the rest only change speed)."""
