@@ -15,12 +15,21 @@ import pyarrow as pa
 
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import AGGREGATE_SCHEMA, NO_FACE
+from fer.schema import AGGREGATE_SCHEMA, AGGREGATES_DIR, NO_FACE, TIMELINES_DIR
+from fer.storage import Location
 
 PROBS = list(EMOTIONS)
 SECONDS = [f"sec_{e}" for e in EMOTIONS]
 SUMS = [f"sum_{e}" for e in EMOTIONS]
 SUMMARY_BY = ("video", "face")
+
+
+def location(timeline: Location) -> Location:
+    """Where a timeline's aggregates live: ``OUT/aggregates/`` beside ``OUT/timelines/``, or an
+    ``aggregates/`` folder inside any other folder of timelines."""
+    folder = timeline.parent
+    base = folder.parent if folder.name == TIMELINES_DIR else folder
+    return base / AGGREGATES_DIR / timeline.name
 
 
 def durations(df: pd.DataFrame) -> pd.Series:

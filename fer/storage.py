@@ -151,6 +151,16 @@ class Location:
                 f.write(data)
             self.fs.move(tmp, self.path)
 
+    def write_parquet(self, table) -> None:
+        """Write a ``pyarrow.Table`` as this Parquet file (zstd), atomically as :meth:`write_bytes`
+        does. Serialised in memory first: fer's files are a few MB per hour of video."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, compression="zstd")
+        self.write_bytes(buf.getvalue().to_pybytes())
+
 
 def read_many(locations: list[Location], threads: int = 16) -> list[bytes | None]:
     """The bytes of many small files, read concurrently (object stores answer each request

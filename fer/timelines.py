@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from fer import aggregates
 from fer.aggregates import durations
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import AGGREGATES_DIR, NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, read_metadata
+from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, read_metadata
 from fer.storage import Location
 
 PROBS = list(EMOTIONS)
@@ -225,8 +224,6 @@ def summarize(df: pd.DataFrame, by: str = "video") -> pd.DataFrame:
     Shares weigh each face row by the time it stands for, so sampling gaps count fairly.
     Computed as :func:`summary` computes it, through the rows' aggregates.
     """
-    if by not in aggregates.SUMMARY_BY:
-        raise FerError(f"summarize by 'video' or 'face', not {by!r}")
     return aggregates.summarize(aggregates.aggregate(df).to_pandas(), by=by)
 
 
@@ -281,35 +278,23 @@ def load_aggregates(
     missing = [f for vid, f in files.items() if vid not in stored]
     if missing:
         _aggregate_missing(missing, address)
-        stored.update({f.stem: _aggregates_file(f) for f in missing})
+        stored.update({f.stem: aggregates.location(f) for f in missing})
     locs = [stored[v] for v in files]
     table = ds.dataset([f.path for f in locs], schema=aggregates.AGGREGATE_SCHEMA, filesystem=locs[0].fs).to_table()
     return table.to_pandas()
 
 
-def _aggregates_file(timeline: Location) -> Location:
-    """Where a timeline's aggregates live: ``OUT/aggregates/`` beside ``OUT/timelines/``, or an
-    ``aggregates/`` folder inside any other folder of timelines."""
-    folder = timeline.parent
-    base = folder.parent if folder.name == TIMELINES_DIR else folder
-    return base / AGGREGATES_DIR / timeline.name
-
-
 def _aggregates_folder(files: dict[str, Location]) -> Location:
-    return _aggregates_file(next(iter(files.values()))).parent
+    return aggregates.location(next(iter(files.values()))).parent
 
 
 def _aggregate_one(timeline: Location) -> None:
     """Compute and store one video's aggregates from its timeline."""
-    import pyarrow.parquet as pq
-
     table = aggregates.aggregate(read(timeline))
-    where = _aggregates_file(timeline)
+    where = aggregates.location(timeline)
     try:
         where.parent.makedirs()
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf, compression="zstd")
-        where.write_bytes(buf.getvalue().to_pybytes())
+        where.write_parquet(table)
     except (OSError, FerError) as exc:
         raise FerError(f"cannot store aggregates for {timeline.stem} in {where.parent}: {exc}") from None
 

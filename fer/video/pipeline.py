@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from fer import aggregates
 from fer import model as bundle
-from fer.aggregates import aggregate
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.schema import AGGREGATES_DIR, LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
@@ -110,10 +109,6 @@ def _input_key(video: VideoInput, model_id: str, config: LabelConfig) -> str:
 
 def timeline_path(out: Location, video_id: str) -> Location:
     return out / TIMELINES_DIR / f"{video_id}.parquet"
-
-
-def aggregates_path(out: Location, video_id: str) -> Location:
-    return out / AGGREGATES_DIR / f"{video_id}.parquet"
 
 
 def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
@@ -259,8 +254,8 @@ class _VideoWriter:
             table, frames, faces = _timeline(data)
             out = timeline_path(self.out, vid)
             _write_timeline(table, out, self._file_meta(data))
-            agg = aggregate(table.to_pandas())
-            _write_parquet(agg, aggregates_path(self.out, vid))
+            agg = aggregates.aggregate(table.to_pandas())
+            aggregates.location(out).write_parquet(agg)
             seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
             entry = manifest.Entry(
                 **base, status=manifest.DONE, frames=frames, faces=faces, seconds=round(seconds, 3), output=str(out)
@@ -324,17 +319,9 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
 
 
 def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:
-    """Write one video's timeline with its metadata (see :func:`_write_parquet`)."""
-    _write_parquet(table.replace_schema_metadata(with_metadata(meta).metadata), where)
-
-
-def _write_parquet(table: pa.Table, where: Location) -> None:
-    """Write a Parquet file atomically: a crash never leaves a half-written file under the
-    final name. (A timeline is a few MB per hour of video, so it is serialised in memory and
-    stored in one piece.)"""
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
-    where.write_bytes(buf.getvalue().to_pybytes())
+    """Write one video's timeline with its metadata, atomically (:meth:`Location.write_parquet`):
+    a crash never leaves a half-written file under the final name."""
+    where.write_parquet(table.replace_schema_metadata(with_metadata(meta).metadata))
 
 
 class _Progress:
