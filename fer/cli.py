@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json as _json
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,12 +14,14 @@ import typer
 
 from fer.errors import FerError
 from fer.model import TTA
+from fer.train.config import TrainConfig
 from fer.train.models import ARCHITECTURES
 from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
-#: The library's label defaults, shown by the CLI (defined once, in LabelConfig).
+#: The library's defaults, shown by the CLI (defined once, in the config dataclasses).
 LABEL_DEFAULTS = LabelConfig(inputs=(), out="")
+TRAIN_DEFAULTS = TrainConfig(data="", out="")
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +33,31 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect FER-2013-style datase
 app.add_typer(data_app, name="data")
 jobs_app = typer.Typer(no_args_is_help=True, help="Follow and control jobs submitted to a Ray cluster.")
 app.add_typer(jobs_app, name="jobs")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from fer.console import versions
+
+        for name, version in versions().items():
+            typer.echo(f"{name} {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print fer's version, the default model's id and the versions fer runs on.",
+        ),
+    ] = False,
+) -> None:
+    """Facial emotion recognition at archive scale: train models, label videos, query timelines."""
+
 
 ADDRESS_HELP = "Ray job API address, e.g. http://127.0.0.1:8265 (default: RAY_ADDRESS)."
 
@@ -52,6 +82,51 @@ def _command_line() -> str:
     return shlex.join(["fer", *sys.argv[1:]])
 
 
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show Ray's and TensorFlow's own logs instead of filing them.")
+]
+
+
+@contextmanager
+def _quiet(logs: str | Path, name: str, verbose: bool) -> Iterator:
+    """Run a command's work with the frameworks' output in ``logs/<name>.log`` (a folder or
+    an object-store URI: then written locally and uploaded after); yields the terminal's
+    stderr for progress. Ray is shut down inside, so its last lines are filed too."""
+    import tempfile
+
+    from fer import console
+    from fer.storage import Location
+
+    where = Location.parse(logs) / f"{name}.log"
+    local = Path(where.path) if where.is_local else Path(tempfile.mkdtemp(prefix="fer-logs-")) / where.name
+    failed = False
+    try:
+        with console.quiet(local, verbose=verbose) as terminal:
+            try:
+                yield terminal
+            finally:
+                _shutdown_ray()
+    except (FerError, KeyboardInterrupt):
+        raise
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if not verbose and local.is_file():
+            if not where.is_local:
+                where.write_bytes(local.read_bytes())
+            if failed:
+                typer.echo(f"the frameworks' log of this run: {where}", err=True)
+
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
 @data_app.command("stats")
 def data_stats(
     root: Annotated[str, typer.Argument(help="Image-folder root (ROOT/<split>/<class>/) or a FER-2013 CSV.")],
@@ -70,58 +145,86 @@ def train(
         Optional[Path], typer.Option(help="Run directory: checkpoints and the final bundle (RUN_DIR/model).")
     ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this directory.")] = None,
-    train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    val_split: Annotated[str, typer.Option(help="Split to select the best epoch on.")] = "val",
-    arch: Annotated[str, typer.Option(help=f"Architecture: {ARCHITECTURES.help()}.")] = "deep",
+    train_split: Annotated[str, typer.Option(help="Split to train on.")] = TRAIN_DEFAULTS.train_split,
+    val_split: Annotated[str, typer.Option(help="Split to select the best epoch on.")] = TRAIN_DEFAULTS.val_split,
+    arch: Annotated[str, typer.Option(help=f"Architecture: {ARCHITECTURES.help()}.")] = TRAIN_DEFAULTS.arch,
     epochs: Annotated[
-        Optional[int], typer.Option(help="Epochs to train (with --resume: extend the run to this many).")
+        Optional[int],
+        typer.Option(
+            help=f"Epochs to train (default: {TRAIN_DEFAULTS.epochs}; with --resume: extend the run to this many)."
+        ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Global batch size, split over the workers.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay (decoupled, scaled by the learning rate).")] = 1e-4,
-    optimizer: Annotated[str, typer.Option(help="adamw | sgd (Nesterov momentum 0.9).")] = "adamw",
-    erase: Annotated[float, typer.Option(help="Probability of random erasing per training image.")] = 0.0,
-    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss.")] = 0.1,
-    balance: Annotated[str, typer.Option(help="augment | class-weight | none.")] = "augment",
+    batch_size: Annotated[
+        int, typer.Option(help="Global batch size, split over the workers.")
+    ] = TRAIN_DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = TRAIN_DEFAULTS.lr,
+    weight_decay: Annotated[
+        float, typer.Option(help="Weight decay (decoupled, scaled by the learning rate).")
+    ] = TRAIN_DEFAULTS.weight_decay,
+    optimizer: Annotated[str, typer.Option(help="adamw | sgd (Nesterov momentum 0.9).")] = TRAIN_DEFAULTS.optimizer,
+    erase: Annotated[
+        float, typer.Option(help="Probability of random erasing per training image.")
+    ] = TRAIN_DEFAULTS.augment.erase,
+    label_smoothing: Annotated[
+        float, typer.Option(help="Label smoothing of the loss.")
+    ] = TRAIN_DEFAULTS.label_smoothing,
+    balance: Annotated[str, typer.Option(help="augment | class-weight | none.")] = TRAIN_DEFAULTS.balance,
     balance_target: Annotated[
         Optional[int], typer.Option(help="Raise smaller classes to this count per epoch (default: the largest class).")
     ] = None,
-    augment: Annotated[bool, typer.Option(help="Randomly augment every training image.")] = True,
+    augment: Annotated[bool, typer.Option(help="Randomly augment every training image.")] = TRAIN_DEFAULTS.use_augment,
     weights: Annotated[
         Optional[str], typer.Option(help="Transfer backbones: imagenet | none | PATH to a *_notop.h5 file.")
     ] = None,
-    input_size: Annotated[int, typer.Option(help="Transfer backbones: faces are upscaled to this size.")] = 96,
-    freeze_epochs: Annotated[int, typer.Option(help="Transfer backbones: epochs with the backbone frozen.")] = 3,
-    fine_tune_blocks: Annotated[int, typer.Option(help="Transfer backbones: top blocks unfrozen after that.")] = 1,
-    fine_tune_lr: Annotated[float, typer.Option(help="Transfer backbones: learning rate after unfreezing.")] = 1e-4,
+    input_size: Annotated[
+        int, typer.Option(help="Transfer backbones: faces are upscaled to this size.")
+    ] = TRAIN_DEFAULTS.input_size,
+    freeze_epochs: Annotated[
+        int, typer.Option(help="Transfer backbones: epochs with the backbone frozen.")
+    ] = TRAIN_DEFAULTS.freeze_epochs,
+    fine_tune_blocks: Annotated[
+        int, typer.Option(help="Transfer backbones: top blocks unfrozen after that.")
+    ] = TRAIN_DEFAULTS.fine_tune_blocks,
+    fine_tune_lr: Annotated[
+        float, typer.Option(help="Transfer backbones: learning rate after unfreezing.")
+    ] = TRAIN_DEFAULTS.fine_tune_lr,
     init: Annotated[Optional[Path], typer.Option(help="Start from this model bundle (fine-tune it).")] = None,
-    workers: Annotated[int, typer.Option(help="Data-parallel training workers.")] = 1,
+    workers: Annotated[int, typer.Option(help="Data-parallel training workers.")] = TRAIN_DEFAULTS.workers,
     cpus_per_worker: Annotated[
         Optional[int], typer.Option(help="CPUs per worker (default: local cores / workers).")
     ] = None,
-    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker (0: CPU training).")] = 0.0,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs per worker (0: CPU training).")
+    ] = TRAIN_DEFAULTS.gpus_per_worker,
     max_failures: Annotated[
         int, typer.Option(help="Worker failures to survive by restarting from the latest checkpoint.")
-    ] = 2,
+    ] = TRAIN_DEFAULTS.max_failures,
     address: Annotated[
         Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
     ] = None,
     select: Annotated[
         str, typer.Option(help="val_macro_f1 | val_accuracy: how the best epoch is chosen.")
-    ] = "val_macro_f1",
-    seed: Annotated[int, typer.Option(help="Random seed for sampling and augmentation.")] = 0,
+    ] = TRAIN_DEFAULTS.select,
+    seed: Annotated[int, typer.Option(help="Random seed for sampling and augmentation.")] = TRAIN_DEFAULTS.seed,
     limit_per_class: Annotated[
         Optional[int], typer.Option(help="Use at most this many images per class (quick runs).")
     ] = None,
     name: Annotated[Optional[str], typer.Option(help="Model name recorded in the bundle.")] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Train an emotion classifier on Ray Train and write a model bundle into RUN_DIR/model."""
+    """Train an emotion classifier on Ray Train and write a model bundle into RUN_DIR/model.
+
+    Per-epoch figures go to stderr; Ray's and TensorFlow's logs to RUN_DIR/logs/.
+    Example: fer train --data fer2013/ --out runs/small --arch small --epochs 10
+    """
+    from fer import console
     from fer.data.augment import AugmentConfig
     from fer.train import trainer
-    from fer.train.config import TrainConfig
 
     if resume is not None:
-        result = trainer.resume(resume, epochs=epochs, address=address)
+        if not resume.is_dir():
+            raise FerError(f"--resume: no such run directory {resume}")
+        run_dir, work = resume, lambda: trainer.resume(resume, epochs=epochs, address=address)
     else:
         if data is None or out is None:
             raise FerError("fer train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)")
@@ -131,7 +234,7 @@ def train(
             train_split=train_split,
             val_split=val_split,
             arch=arch,
-            epochs=epochs or 30,
+            epochs=TRAIN_DEFAULTS.epochs if epochs is None else epochs,
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
@@ -158,7 +261,9 @@ def train(
             name=name,
             command=_command_line(),
         )
-        result = trainer.start(config)
+        run_dir, work = out, lambda: trainer.start(config)
+    with _quiet(run_dir / "logs", f"train-{console.stamp()}", verbose):
+        result = work()
     typer.echo(f"model bundle: {result.bundle}")
 
 
@@ -187,18 +292,34 @@ def evaluate(
     detector: Annotated[str, typer.Option(help="With --detect: the face detector.")] = LABEL_DEFAULTS.detector,
     min_face: Annotated[int, typer.Option(help="With --detect: smallest face (pixels).")] = LABEL_DEFAULTS.min_face,
     align: Annotated[bool, typer.Option(help="With --detect: align crops on the eyes.")] = LABEL_DEFAULTS.align,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
+    """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix.
+
+    Ray's and TensorFlow's logs go to fer's log folder (~/.local/state/fer/logs/).
+    Example: fer evaluate --data fer2013/ --split val --tta flip
+    """
+    from fer import console
     from fer import model as bundle
     from fer.evaluate import evaluate_detected, format_scores
 
-    emotion_model = bundle.load(model)
     if detect:
         DETECTORS.get(detector)
-        result = evaluate_detected(
-            emotion_model, data, split, detector=detector, min_face=min_face, align=align, tta=tta,
-            limit_per_class=limit_per_class,
-        )  # fmt: skip
+    TTA.get(tta)
+    with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
+        emotion_model = bundle.load(model)
+        if detect:
+            result = evaluate_detected(
+                emotion_model, data, split, detector=detector, min_face=min_face, align=align, tta=tta,
+                limit_per_class=limit_per_class,
+            )  # fmt: skip
+        else:
+            from fer._ray import connect
+            from fer.evaluate import evaluate as run
+
+            connect(None)
+            result = run(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
+    if detect:
         typer.echo(
             f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], detector={detector}, "
             f"align={align}, tta={tta}\n"
@@ -207,17 +328,9 @@ def evaluate(
             "on the images with a face found:\n"
         )
         typer.echo(format_scores(result.scores))
-        return
-    import ray
-
-    from fer._ray import quiet_ray_data
-    from fer.evaluate import evaluate as run
-
-    ray.init(logging_level="WARNING", include_dashboard=False)
-    quiet_ray_data()
-    scores = run(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
-    typer.echo(f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], tta={tta}\n")
-    typer.echo(format_scores(scores))
+    else:
+        typer.echo(f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], tta={tta}\n")
+        typer.echo(format_scores(result))
 
 
 @app.command()
@@ -238,60 +351,69 @@ def label(
     align: Annotated[
         bool, typer.Option(help="Level the eyes and frame each face as FER-2013 does before classifying.")
     ] = LABEL_DEFAULTS.align,
-    batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = 256,
-    gpus: Annotated[int, typer.Option(help="Classifier actors with one GPU each (0: on the CPUs).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = LABEL_DEFAULTS.batch_size,
+    gpus: Annotated[
+        int, typer.Option(help="Classifier actors with one GPU each (0: on the CPUs).")
+    ] = LABEL_DEFAULTS.gpus,
     decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: one per CPU).")] = None,
-    segment_seconds: Annotated[float, typer.Option(help="Split videos into segments this long.")] = 60.0,
-    tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = "none",
-    overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = False,
+    segment_seconds: Annotated[
+        float, typer.Option(help="Split videos into segments this long.")
+    ] = LABEL_DEFAULTS.segment_seconds,
+    tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = LABEL_DEFAULTS.tta,
+    overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = LABEL_DEFAULTS.overwrite,
     address: Annotated[
         Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else local).")
     ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Label videos and images: per-frame, per-face emotion timelines as Parquet, one file per video."""
+    """Label videos and images: per-frame, per-face emotion timelines as Parquet, one file per video.
+
+    Progress goes to stderr, the summary to stdout; Ray's and TensorFlow's logs and the
+    run's record go to OUT/logs/.
+    Example: fer label clips/ --out out --fps 5
+    """
+    from fer import console
+    from fer.schema import LOGS_DIR
+    from fer.storage import Location
     from fer.video.pipeline import run
 
     config = LabelConfig(
         inputs=tuple(inputs), out=str(out), model=str(model) if model else None, fps=fps, detector=detector,
         min_face=min_face, align=align, batch_size=batch_size, gpus=gpus, decoders=decoders,
-        segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address,
+        segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address, command=_command_line(),
     )  # fmt: skip
-    summary = run(config)
-    typer.echo(format_label_summary(summary))
+    name = console.stamp()
+    with _quiet(str(Location.parse(out) / LOGS_DIR), f"run-{name}", verbose) as terminal:
+        summary = run(config, progress=terminal, run_name=name)
+    typer.echo(_json.dumps(summary.to_dict(), indent=1) if json else format_label_summary(summary))
     if summary.count("failed"):
         raise typer.Exit(1)
 
 
 def format_label_summary(summary) -> str:
-    """The end-of-run table: one line per video, then totals."""
+    """The end-of-run table: one line per video (the path as given), then totals."""
     from fer.schema import TIMELINES_DIR
 
-    lines = [f"{'video':<44}{'status':<9}{'frames':>8}{'faces':>8}{'video s':>9}  reason"]
+    width = min(60, max([len("video"), *(len(e.path) for e in summary.entries)]) + 2)
+    lines = [f"{'video':<{width}}{'status':<9}{'frames':>8}{'faces':>8}{'video s':>9}  reason"]
     for e in summary.entries:
-        lines.append(f"{e.video_id[:43]:<44}{e.status:<9}{e.frames:>8}{e.faces:>8}{e.seconds:>9.1f}  {e.reason}")
-    rate = summary.frames / summary.seconds if summary.seconds else 0.0
+        path = e.path if len(e.path) < width - 1 else "..." + e.path[-(width - 5) :]
+        lines.append(f"{path:<{width}}{e.status:<9}{e.frames:>8}{e.faces:>8}{e.seconds:>9.1f}  {e.reason}")
+    speed = ""
+    if summary.startup_s is not None and summary.seconds > summary.startup_s:
+        rate = summary.frames / (summary.seconds - summary.startup_s)
+        speed = f" ({rate:.0f} frames/s after {summary.startup_s:.1f} s of start-up)"
     lines.append(
         f"{len(summary.entries)} videos: {summary.count('done')} done, {summary.count('skipped')} skipped, "
         f"{summary.count('failed')} failed; {summary.frames} frames, {summary.faces} faces labelled in "
-        f"{summary.seconds:.1f} s ({rate:.0f} frames/s); timelines in {summary.out / TIMELINES_DIR}"
+        f"{summary.seconds:.1f} s{speed}; timelines in {summary.out / TIMELINES_DIR}"
     )
     return "\n".join(lines)
 
 
 # The timelines argument of summary, plot and export.
 TimelinesArg = Annotated[str, typer.Argument(help="A fer label output (folder or URI), its timelines/, or one file.")]
-
-
-def _one_video(directory: str, video: Optional[str]) -> str:
-    """The video to act on: the one given, or the only one in the directory."""
-    from fer.timelines import timeline_files
-
-    if video is not None:
-        return video
-    files = timeline_files(directory)
-    if len(files) > 1:
-        raise FerError(f"{directory} holds {len(files)} videos; choose one with --video (e.g. {next(iter(files))})")
-    return next(iter(files))
 
 
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
@@ -402,7 +524,7 @@ def plot(
     from fer import timelines
     from fer.plot import plot_timeline
 
-    video = _one_video(directory, video)
+    video = timelines.one_video(directory, video)
     df = timelines.read(directory, videos=video, faces=face)
     if smooth:
         df = timelines.smooth(df, window_s=smooth)
@@ -423,7 +545,7 @@ def export(
 
     if format not in ("csv", "srt"):
         raise FerError(f"unknown --format {format!r}; choose csv or srt")
-    video = _one_video(directory, video)
+    video = timelines.one_video(directory, video)
     df = timelines.read(directory, videos=video)
     if smooth:
         df = timelines.smooth(df, window_s=smooth)
@@ -436,6 +558,26 @@ def export(
     else:
         out.write_text(text)
         typer.echo(f"{format}: {out}")
+
+
+@app.command()
+def render(
+    directory: TimelinesArg,
+    out: Annotated[Path, typer.Option(help="MP4 file to write.")],
+    video: Annotated[Optional[str], typer.Option(help="Video: id, file name or path (default: the only one).")] = None,
+    source: Annotated[
+        Optional[str], typer.Option(help="The video file, if it is no longer where it was labelled.")
+    ] = None,
+    smooth: Annotated[float, typer.Option(help="Smooth emotions with an EMA of this many seconds (0: raw).")] = 0.5,
+) -> None:
+    """Draw each face's box, id and emotions over the video: check the labels by eye.
+
+    Example: fer render out --video interview.mp4 --out check.mp4
+    """
+    from fer.render import render as draw
+
+    result = draw(directory, out, video=video, source=source, smooth_s=smooth)
+    typer.echo(f"video: {result.out} ({result.frames} frames, {result.boxes} face boxes drawn)")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -489,10 +631,35 @@ def jobs_stop(job_id: str, address: Annotated[Optional[str], typer.Option(help=A
     typer.echo("stopped" if jobs.stop(_address(address), job_id) else "not running")
 
 
+#: What help shows for a value, by Python type (typer's default shows the type: "<int>").
+_METAVARS = {"int": "N", "float": "NUM", "Path": "PATH", "str": "TEXT", "list[str]": "TEXT", "bool": ""}
+
+
+def _plain_help(command) -> None:
+    """Help that reads like a man page (``--fps NUM``, ``INPUTS...``, flags bare), not
+    typer's Python types (``<float>``, ``<list[str]>``, ``{inputs}``)."""
+    import click
+
+    help_option = command.get_help_option(click.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if param.param_type_name == "argument":
+            name = param.name.upper() + ("..." if param.nargs != 1 else "")
+            param.metavar = name
+            # typer 0.29 shows an argument's type beside its name and braces it in the usage line.
+            param.display_type_rich = lambda ctx: None
+            param._usage_display_name = lambda name=name: name
+        elif param.metavar is None:
+            param.metavar = _METAVARS.get(param.bare_type(), param.name.upper())
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
 def main() -> None:
     """Console entry point: user mistakes become one-line errors with exit status 2."""
     try:
-        app()
+        command = typer.main.get_command(app)
+        _plain_help(command)
+        command(prog_name="fer")
     except FerError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -36,6 +36,9 @@ from fer.labels import EMOTIONS
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 TIMELINES_DIR = "timelines"
+#: A labelling output's run logs: ``run-<time>.json`` (the run's record) and ``run-<time>.log``
+#: (what Ray and TensorFlow printed).
+LOGS_DIR = "logs"
 METADATA_KEY = b"fer"
 NO_FACE = -1
 #: Face landmarks, left and right as seen in the image (a subject's right eye is ``eye_left``).

@@ -7,6 +7,7 @@ of :data:`fer.schema.TIMELINE_SCHEMA` (one row per sampled frame and face; ``fac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -111,24 +112,98 @@ def read(
 
 
 def _select(path, videos: Sequence[str] | str | None) -> dict[str, Location]:
-    """The timeline files of ``videos`` (all when None); unknown ids are an error."""
+    """The timeline files of ``videos`` (all when None), each named as :func:`find_video` takes."""
     files = timeline_files(path)
     if videos is None:
         return files
     wanted = [videos] if isinstance(videos, str) else list(videos)
-    unknown = [v for v in wanted if v not in files]
-    if unknown:
-        raise FerError(f"unknown video {unknown[0]!r} in {path} (videos: {_some(files)})")
-    return {v: files[v] for v in wanted}
+    paths: dict[str, str] | None = None  # read only when a name is not an id
+    ids = []
+    for name in wanted:
+        if name not in files and paths is None:
+            paths = video_paths(files)
+        ids.append(find_video(name, files, paths or {}, where=path))
+    return {v: files[v] for v in ids}
+
+
+def one_video(path: str | Path | Location, video: str | None = None) -> str:
+    """The id of the video ``video`` names (see :func:`find_video`), or of the only video
+    at ``path`` when None.
+
+    Raises:
+        FerError: the name matches no video or several, or None is given and there are several.
+    """
+    if video is not None:
+        return next(iter(_select(path, video)))
+    files = timeline_files(path)
+    if len(files) > 1:
+        raise FerError(f"{path} holds {len(files)} videos; choose one with --video (e.g. {next(iter(files))})")
+    return next(iter(files))
+
+
+def find_video(name: str, files: dict[str, Location], paths: dict[str, str], where="") -> str:
+    """The id of the one video ``name`` means: its id, its input path (as given or absolute),
+    its file name or stem, or an unambiguous prefix of any of them (``paths``: id -> path).
+
+    Raises:
+        FerError: no video or several match (the message lists them).
+    """
+    if name in files:
+        return name
+
+    def exact(vid: str) -> bool:
+        p = paths.get(vid)
+        return bool(p) and (
+            name in (p, os.path.basename(p), Path(p).stem) or os.path.abspath(name) == os.path.abspath(p)
+        )
+
+    def prefix(vid: str) -> bool:
+        p = paths.get(vid)
+        return (
+            vid.startswith(name)
+            or bool(p)
+            and (p.startswith(name) or os.path.basename(p).startswith(name) or os.path.abspath(p).startswith(name))
+        )
+
+    for test in (exact, prefix):
+        found = [vid for vid in files if test(vid)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise FerError(f"video {name!r} is ambiguous: it matches {_named(found, paths)}; give more of its path")
+    raise FerError(f"unknown video {name!r} in {where} (videos: {_named(list(files), paths)})")
+
+
+def video_paths(files: dict[str, Location]) -> dict[str, str]:
+    """``video_id -> input path`` of timeline files: from the manifest beside them, else from
+    each file's metadata (read concurrently: on object stores each footer is a round trip)."""
+    import pyarrow.parquet as pq
+
+    from fer.video import manifest
+
+    first = next(iter(files.values()))
+    folder = first.parent
+    base = folder.parent if folder.name == TIMELINES_DIR else folder
+    paths = {vid: e.path for vid, e in manifest.load(base).items() if vid in files}
+    missing = [vid for vid in files if vid not in paths]
+
+    def footer_path(vid: str) -> str:
+        f = files[vid]
+        return read_metadata(pq.read_schema(f.path, filesystem=f.fs)).get("video", {}).get("video_path", "")
+
+    with ThreadPoolExecutor(min(16, max(1, len(missing)))) as pool:
+        paths.update(zip(missing, pool.map(footer_path, missing), strict=True))
+    return paths
 
 
 def _and(a, b):
     return b if a is None else a & b
 
 
-def _some(files: dict, n: int = 5) -> str:
-    names = list(files)
-    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+def _named(ids: list[str], paths: dict[str, str], n: int = 5) -> str:
+    """Some videos as ``path (id)``, for messages."""
+    shown = [f"{paths[v]} ({v})" if paths.get(v) else v for v in ids[:n]]
+    return ", ".join(shown) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
 
 
 def _redominate(df: pd.DataFrame) -> pd.DataFrame:

@@ -18,20 +18,31 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
 
-from fer import aggregates
+from fer import aggregates, console
 from fer import model as bundle
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import AGGREGATES_DIR, LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
+from fer.schema import (
+    AGGREGATES_DIR,
+    LANDMARK_COLUMNS,
+    LOGS_DIR,
+    NO_FACE,
+    TIMELINE_SCHEMA,
+    TIMELINES_DIR,
+    with_metadata,
+)
 from fer.storage import Location
 from fer.video import manifest
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.video.inputs import VideoInput, resolve_inputs
+from fer.video.progress import Display, start_counter
 from fer.video.track import assign_ids
 
 
@@ -62,6 +73,8 @@ class LabelConfig:
     margin: float = 0.25
     align: bool = True
     address: str | None = None
+    #: The command line that asked for the run, recorded in its run log.
+    command: str = ""
 
     def __post_init__(self) -> None:
         DETECTORS.get(self.detector)
@@ -88,6 +101,8 @@ class LabelSummary:
     out: Location
     entries: list[manifest.Entry] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds from the start to the first decoded frame (None: nothing was labelled).
+    startup_s: float | None = None
 
     def count(self, status: str) -> int:
         return sum(e.status == status for e in self.entries)
@@ -100,6 +115,19 @@ class LabelSummary:
     def faces(self) -> int:
         return sum(e.faces for e in self.entries if e.status == manifest.DONE)
 
+    def totals(self) -> dict:
+        """Videos per status, frames and faces labelled, seconds of the run."""
+        return {
+            "videos": len(self.entries),
+            **{status: self.count(status) for status in (manifest.DONE, manifest.SKIPPED, manifest.FAILED)},
+            "frames": self.frames, "faces": self.faces, "seconds": round(self.seconds, 3),
+            "startup_s": None if self.startup_s is None else round(self.startup_s, 3),
+        }  # fmt: skip
+
+    def to_dict(self) -> dict:
+        """The outcome as plain data (``fer label --json``)."""
+        return {"out": str(self.out), "videos": [asdict(e) for e in self.entries], "totals": self.totals()}
+
 
 def _input_key(video: VideoInput, model_id: str, config: LabelConfig) -> str:
     st = os.stat(video.path)
@@ -111,9 +139,17 @@ def timeline_path(out: Location, video_id: str) -> Location:
     return out / TIMELINES_DIR / f"{video_id}.parquet"
 
 
-def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
-    """Label every input video; return the per-video outcome (also in the manifest)."""
+def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: str | None = None) -> LabelSummary:
+    """Label every input video; return the per-video outcome (also in the manifest).
+
+    ``progress`` is where the live progress goes (None: nowhere). The run's record, with
+    settings, versions, per-video outcomes and timings, is written to
+    ``OUT/logs/run-<run_name>.json`` (default name: the start time).
+
+    Example: ``run(LabelConfig(inputs=("clips/",), out="out"))``
+    """
     t0 = time.time()
+    run_name = run_name or console.stamp()
     videos = resolve_inputs(config.inputs)
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
@@ -141,13 +177,39 @@ def run(config: LabelConfig, *, progress: bool = True) -> LabelSummary:
             )
         else:
             todo.append((v, key))
+    timings: dict[str, tuple[float, float]] = {}
     if todo:
-        _label(todo, config, model_path, meta, summary, progress)
+        timings, first_frame = _label(todo, config, model_path, meta, summary, progress)
+        summary.startup_s = None if first_frame is None else first_frame - t0
     summary.seconds = time.time() - t0
+    _write_run_log(out / LOGS_DIR / f"run-{run_name}.json", config, meta, summary, timings, t0)
     return summary
 
 
-def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: LabelSummary, progress: bool) -> None:
+def _write_run_log(where: Location, config: LabelConfig, meta: dict, summary: LabelSummary, timings, t0) -> None:
+    """The run's own record (``fer label``'s run log): what was asked, with what, what
+    happened to each video and when (seconds from the start), and the totals."""
+    videos = []
+    for e in summary.entries:
+        first, last = timings.get(e.video_id, (None, None))
+        videos.append({**asdict(e), "first_rows_s": first, "finished_s": last})
+    record = {
+        "command": config.command,
+        "started": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
+        "versions": console.versions(),
+        "settings": asdict(config),
+        "model": {"id": meta["id"], "name": meta.get("name")},
+        "videos": videos,
+        "totals": summary.totals(),
+    }
+    where.write_bytes((json.dumps(record, indent=1, default=str) + "\n").encode())
+
+
+def _label(
+    todo, config: LabelConfig, model_path: Path, meta: dict, summary: LabelSummary, progress: TextIO | None
+) -> tuple[dict[str, tuple[float, float]], float | None]:
+    """Stream ``todo`` through the stages; returns each video's first-rows and finish times,
+    and when the first frame was decoded."""
     import ray
 
     from fer._ray import quiet_ray_data
@@ -162,13 +224,16 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
     classifiers = config.gpus or max(1, cpus // 8)
     keys = {v.video_id: key for v, key in todo}
     items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
+    counter = start_counter()
 
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Probing only demuxes; it must not wait for a CPU that the actor pools hold.
     # Split short jobs finer, so that one short video still keeps every decoder busy.
     spread = max(1, decoders // len(items))
     ds = ds.flat_map(
-        probe_segments, fn_kwargs={"segment_seconds": config.segment_seconds, "spread": spread}, num_cpus=0
+        probe_segments,
+        fn_kwargs={"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter},
+        num_cpus=0,
     )
     ds = ds.map_batches(
         DecodeDetect,
@@ -178,6 +243,7 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
             "sample_fps": config.fps,
             "margin": config.margin,
             "align": config.align,
+            "counter": counter,
         },  # fmt: skip
         batch_size=1,
         # Autoscaled: a short job with fewer segments than CPUs starts fewer actors.
@@ -196,15 +262,15 @@ def _label(todo, config: LabelConfig, model_path: Path, meta: dict, summary: Lab
     )
 
     writer = _VideoWriter(config, meta, keys, summary)
-    bar = _Progress(len(todo), enabled=progress)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        writer.add(batch)
-        bar.update(writer.videos_finished, writer.frames_seen, writer.failed)
-    bar.close()
+    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(todo)), progress) as display:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            writer.add(batch)
     writer.finish_incomplete()
+    ray.kill(counter)
     if started:
         # Lets the actors' last log lines arrive now, not after the caller's summary.
         ray.shutdown()
+    return writer.timings, display.first[0] if display.first else None
 
 
 class _VideoWriter:
@@ -220,8 +286,11 @@ class _VideoWriter:
         self.seg_rows: dict[tuple[str, int], int] = defaultdict(int)
         self.segments_done: dict[str, int] = defaultdict(int)
         self.videos_finished = 0
-        self.frames_seen = 0
         self.failed = 0
+        self.t0 = time.time()
+        #: video id -> (first rows arrived, video finished), seconds from the start
+        self.timings: dict[str, tuple[float, float]] = {}
+        self.first_rows: dict[str, float] = {}
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         ids = batch["video_id"]
@@ -229,7 +298,7 @@ class _VideoWriter:
             sel = ids == vid
             part = {k: v[sel] for k, v in batch.items()}
             self.rows[vid].append(part)
-            self.frames_seen += len(np.unique(part["frame"][part["frame"] >= 0]))  # for progress only
+            self.first_rows.setdefault(vid, time.time() - self.t0)
             for seg in np.unique(part["segment"]):
                 in_seg = part["segment"] == seg
                 key = (vid, int(seg))
@@ -263,6 +332,7 @@ class _VideoWriter:
         manifest.record(self.out, entry)
         self.summary.entries.append(entry)
         self.videos_finished += 1
+        self.timings[vid] = (round(self.first_rows.pop(vid), 3), round(time.time() - self.t0, 3))
 
     def _file_meta(self, data: dict) -> dict:
         return {
@@ -322,27 +392,3 @@ def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:
     """Write one video's timeline with its metadata, atomically (:meth:`Location.write_parquet`):
     a crash never leaves a half-written file under the final name."""
     where.write_parquet(table.replace_schema_metadata(with_metadata(meta).metadata))
-
-
-class _Progress:
-    """One status line: rewritten in place on a terminal, printed every 10 s otherwise."""
-
-    def __init__(self, total: int, *, enabled: bool):
-        self.total = total
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.t0 = self.last = time.time()
-
-    def update(self, videos: int, frames: int, failed: int) -> None:
-        now = time.time()
-        if not self.enabled or (now - self.last < (0.5 if self.tty else 10.0) and videos < self.total):
-            return
-        self.last = now
-        rate = frames / max(now - self.t0, 1e-9)
-        line = f"videos {videos}/{self.total}  failed {failed}  frames {frames}  {rate:.0f} frames/s"
-        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")

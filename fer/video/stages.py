@@ -16,6 +16,7 @@ import numpy as np
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
 from fer.video.decode import Segment, VideoError, iter_frames, probe, segments
+from fer.video.progress import Reporter
 
 _NO_MARKS = np.full(len(LANDMARK_COLUMNS), np.nan, np.float32)
 _NO_CROP = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
@@ -43,15 +44,19 @@ def segment_length(duration_s: float, segment_seconds: float, spread: int) -> fl
     return min(segment_seconds, max(MIN_SEGMENT_S, duration_s / max(1, spread)))
 
 
-def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1) -> list[dict]:
+def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, counter=None) -> list[dict]:
     """flat_map: one video ``{path, video_id}`` to its segments (or one error row); see
-    :func:`segment_length` for how long they are."""
+    :func:`segment_length` for how long they are. Adds the video's frames to the run's
+    progress ``counter`` (:mod:`fer.video.progress`)."""
     try:
         info, times = probe(item["path"], item["video_id"])
     except VideoError as exc:
         return [_error_segment(item, str(exc))]
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
         return [_error_segment(item, f"probe failed: {exc}")]
+    reporter = Reporter(counter)
+    reporter.add(total=info.frames)
+    reporter.flush()
     duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0
     segs = segments(info, times, segment_length(duration, segment_seconds, spread))
     return [
@@ -81,10 +86,13 @@ class DecodeDetect:
 
     Emits one row per face, or one row with ``has_face`` False for a frame without a
     face. Every row of a segment carries ``seg_rows`` (the segment's row count) so the
-    driver knows when it has all of them.
+    driver knows when it has all of them. The frames gone through (sampled or not) are
+    reported to the run's progress ``counter`` as decoding goes, not per segment.
     """
 
-    def __init__(self, *, detector: str, min_face: int, sample_fps: float | None, margin: float, align: bool):
+    def __init__(
+        self, *, detector: str, min_face: int, sample_fps: float | None, margin: float, align: bool, counter=None
+    ):
         import cv2
 
         from fer.video.faces import create_detector
@@ -96,6 +104,7 @@ class DecodeDetect:
         self.sample_fps = sample_fps
         self.margin = margin
         self.align = align
+        self.progress = Reporter(counter)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = [self._segment({k: v[i] for k, v in batch.items()}) for i in range(len(batch["video_id"]))]
@@ -112,8 +121,11 @@ class DecodeDetect:
                 np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
                 None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]),
             )  # fmt: skip
+            covered = segment.start  # frames of the video gone through, for progress
             try:
                 for index, t, frame in iter_frames(segment, self.sample_fps, threads=1):
+                    self.progress.add(frames=index + 1 - covered)
+                    covered = index + 1
                     faces = [d for d in self.detector(frame) if d.size >= self.min_face]
                     for d in faces or [None]:
                         rows["frame"].append(index)
@@ -128,6 +140,9 @@ class DecodeDetect:
             except Exception as exc:  # noqa: BLE001 - a decoder crash fails this video only
                 error = f"decoding failed at segment {segment.index}: {exc}"
                 traceback.print_exc()
+            if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
+                self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
+            self.progress.flush()
         n = len(rows["frame"])
         if error or n == 0:
             # No frame at all: an error row (a segment past a truncated end reports so too).

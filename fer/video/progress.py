@@ -1,0 +1,154 @@
+"""Live progress of a labelling run: stages report into one actor, the driver draws it.
+
+The decode actors report the frames they have gone through at least every
+:data:`REPORT_EVERY_S` (not per segment: a segment of a 1080p hour can take minutes),
+probing reports each video's frame count, and the driver polls the counts from a thread
+and draws a bar (a terminal) or prints a line every :data:`PLAIN_EVERY_S` (a log file, a
+cluster job's output). Works the same on a cluster: the actor is reached by its handle.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+#: How often a stage sends its counts: often enough for a bar that moves every second.
+REPORT_EVERY_S = 0.3
+#: How often the driver asks for the counts.
+POLL_EVERY_S = 0.25
+#: Lines printed when stderr is not a terminal: one per 10 s keeps a night's log readable.
+PLAIN_EVERY_S = 10.0
+
+
+class Counter:
+    """Ray actor holding the run's counts (``frames``: gone through, ``total``: probed)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, counts: dict[str, int]) -> None:
+        for key, n in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def start_counter():
+    """A :class:`Counter` actor of this run (no CPU: it only adds numbers)."""
+    import ray
+
+    return ray.remote(num_cpus=0)(Counter).remote()
+
+
+class Reporter:
+    """Stage side: accumulates counts and sends them at most every :data:`REPORT_EVERY_S`."""
+
+    def __init__(self, counter) -> None:
+        self.counter = counter
+        self.pending: dict[str, int] = {}
+        self.last = time.monotonic()
+
+    def add(self, **counts: int) -> None:
+        for key, n in counts.items():
+            self.pending[key] = self.pending.get(key, 0) + n
+        if time.monotonic() - self.last >= REPORT_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.counter is not None and self.pending:
+            self.counter.add.remote(self.pending)  # fire and forget: progress never waits
+        self.pending = {}
+        self.last = time.monotonic()
+
+
+def describe(frames: int, total: int, rate: float | None, videos: tuple[int, int, int]) -> str:
+    """The progress line: frames done of the total, rate after start-up, ETA, videos."""
+    done, failed, count = videos
+    eta = "--:--" if not rate or total <= frames else _clock((total - frames) / rate)
+    speed = f"{rate:.0f} frames/s" if rate else "starting"
+    return f"frames {frames}/{total or '?'}  {speed}  ETA {eta}  videos {done}/{count} done, {failed} failed"
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Display:
+    """Driver side: polls ``counter`` and ``videos()`` (done, failed, count) in a thread and
+    shows the line on ``stream``: a rich progress bar on a terminal, else a plain line every
+    :data:`PLAIN_EVERY_S`. The rate counts from the first frame, so start-up is not in it."""
+
+    def __init__(self, counter, videos: Callable[[], tuple[int, int, int]], stream: TextIO | None):
+        self.counter = counter
+        self.videos = videos
+        self.stream = stream
+        self.bar = None
+        #: When the first frames were reported (wall clock) and how many.
+        self.first: tuple[float, int] | None = None
+        self.counts: dict[str, int] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="fer-progress", daemon=True)
+
+    def __enter__(self) -> Display:
+        if self.stream is None:
+            return self
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("labelling"), BarColumn(), TextColumn("{task.fields[line]}"),
+                console=Console(file=self.stream), refresh_per_second=4,
+            )  # fmt: skip
+            self.task = self.bar.add_task("label", total=None, line="starting")
+            self.bar.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+            self._poll()
+            self._show()
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _loop(self) -> None:
+        last_plain = time.monotonic()
+        while not self.stopped.wait(POLL_EVERY_S):
+            self._poll()
+            if self.bar is not None:
+                self._show()
+            elif time.monotonic() - last_plain >= PLAIN_EVERY_S:
+                last_plain = time.monotonic()
+                self._show()
+
+    def _poll(self) -> None:
+        import ray
+
+        try:
+            self.counts = ray.get(self.counter.snapshot.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - a slow or lost poll only delays the display
+            return
+        frames = self.counts.get("frames", 0)
+        if self.first is None and frames:
+            self.first = (time.time(), frames)
+
+    def _show(self) -> None:
+        frames, total = self.counts.get("frames", 0), self.counts.get("total", 0)
+        frames = min(frames, total) if total else frames  # retried work counts twice
+        rate = None
+        if self.first is not None and time.time() > self.first[0] + 0.5:
+            rate = (frames - self.first[1]) / (time.time() - self.first[0]) or None
+        text = describe(frames, total, rate, self.videos())
+        if self.bar is not None:
+            self.bar.update(self.task, completed=frames, total=total or None, line=text)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
