@@ -138,7 +138,7 @@ def run_label(paths: list[Path], out: Path, decoders: int) -> dict:
     config = LabelConfig(inputs=tuple(str(p) for p in paths), out=str(out), decoders=decoders)
     with PeakMemory() as mem:
         t = time.perf_counter()
-        summary = run(config, progress=False)
+        summary = run(config, progress=None)
         wall = time.perf_counter() - t
     return {"frames": summary.frames, "faces": summary.faces, "wall": wall, "peak_mb": mem.peak / 2**20}
 

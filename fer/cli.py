@@ -101,7 +101,7 @@ def _quiet(logs: str | Path, name: str, verbose: bool) -> Iterator:
     local = Path(where.path) if where.is_local else Path(tempfile.mkdtemp(prefix="fer-logs-")) / where.name
     failed = False
     try:
-        with console.quiet(local, verbose=verbose) as terminal:
+        with console.quiet(None if verbose else local, verbose=verbose) as terminal:
             try:
                 yield terminal
             finally:
@@ -112,7 +112,7 @@ def _quiet(logs: str | Path, name: str, verbose: bool) -> Iterator:
         failed = True
         raise
     finally:
-        if not verbose and local.is_file():
+        if local.is_file():
             if not where.is_local:
                 where.write_bytes(local.read_bytes())
             if failed:
@@ -449,16 +449,18 @@ def _emit(table, format: str, out: Optional[Path], *, shown=None) -> None:
 
 
 def _table_view(table):
-    """The summary as a table for people: shares only, named by emotion."""
-    shown = table.drop(columns=[c for c in table.columns if c.startswith("mean_")])
+    """The summary as a table for people: videos by their paths, shares only, named by emotion."""
+    shown = table.drop(columns=[c for c in table.columns if c.startswith("mean_") or c == "video_id"])
     shown.columns = [c.removeprefix("share_") for c in shown.columns]
-    return shown
+    return shown.rename(columns={"video_path": "video"})
 
 
 @app.command()
 def summary(
     directory: TimelinesArg,
-    video: Annotated[Optional[list[str]], typer.Option(help="Video id(s) to summarise (default: all).")] = None,
+    video: Annotated[
+        Optional[list[str]], typer.Option(help="Videos to summarise: id, file name or path (default: all).")
+    ] = None,
     by: Annotated[str, typer.Option(help="video | face.")] = "video",
     format: FormatOpt = "table",
     out: OutOpt = None,
@@ -472,6 +474,7 @@ def summary(
     from fer import timelines
 
     table = timelines.summary(directory, videos=video, by=by, address=_cluster(address))
+    table = timelines.with_paths(table, directory)
     _emit(table, format, out, shown=_table_view(table))
 
 
@@ -483,7 +486,7 @@ def query(
         typer.Option(help="SQL condition on timeline rows, e.g. \"emotion = 'happy' AND confidence > 0.8\"."),
     ] = None,
     columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns to return (default: all).")] = None,
-    video: Annotated[Optional[list[str]], typer.Option(help="Only these video ids.")] = None,
+    video: Annotated[Optional[list[str]], typer.Option(help="Only these videos: id, file name or path.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
     top_videos: Annotated[
         Optional[int], typer.Option(help="Instead: the N videos with the largest share of --emotion.")
@@ -503,7 +506,7 @@ def query(
 
     address = _cluster(address)
     if top_videos is not None:
-        table = timelines.top_videos(directory, emotion, top_videos, address=address)
+        table = timelines.with_paths(timelines.top_videos(directory, emotion, top_videos, address=address), directory)
         _emit(table, format, out, shown=_table_view(table))
     elif minutes:
         _emit(timelines.emotion_minutes(directory, by=by, address=address), format, out)
@@ -516,7 +519,7 @@ def query(
 def plot(
     directory: TimelinesArg,
     out: Annotated[Path, typer.Option(help="Image file to write (.png, .svg, .pdf).")],
-    video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
+    video: Annotated[Optional[str], typer.Option(help="Video: id, file name or path (default: the only one).")] = None,
     face: Annotated[Optional[int], typer.Option(help="Plot only this face.")] = None,
     smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds.")] = None,
 ) -> None:
@@ -534,7 +537,7 @@ def plot(
 @app.command()
 def export(
     directory: TimelinesArg,
-    video: Annotated[Optional[str], typer.Option(help="Video id (default: the only one).")] = None,
+    video: Annotated[Optional[str], typer.Option(help="Video: id, file name or path (default: the only one).")] = None,
     format: Annotated[str, typer.Option(help="csv (the timeline) | srt (emotion segments as subtitles).")] = "csv",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
     smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds first.")] = None,

@@ -76,22 +76,25 @@ def quiet(log_file: Path | None, *, verbose: bool = False) -> Iterator[TextIO]:
     """Send everything printed inside the block to ``log_file`` but fer's marked lines.
 
     Yields the terminal's stderr, for progress and warnings. With ``verbose`` (or no log
-    file) nothing is redirected. The log stays open after the block: loggers created inside
-    it may write to it until the process ends.
+    file) the frameworks' output is shown, on stderr: stdout stays for results either way
+    (Ray forwards worker stdout to the driver's). The log stays open after the block:
+    loggers created inside it may write to it until the process ends.
     """
-    if verbose or log_file is None:
-        yield sys.stderr
-        return
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_file, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 - see docstring
     sys.stdout.flush()
     sys.stderr.flush()
     saved_fds = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     saved_streams = sys.stdout, sys.stderr
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout, sys.stderr = _Sieve(log, terminal), _Sieve(log, terminal)
+    if verbose or log_file is None:
+        terminal = sys.stderr
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_file, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 - see docstring
+        terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout, sys.stderr = _Sieve(log, terminal), _Sieve(log, terminal)
     try:
         yield terminal
     finally:

@@ -174,6 +174,18 @@ def find_video(name: str, files: dict[str, Location], paths: dict[str, str], whe
     raise FerError(f"unknown video {name!r} in {where} (videos: {_named(list(files), paths)})")
 
 
+def with_paths(table: pd.DataFrame, path: str | Path | Location) -> pd.DataFrame:
+    """``table`` with each ``video_id``'s input path inserted beside it as ``video_path``
+    (what people recognise; read from the manifest, see :func:`video_paths`)."""
+    if table.empty:
+        return table.assign(video_path=pd.Series(dtype=str))
+    files = _select(path, list(dict.fromkeys(table.video_id)))
+    paths = video_paths(files)
+    out = table.copy()
+    out.insert(list(out.columns).index("video_id") + 1, "video_path", out.video_id.map(paths).fillna(""))
+    return out
+
+
 def video_paths(files: dict[str, Location]) -> dict[str, str]:
     """``video_id -> input path`` of timeline files: from the manifest beside them, else from
     each file's metadata (read concurrently: on object stores each footer is a round trip)."""

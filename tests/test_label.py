@@ -113,9 +113,9 @@ def test_output_reads_with_pyarrow_filters_and_metadata(labelled):
 def test_rerun_skips_and_overwrite_redoes(labelled, untrained_bundle):
     out, _ = labelled
     config = LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(out), model=str(untrained_bundle))
-    again = run(config, progress=False)
+    again = run(config, progress=None)
     assert [e.status for e in again.entries] == ["skipped"]
-    redo = run(LabelConfig(**{**config.__dict__, "overwrite": True}), progress=False)
+    redo = run(LabelConfig(**{**config.__dict__, "overwrite": True}), progress=None)
     assert [e.status for e in redo.entries] == ["done"]
 
 
@@ -125,7 +125,7 @@ def test_sampling_rate_keeps_video_timestamps(ray_local, untrained_bundle, tmp_p
         inputs=(str(SAMPLES / "face_noface.mov"),), out=str(tmp_path), model=str(untrained_bundle), fps=5,
         segment_seconds=segment_seconds,
     )  # fmt: skip
-    summary = run(config, progress=False)
+    summary = run(config, progress=None)
     df = pd.read_parquet(summary.entries[0].output).drop_duplicates("frame")
     # 6.4 s of variable frame rate video at 5 frames/s: the first frame of every 0.2 s
     # interval of presentation time, times from the container, across segment cuts too.
@@ -200,7 +200,7 @@ def test_missing_input_is_an_error_before_anything_starts(tmp_path):
 
 def test_rotation_metadata_is_applied(ray_local, untrained_bundle, tmp_path):
     rotated = SAMPLES.parent / "rotated" / "single_face_rot90.mp4"
-    summary = run(LabelConfig(inputs=(str(rotated),), out=str(tmp_path), model=str(untrained_bundle)), progress=False)
+    summary = run(LabelConfig(inputs=(str(rotated),), out=str(tmp_path), model=str(untrained_bundle)), progress=None)
     entry = summary.entries[0]
     assert entry.status == "done" and entry.frames == 72
     df = pd.read_parquet(entry.output)

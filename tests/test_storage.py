@@ -53,21 +53,21 @@ def test_s3_location_round_trip(s3):
 def test_label_into_a_bucket_then_query_it(s3, ray_local, untrained_bundle, tmp_path):
     out = f"{s3}/labels"
     config = LabelConfig(inputs=(str(CLIP),), out=out, model=str(untrained_bundle), segment_seconds=1.0)
-    summary = run(config, progress=False)
+    summary = run(config, progress=None)
     vid = video_id(CLIP)
     [entry] = summary.entries
     assert entry.status == "done" and entry.frames == 72 and entry.output == f"{out}/timelines/{vid}.parquet"
     assert manifest.load(out)[vid].status == "done"
 
     # The same video labelled to local disk gives the same rows.
-    local = run(LabelConfig(**{**config.__dict__, "out": str(tmp_path)}), progress=False)
+    local = run(LabelConfig(**{**config.__dict__, "out": str(tmp_path)}), progress=None)
     assert local.entries[0].status == "done"
     remote_df, local_df = timelines.read(out), timelines.read(tmp_path)
     pd.testing.assert_frame_equal(remote_df, local_df)
     one = timelines.read(out, videos=vid, faces=0, start=1.0, end=2.0)
     assert len(one) > 0 and one.time_s.between(1.0, 2.0).all() and (one.face_id == 0).all()
 
-    again = run(config, progress=False)
+    again = run(config, progress=None)
     assert [e.status for e in again.entries] == ["skipped"]
     assert np.isclose(timelines.summarize(remote_df).face_share.iloc[0], 1.0, atol=0.05)
 

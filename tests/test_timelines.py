@@ -140,7 +140,7 @@ def test_files_of_schema_version_1_still_read(tmp_path):
 def labelled(ray_local, untrained_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("tl")
     clips = (str(SAMPLES / "face_noface.mov"), str(SAMPLES / "no_face.mp4"))
-    run(LabelConfig(inputs=clips, out=str(out), model=str(untrained_bundle)), progress=False)
+    run(LabelConfig(inputs=clips, out=str(out), model=str(untrained_bundle)), progress=None)
     return out
 
 

@@ -154,7 +154,7 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
     out = Location.parse(config.out)
-    for folder in (TIMELINES_DIR, AGGREGATES_DIR, manifest.MANIFEST_DIR):
+    for folder in (TIMELINES_DIR, AGGREGATES_DIR, manifest.MANIFEST_DIR, LOGS_DIR):
         (out / folder).makedirs()
     (out / TIMELINES_DIR).check_writable()
 

@@ -1,0 +1,192 @@
+"""The console as a user meets it: quiet runs with their logs filed, live progress, the run
+log, names users know, ``fer --version``, plain help and ``fer render``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import fer
+from fer.labels import EMOTIONS
+from fer.render import BGR
+from fer.schema import NO_FACE
+from fer.train.config import TrainConfig
+from fer.video.pipeline import LabelConfig, run
+from tests.conftest import SAMPLES, fer_cli
+
+CLIP = SAMPLES / "single_face.mp4"
+
+
+@pytest.fixture(scope="module")
+def quiet_run(untrained_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quiet") / "out"
+    proc = fer_cli("label", str(CLIP), "--out", str(out), "--model", str(untrained_bundle))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_label_prints_only_progress_and_the_summary(quiet_run):
+    out, proc = quiet_run
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["video", "status"] and len(lines) == 3
+    assert "single_face.mp4" in lines[1] and "done" in lines[1]
+    assert "after" in lines[2] and "start-up" in lines[2]
+    progress = proc.stderr.splitlines()
+    assert progress and all(line.startswith("frames ") for line in progress), proc.stderr[-2000:]
+    assert progress[-1].startswith("frames 72/72") and "videos 1/1 done, 0 failed" in progress[-1]
+    (log,) = (out / "logs").glob("run-*.log")
+    assert "Ray" in log.read_text() or "pid=" in log.read_text()  # the frameworks' lines, filed
+
+
+def test_run_log_records_the_run(quiet_run):
+    out, _ = quiet_run
+    (path,) = (out / "logs").glob("run-*.json")
+    record = json.loads(path.read_text())
+    assert record["command"].startswith("fer label ") and record["settings"]["detector"] == "yunet"
+    assert record["versions"]["fer"] == fer.__version__ and record["model"]["name"] == "test-small"
+    (video,) = record["videos"]
+    assert video["status"] == "done" and video["frames"] == 72 and video["path"] == str(CLIP)
+    assert 0 < video["first_rows_s"] <= video["finished_s"] <= record["totals"]["seconds"]
+    assert record["totals"] | {"seconds": 0, "startup_s": 0} == {
+        "videos": 1, "done": 1, "skipped": 0, "failed": 0, "frames": 72, "faces": 72, "seconds": 0, "startup_s": 0,
+    }  # fmt: skip
+
+
+def test_verbose_shows_the_frameworks_on_stderr_and_keeps_stdout_for_results(untrained_bundle, tmp_path):
+    proc = fer_cli("label", str(CLIP), "--out", str(tmp_path), "--model", str(untrained_bundle), "-v", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["totals"]["done"] == 1 and result["videos"][0]["path"] == str(CLIP)
+    assert any(not line.startswith("frames ") for line in proc.stderr.splitlines())
+    assert not list((tmp_path / "logs").glob("*.log"))
+
+
+def _long_video(path, seconds: int = 3600, fps: float = 4.0) -> None:
+    """An hour of small frames (a face-sized blob drifting over noise): long enough that a
+    run cannot finish while the test watches."""
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
+    base = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    for i in range(int(seconds * fps)):
+        frame = base.copy()
+        cv2.circle(frame, (40 + i % 240, 120), 30, (200, 180, 160), -1)
+        writer.write(frame)
+    writer.release()
+
+
+def test_progress_moves_every_second_on_a_one_hour_input(untrained_bundle, tmp_path):
+    video = tmp_path / "hour.mp4"
+    _long_video(video)
+    master, slave = pty.openpty()  # progress as a person sees it: a terminal
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(tmp_path / "out"),
+         "--model", str(untrained_bundle), "--segment-seconds", "3600"],
+        stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    os.close(slave)
+    seen: list[tuple[float, int, int]] = []  # (time, frames done, total)
+    text, deadline = "", time.time() + 240
+    try:
+        while time.time() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                text += os.read(master, 65536).decode(errors="replace")
+                for done, total in re.findall(r"frames (\d+)/(\d+)", text):
+                    seen.append((time.time(), int(done), int(total)))
+                text = text[-200:]
+            first = next((t for t, done, _ in seen if done > 0), None)
+            if first is not None and time.time() > first + 8:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        os.close(master)
+    assert seen and seen[-1][2] == 14400, text  # the whole hour's frames, from probing
+    first = next(t for t, done, _ in seen if done > 0)
+    for second in range(7):
+        window = [done for t, done, _ in seen if first + second <= t < first + second + 1.0]
+        assert window and max(window) > max(d for t, d, _ in seen if t < first + second), (second, seen[-5:])
+    assert seen[-1][1] < 14400  # still going: the run did not simply finish
+    assert proc.returncode == 130
+
+
+def test_video_options_take_names_users_know(quiet_run, tmp_path):
+    out, _ = quiet_run
+    for name in ("single_face.mp4", "single_face", "single_f", str(CLIP), os.path.relpath(CLIP)):
+        proc = fer_cli("summary", str(out), "--video", name, "--format", "csv")
+        assert proc.returncode == 0, (name, proc.stderr)
+        table = pd.read_csv(pd.io.common.StringIO(proc.stdout))
+        assert list(table.video_path) == [str(CLIP)], name
+    for command in (
+        ["plot", "--out", str(tmp_path / "p.png")],
+        ["export"],
+        ["render", "--out", str(tmp_path / "r.mp4")],
+    ):
+        proc = fer_cli(command[0], str(out), "--video", "single_face.mp4", *command[1:])
+        assert proc.returncode == 0, (command, proc.stderr)
+    proc = fer_cli("summary", str(out), "--video", "nobody.mp4")
+    assert proc.returncode == 2 and f"unknown video 'nobody.mp4' in {out} (videos: {CLIP} (single_face-" in proc.stderr
+
+
+def test_an_ambiguous_name_lists_the_candidates(ray_local, untrained_bundle, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.mp4").write_bytes(CLIP.read_bytes())
+    run(LabelConfig(inputs=(str(tmp_path / "a"), str(tmp_path / "b")), out=str(tmp_path / "out"),
+                    model=str(untrained_bundle)), progress=None)  # fmt: skip
+    proc = fer_cli("summary", str(tmp_path / "out"), "--video", "clip.mp4")
+    assert proc.returncode == 2
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: video 'clip.mp4' is ambiguous: it matches ")
+    assert f"{tmp_path / 'a' / 'clip.mp4'} (clip-" in message and f"{tmp_path / 'b' / 'clip.mp4'} (clip-" in message
+    proc = fer_cli("summary", str(tmp_path / "out"), "--video", str(tmp_path / "b"), "--format", "json")
+    assert [r["video_path"] for r in json.loads(proc.stdout)] == [str(tmp_path / "b" / "clip.mp4")]
+
+
+def test_render_draws_each_box_in_its_emotion_colour(quiet_run, tmp_path):
+    out, _ = quiet_run
+    clip = tmp_path / "check.mp4"
+    proc = fer_cli("render", str(out), "--out", str(clip), "--smooth", "0")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_parquet(next((out / "timelines").glob("*.parquet")))
+    rendered, source = _frames(clip), _frames(CLIP)
+    assert len(rendered) == len(source) == 72
+    for frame_index, row in df[df.face_id != NO_FACE].set_index("frame").iterrows():
+        drawn, original = rendered[frame_index], source[frame_index]
+        x, y, w, h = (int(round(v)) for v in (row.x, row.y, row.w, row.h))
+        band = drawn[y + h // 2 - 5 : y + h // 2 + 5, x + 1 : x + 2].reshape(-1, 3).astype(int)  # left edge, inside
+        colour = np.array(BGR[EMOTIONS.index(row.emotion)])
+        assert np.abs(band - colour).max() < 60, (frame_index, band.mean(axis=0), colour)
+        inside = (slice(y + h // 3, y + 2 * h // 3), slice(x + w // 3, x + 2 * w // 3))  # the face itself
+        assert np.abs(drawn[inside].astype(int) - original[inside].astype(int)).mean() < 12
+
+
+def _frames(path) -> list[np.ndarray]:
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (frame := cap.read()[1]) is not None:
+        frames.append(frame)
+    return frames
+
+
+def test_version_and_help():
+    proc = fer_cli("--version")
+    assert proc.returncode == 0
+    versions = dict(line.split(" ", 1) for line in proc.stdout.replace("default model", "default_model").splitlines())
+    assert versions["fer"] == fer.__version__ and len(versions["default_model"]) == 16
+    assert {"ray", "tensorflow", "opencv"} <= set(versions)
+    for command in ("label", "train", "evaluate", "summary", "render"):
+        text = fer_cli(command, "--help").stdout
+        assert not re.search(r"<(str|int|float|bool|path|list\[str\])>|\{\w+\}", text), command
+    train = " ".join(fer_cli("train", "--help").stdout.replace("│", " ").split())
+    assert f"(default: {TrainConfig(data='', out='').epochs};" in train and "[default: 64]" in train
