@@ -44,6 +44,16 @@ def cli_run(tiny_dataset, tmp_path_factory):
     return run_dir, proc
 
 
+def test_train_shows_its_epochs_and_files_the_frameworks_logs(cli_run):
+    run_dir, proc = cli_run
+    assert proc.stdout == f"model bundle: {run_dir / 'model'}\n"
+    shown = proc.stderr.splitlines()
+    assert any(line.startswith("epoch 2/2 ") and "val_acc" in line for line in shown), proc.stderr
+    assert not [line for line in shown if "pid=" in line or "WARNING" in line or "I0000" in line], proc.stderr
+    (log,) = (run_dir / "logs").glob("train-*.log")
+    assert "RayTrainWorker" in log.read_text()
+
+
 def test_two_worker_run_writes_a_bundle_that_predicts(cli_run):
     run_dir, proc = cli_run
     assert "epoch 2/2" in proc.stdout and "val_acc" in proc.stdout
@@ -112,8 +122,9 @@ def test_evaluate_cli_prints_metrics(cli_run, tiny_dataset):
     proc = fer_cli("evaluate", "--model", str(run_dir / "model"), "--data", str(tiny_dataset), "--tta", "flip")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "accuracy" in out and "macro-F1" in out and "confusion matrix" in out
+    assert out.startswith("model ") and "accuracy" in out and "macro-F1" in out and "confusion matrix" in out
     assert all(name in out for name in EMOTIONS)
+    assert proc.stderr == ""  # Ray's and TensorFlow's lines are filed, not shown
 
 
 def test_init_fine_tunes_an_existing_bundle(ray_local, tiny_dataset, untrained_bundle, tmp_path):
