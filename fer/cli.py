@@ -78,6 +78,15 @@ def _cluster(address: Optional[str]) -> Optional[str]:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+def _on_cluster(address: Optional[str], verbose: bool):
+    """A query's context: on a cluster, Ray's output filed as in :func:`_quiet`; here, none."""
+    from contextlib import nullcontext
+
+    from fer import console
+
+    return _quiet(console.user_logs(), f"query-{console.stamp()}", verbose) if address else nullcontext()
+
+
 def _command_line() -> str:
     return shlex.join(["fer", *sys.argv[1:]])
 
@@ -465,6 +474,7 @@ def summary(
     format: FormatOpt = "table",
     out: OutOpt = None,
     address: ClusterOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Time-weighted emotion shares, dominant emotion and face presence per video or face.
 
@@ -473,7 +483,8 @@ def summary(
     """
     from fer import timelines
 
-    table = timelines.summary(directory, videos=video, by=by, address=_cluster(address))
+    with _on_cluster(_cluster(address), verbose):
+        table = timelines.summary(directory, videos=video, by=by, address=_cluster(address))
     table = timelines.with_paths(table, directory)
     _emit(table, format, out, shown=_table_view(table))
 
@@ -497,6 +508,7 @@ def query(
     format: FormatOpt = "table",
     out: OutOpt = None,
     address: ClusterOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Query a whole archive: rows matching a condition, top videos by an emotion, emotion minutes.
 
@@ -505,14 +517,18 @@ def query(
     from fer import timelines
 
     address = _cluster(address)
-    if top_videos is not None:
-        table = timelines.with_paths(timelines.top_videos(directory, emotion, top_videos, address=address), directory)
-        _emit(table, format, out, shown=_table_view(table))
-    elif minutes:
-        _emit(timelines.emotion_minutes(directory, by=by, address=address), format, out)
-    else:
-        cols = [c.strip() for c in columns.split(",")] if columns else None
-        _emit(timelines.scan(directory, where, cols, videos=video, limit=limit, address=address), format, out)
+    with _on_cluster(address, verbose):
+        if top_videos is not None:
+            table = timelines.with_paths(
+                timelines.top_videos(directory, emotion, top_videos, address=address), directory
+            )
+            shown = _table_view(table)
+        elif minutes:
+            table, shown = timelines.emotion_minutes(directory, by=by, address=address), None
+        else:
+            cols = [c.strip() for c in columns.split(",")] if columns else None
+            table, shown = timelines.scan(directory, where, cols, videos=video, limit=limit, address=address), None
+    _emit(table, format, out, shown=shown)
 
 
 @app.command()

@@ -7,7 +7,7 @@ A bundle is a directory::
       model.keras   # the tf-keras model, without optimizer state
 
 ``model.json`` holds ``format`` (``"fer-model"``), ``format_version``, ``id`` (a hash of
-the weights: what "the same model" means for re-runs), ``name``, ``labels`` in output
+the weights' values, see :func:`weights_id`: what "the same model" means for re-runs), ``name``, ``labels`` in output
 order, ``input`` (size, channels, dtype, value range: the model normalises inside),
 ``architecture``, ``params``, ``training`` (config, command, wall time, data
 fingerprints, class counts), ``validation`` (accuracy, macro-F1, per-class
@@ -194,6 +194,20 @@ def load(path: str | Path | None = None) -> EmotionModel:
     return EmotionModel(path=path, meta=meta, keras_model=model)
 
 
+def weights_id(keras_model) -> str:
+    """A bundle's id: a hash of its weights' shapes, types and values, in layer order.
+
+    The ``.keras`` archive holds a save date, so hashing the file would give the same weights
+    a new id at every export (and relabel every video); the weights alone do not change.
+    """
+    digest = hashlib.sha256()
+    for weight in keras_model.weights:
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{weight.name}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def save(keras_model, path: str | Path, meta: dict) -> Path:
     """Write a bundle atomically: into a temporary sibling directory, then renamed.
 
@@ -206,11 +220,10 @@ def save(keras_model, path: str | Path, meta: dict) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         keras_model.save(str(tmp / MODEL_FILE), save_format="keras_v3")
-        digest = hashlib.sha256((tmp / MODEL_FILE).read_bytes()).hexdigest()
         full = {
             "format": BUNDLE_FORMAT,
             "format_version": FORMAT_VERSION,
-            "id": digest[:16],
+            "id": weights_id(keras_model),
             "labels": list(EMOTIONS),
             "input": input_spec(),
             "params": int(keras_model.count_params()),

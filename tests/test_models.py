@@ -75,3 +75,18 @@ def test_bundle_refuses_unknown_format_version(tmp_path):
         bundle.load(path)
     with pytest.raises(FerError, match="not a model bundle"):
         bundle.load(tmp_path)
+
+
+def test_bundle_id_is_the_weights_not_the_file(tmp_path):
+    import time
+
+    model = models.build("small")
+    first = bundle.save(model, tmp_path / "a", {"name": "a"})
+    time.sleep(1.1)  # the .keras archive records its save time to the second
+    again = bundle.save(bundle.load(first).keras_model, tmp_path / "b", {"name": "b"})
+    assert (first / bundle.MODEL_FILE).read_bytes() != (again / bundle.MODEL_FILE).read_bytes()
+    assert bundle.read_meta(first)["id"] == bundle.read_meta(again)["id"]
+    weights = model.get_weights()
+    weights[-1] = weights[-1] + 1e-3
+    model.set_weights(weights)
+    assert bundle.read_meta(bundle.save(model, tmp_path / "c", {"name": "c"}))["id"] != bundle.read_meta(first)["id"]
