@@ -69,6 +69,8 @@ def read_meta(path: str | Path) -> dict:
     """
     path = Path(path)
     meta_path = path / META_FILE
+    if not path.exists():
+        raise FerError(f"no such model bundle: {path}")
     if not meta_path.is_file():
         raise FerError(f"{path} is not a model bundle (no {META_FILE})")
     try:

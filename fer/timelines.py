@@ -54,6 +54,8 @@ def _check_schemas(files: list[Location]) -> None:
 
     with ThreadPoolExecutor(min(16, max(1, len(files)))) as pool:
         for f, v in zip(files, pool.map(version, files), strict=True):
+            if v is None:
+                raise FerError(f"{f}: not a timeline written by fer label (no fer metadata in the Parquet file)")
             if v not in READABLE_VERSIONS:
                 raise FerError(
                     f"{f}: timeline schema version {v!r} is not one this fer reads "

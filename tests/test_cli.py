@@ -40,7 +40,24 @@ def test_data_stats_on_shared_fer2013():
             ["label", str(SAMPLES), "--out", "/tmp/x", "--tta", "twelve"],
             "--tta: unknown test-time augmentation 'twelve'; choose one of none, flip, ten-crop",
         ),
-        (["evaluate", "--model", "/no/bundle", "--data", "/x"], "is not a model bundle"),
+        (["evaluate", "--model", "/no/bundle", "--data", "/x"], "no such model bundle: /no/bundle"),
+        (["label", str(SAMPLES), "--out", "/tmp/x", "--model", str(SAMPLES)], "is not a model bundle (no model.json)"),
+        (["label", str(SAMPLES), "--out", "/tmp/x", "--fps", "nan"], "--fps: must be None or a number > 0; got nan"),
+        (
+            ["label", str(SAMPLES), "--out", "/tmp/x", "--decoders", "0"],
+            "--decoders: must be None or a whole number >= 1; got 0",
+        ),
+        (
+            ["label", str(SAMPLES), "--out", "/tmp/x", "--min-face", "-5"],
+            "--min-face: must be a whole number >= 1; got -5",
+        ),
+        (["label", str(SAMPLES), "--out", "/tmp/x", "--gpus", "-1"], "--gpus: must be a whole number >= 0; got -1"),
+        (["train", "--data", "/x", "--out", "/tmp/x", "--epochs", "0"], "--epochs: must be a whole number >= 1; got 0"),
+        (["train", "--data", "/x", "--out", "/tmp/x", "--lr", "-0.1"], "--lr: must be a number > 0; got -0.1"),
+        (
+            ["train", "--data", "/x", "--out", "/tmp/x", "--optimizer", "adam"],
+            "--optimizer: must be one of adamw, sgd; got 'adam'",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, message):

@@ -243,7 +243,7 @@ def test_training_job_survives_a_killed_worker(cluster, tiny_dataset, tmp_path):
         "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "32", "--max-failures", "2",
     )  # fmt: skip
     _wait_for(lambda: any(run_dir.glob("checkpoint_*/state.json")) or job.poll() is not None, 300, "a checkpoint")
-    assert job.poll() is None, "the job ended before a worker could be killed"
+    assert job.poll() is None, f"the job ended before a worker could be killed: {job.stdout.read()[-3000:]}"
     workers = _pids_where(lambda cmd, cwd: cmd.startswith("ray::RayTrainWorker") and cwd.startswith(cluster.temp_dir))
     assert workers, "no training worker of this cluster found"
     _kill(workers[-1:])

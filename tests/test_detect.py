@@ -57,7 +57,7 @@ def test_min_face_sets_the_detection_scale(references):
     # Asked for faces of 80 px and more, the detector looks at a frame where 25-px faces are too small to find.
     coarse = YuNet(min_face=80)(canvas)
     assert matched(truth, boxes(coarse)).mean() < 0.1
-    with pytest.raises(FerError, match="--min-face must be at least 1"):
+    with pytest.raises(FerError, match="--min-face: must be a whole number >= 1; got 0"):
         LabelConfig(inputs=("x",), out="o", min_face=0)
 
 

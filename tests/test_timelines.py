@@ -124,6 +124,10 @@ def test_errors_are_clear(archive, tmp_path):
     write_timeline(tmp_path / "old", "c", [(0, 0.0, 0, "happy")], schema_version=99)
     with pytest.raises(FerError, match="schema version 99"):
         tl.read(tmp_path / "old")
+    (tmp_path / "foreign").mkdir()
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "foreign" / "x.parquet")
+    with pytest.raises(FerError, match="x.parquet: not a timeline written by fer label"):
+        tl.read(tmp_path / "foreign")
 
 
 def test_files_of_schema_version_1_still_read(tmp_path):

@@ -11,11 +11,46 @@ from fer.data.augment import AugmentConfig
 from fer.data.balance import BALANCE_MODES
 from fer.errors import FerError
 from fer.train import models
+from fer.validation import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    NONE,
+    POSITIVE,
+    Interval,
+    Options,
+    validate,
+)  # fmt: skip
 
 SELECT_METRICS = ("val_macro_f1", "val_accuracy")
 #: ``adamw``: AdamW (decoupled weight decay). ``sgd``: SGD with Nesterov momentum 0.9, the
 #: optimizer of the best published FER-2013 VGG recipe (Khaireddin & Chen 2021).
 OPTIMIZERS = ("adamw", "sgd")
+
+
+#: What each option of :class:`TrainConfig` accepts (checked once, when it is built).
+TRAIN_CONSTRAINTS = {
+    "epochs": (AT_LEAST_ONE,),
+    "batch_size": (AT_LEAST_ONE,),
+    "lr": (POSITIVE,),
+    "weight_decay": (NON_NEGATIVE,),
+    "optimizer": (Options(OPTIMIZERS),),
+    "label_smoothing": (Interval(0, 0.5),),  # beyond 0.5 the target is flatter than it is right
+    "balance": (Options(BALANCE_MODES),),
+    "balance_target": (NONE, AT_LEAST_ONE),
+    "input_size": (Interval(32, None, integer=True),),  # the smallest input keras.applications backbones take
+    "freeze_epochs": (NON_NEGATIVE_INT,),
+    "fine_tune_blocks": (NON_NEGATIVE_INT,),
+    "fine_tune_lr": (POSITIVE,),
+    "workers": (AT_LEAST_ONE,),
+    "cpus_per_worker": (NONE, AT_LEAST_ONE),
+    "gpus_per_worker": (NON_NEGATIVE,),
+    "max_failures": (NON_NEGATIVE_INT,),
+    "select": (Options(SELECT_METRICS),),
+    "keep_checkpoints": (AT_LEAST_ONE,),
+    "seed": (NON_NEGATIVE_INT,),
+    "limit_per_class": (NONE, AT_LEAST_ONE),
+}
 
 
 @dataclass(frozen=True)
@@ -65,17 +100,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         models.spec(self.arch)
-        if self.balance not in BALANCE_MODES:
-            raise FerError(f"unknown --balance {self.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise FerError(f"unknown --optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        validate(self, TRAIN_CONSTRAINTS)
         if not 0 <= self.augment.erase <= 1:
-            raise FerError(f"--erase must be a probability in [0, 1], got {self.augment.erase}")
-        if self.select not in SELECT_METRICS:
-            raise FerError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT_METRICS)}")
-        for name in ("epochs", "batch_size", "workers"):
-            if getattr(self, name) < 1:
-                raise FerError(f"--{name.replace('_', '-')} must be at least 1")
+            raise FerError(f"--erase: must be a number in [0, 1]; got {self.augment.erase!r}")
         if self.batch_size < self.workers:
             raise FerError(f"--batch-size {self.batch_size} is smaller than --workers {self.workers}")
         if self.weights not in (None, "none", "imagenet") and not Path(self.weights).is_file():

@@ -27,7 +27,6 @@ import pyarrow as pa
 
 from fer import aggregates, console
 from fer import model as bundle
-from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.schema import (
     AGGREGATES_DIR,
@@ -39,6 +38,7 @@ from fer.schema import (
     with_metadata,
 )
 from fer.storage import Location
+from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, validate
 from fer.video import manifest
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.video.inputs import VideoInput, resolve_inputs
@@ -78,20 +78,25 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         DETECTORS.get(self.detector)
-        if self.min_face < 1:
-            raise FerError(f"--min-face must be at least 1 pixel, got {self.min_face}")
-        if self.fps is not None and self.fps <= 0:
-            raise FerError("--fps must be positive")
-        if self.segment_seconds <= 0:
-            raise FerError("--segment-seconds must be positive")
-        if self.batch_size < 1:
-            raise FerError("--batch-size must be at least 1")
         bundle.TTA.get(self.tta)
+        validate(self, LABEL_CONSTRAINTS)
 
     def settings_key(self) -> dict:
         """The settings that change a video's timeline (the rest only change speed)."""
         return {"fps": self.fps, "detector": self.detector, "min_face": self.min_face, "tta": self.tta,
                 "margin": self.margin, "align": self.align}  # fmt: skip
+
+
+#: What each numeric option of :class:`LabelConfig` accepts (checked once, when it is built).
+LABEL_CONSTRAINTS = {
+    "fps": (NONE, POSITIVE),
+    "min_face": (AT_LEAST_ONE,),
+    "batch_size": (AT_LEAST_ONE,),
+    "gpus": (NON_NEGATIVE_INT,),
+    "segment_seconds": (POSITIVE,),
+    "decoders": (NONE, AT_LEAST_ONE),
+    "margin": (PROBABILITY,),
+}
 
 
 @dataclass
