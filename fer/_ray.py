@@ -30,3 +30,22 @@ def connect(address: str | None = None) -> None:
         return
     ray.init(address=address, logging_level="WARNING")
     quiet_ray_data()
+
+
+def require_gpus(wanted: float, what: str) -> None:
+    """Refuse before any work starts when the cluster has fewer GPUs than ``wanted``: Ray
+    would otherwise wait for them for ever.
+
+    Raises:
+        EnvironmentFault: ``what`` (the options asking) needs more GPUs than the cluster has.
+    """
+    import ray
+
+    from fer.errors import EnvironmentFault
+
+    have = ray.cluster_resources().get("GPU", 0)
+    if wanted > have:
+        raise EnvironmentFault(
+            f"{what} needs {wanted:g} GPUs; the Ray cluster has {have:g} "
+            "(an autoscaling cluster must have its GPU nodes up; 0 runs on the CPUs)"
+        )

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fer._ray import connect
+from fer._ray import connect, require_gpus
 from fer.data import fer2013
 from fer.errors import FerError
 from fer.train.config import TrainConfig
@@ -86,6 +86,11 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
 
     t0 = time.time()
     connect(config.address)
+    if config.gpus_per_worker:
+        require_gpus(
+            config.gpus_per_worker * config.workers,
+            f"--gpus-per-worker {config.gpus_per_worker:g} x --workers {config.workers}",
+        )
     train, val = _read_splits(config)
     print(f"[fer] train: {train.describe()}")
     print(f"[fer] val:   {val.describe()}")

@@ -217,13 +217,14 @@ def _label(
     and when the first frame was decoded."""
     import ray
 
-    from fer._ray import quiet_ray_data
+    from fer._ray import quiet_ray_data, require_gpus
     from fer.video.stages import Classify, DecodeDetect, probe_segments
 
     started = not ray.is_initialized()
     if started:
         ray.init(address=config.address, logging_level="WARNING")
     quiet_ray_data()
+    require_gpus(config.gpus, f"--gpus {config.gpus}")
     cpus = int(ray.cluster_resources().get("CPU", 1))
     decoders = config.decoders or max(1, cpus)
     classifiers = config.gpus or max(1, cpus // 8)
