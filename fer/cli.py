@@ -385,7 +385,7 @@ def label(
     from fer import console
     from fer.schema import LOGS_DIR
     from fer.storage import Location
-    from fer.video.pipeline import run
+    from fer.video.pipeline import Interrupted, OutputFault, run
 
     config = LabelConfig(
         inputs=tuple(inputs), out=str(out), model=str(model) if model else None, fps=fps, detector=detector,
@@ -393,8 +393,15 @@ def label(
         segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address, command=_command_line(),
     )  # fmt: skip
     name = console.stamp()
-    with _quiet(str(Location.parse(out) / LOGS_DIR), f"run-{name}", verbose) as terminal:
-        summary = run(config, progress=terminal, run_name=name)
+    try:
+        with _quiet(str(Location.parse(out) / LOGS_DIR), f"run-{name}", verbose) as terminal:
+            summary = run(config, progress=terminal, run_name=name)
+    except (Interrupted, OutputFault) as exc:
+        # What was saved before the stop, then the reason (main prints it and sets the exit status).
+        typer.echo(_json.dumps(exc.summary.to_dict(), indent=1) if json else format_label_summary(exc.summary))
+        left = exc.summary.count("interrupted")
+        typer.echo(f"stopped with {left} video(s) left; the same command continues the run", err=True)
+        raise
     typer.echo(_json.dumps(summary.to_dict(), indent=1) if json else format_label_summary(summary))
     if summary.count("failed"):
         raise typer.Exit(1)
@@ -409,13 +416,14 @@ def format_label_summary(summary) -> str:
     for e in summary.entries:
         path = e.path if len(e.path) < width - 1 else "..." + e.path[-(width - 5) :]
         lines.append(f"{path:<{width}}{e.status:<9}{e.frames:>8}{e.faces:>8}{e.seconds:>9.1f}  {e.reason}")
+    left = f", {summary.count('interrupted')} not finished" if summary.count("interrupted") else ""
     speed = ""
     if summary.startup_s is not None and summary.seconds > summary.startup_s:
         rate = summary.frames / (summary.seconds - summary.startup_s)
         speed = f" ({rate:.0f} frames/s after {summary.startup_s:.1f} s of start-up)"
     lines.append(
         f"{len(summary.entries)} videos: {summary.count('done')} done, {summary.count('skipped')} skipped, "
-        f"{summary.count('failed')} failed; {summary.frames} frames, {summary.faces} faces labelled in "
+        f"{summary.count('failed')} failed{left}; {summary.frames} frames, {summary.faces} faces labelled in "
         f"{summary.seconds:.1f} s{speed}; timelines in {summary.out / TIMELINES_DIR}"
     )
     return "\n".join(lines)
@@ -434,6 +442,17 @@ ClusterOpt = Annotated[
 ]
 
 
+def _write_out(out: Path, write) -> None:
+    """Run ``write`` for the file ``out``, its folder made first; a refusal is one line."""
+    from fer.errors import EnvironmentFault
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write()
+    except OSError as exc:
+        raise EnvironmentFault(f"--out: cannot write {out}: {exc.strerror or exc}") from None
+
+
 def _emit(table, format: str, out: Optional[Path], *, shown=None) -> None:
     """Write a result table as ``format`` to ``out`` (or standard output; parquet needs ``out``)."""
     if format not in OUTPUT_FORMATS:
@@ -441,7 +460,7 @@ def _emit(table, format: str, out: Optional[Path], *, shown=None) -> None:
     if format == "parquet":
         if out is None:
             raise FerError("--format parquet needs --out FILE")
-        table.to_parquet(out, index=False)
+        _write_out(out, lambda: table.to_parquet(out, index=False))
         typer.echo(f"parquet: {out} ({len(table)} rows)")
         return
     if format == "csv":
@@ -453,7 +472,7 @@ def _emit(table, format: str, out: Optional[Path], *, shown=None) -> None:
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text)
+        _write_out(out, lambda: out.write_text(text))
         typer.echo(f"{format}: {out} ({len(table)} rows)")
 
 
@@ -575,7 +594,7 @@ def export(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text)
+        _write_out(out, lambda: out.write_text(text))
         typer.echo(f"{format}: {out}")
 
 

@@ -10,6 +10,7 @@ through only fer's own lines, those carrying :data:`MARK`. ``-v`` turns it off.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -36,7 +37,8 @@ class _Sieve(io.TextIOBase):
         self.pending = ""
 
     def write(self, text: str) -> int:
-        self.log.write(text)
+        with contextlib.suppress(OSError):  # a full disk must not break the run over its log
+            self.log.write(text)
         self.pending += text
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
@@ -47,7 +49,8 @@ class _Sieve(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        with contextlib.suppress(OSError):
+            self.log.flush()
 
     def fileno(self) -> int:
         return self.log.fileno()

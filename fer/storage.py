@@ -13,6 +13,7 @@ they complete). Object stores cannot append, so nothing in fer appends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from fer.errors import FerError
+from fer.errors import EnvironmentFault, FerError
 
 # Filesystems whose uploads are atomic and whose folders are only key prefixes.
 _OBJECT_STORES = ("s3", "gcs", "abfs")
@@ -95,20 +96,20 @@ class Location:
         try:
             self.fs.create_dir(self.path, recursive=True)
         except OSError as exc:
-            raise FerError(f"cannot create {self.uri}: {exc}") from None
+            raise EnvironmentFault(f"cannot create {self.uri}: {_reason(exc)}") from None
 
     def check_writable(self) -> None:
         """Fail now, not after hours of work, when this folder cannot be written.
 
         Raises:
-            FerError: naming the location and the filesystem's reason.
+            EnvironmentFault: naming the location and the filesystem's reason.
         """
         probe = self / f".fer-write-check-{os.getpid()}"
         try:
-            probe.write_bytes(b"")
+            probe._write_atomically(b"")
             self.fs.delete_file(probe.path)
         except OSError as exc:
-            raise FerError(f"cannot write to {self.uri}: {exc}") from None
+            raise EnvironmentFault(f"cannot write to {self.uri}: {_reason(exc)}") from None
 
     def files(self, suffix: str = "") -> list[Location]:
         """The files directly in this folder ending in ``suffix``, hidden ones left out, sorted."""
@@ -128,7 +129,18 @@ class Location:
             return f.read()
 
     def write_bytes(self, data: bytes) -> None:
-        """Replace this file's content atomically (the parent folder must exist locally)."""
+        """Replace this file's content atomically (the parent folder must exist locally).
+
+        Raises:
+            EnvironmentFault: the filesystem refused (disk full, no permission, ...): one line
+                naming this file and the reason; no partial file is left under any name.
+        """
+        try:
+            self._write_atomically(data)
+        except OSError as exc:
+            raise EnvironmentFault(f"cannot write {self.uri}: {_reason(exc)}") from None
+
+    def _write_atomically(self, data: bytes) -> None:
         if self.is_local:
             # fsync before the rename: after a crash the file holds the old or new bytes.
             tmp = f"{os.path.dirname(self.path)}/.{self.name}.{os.getpid()}.tmp"
@@ -151,6 +163,12 @@ class Location:
                 f.write(data)
             self.fs.move(tmp, self.path)
 
+    def delete(self) -> None:
+        """Remove this file if it is there (best effort: a cleanup must not hide the error
+        that asked for it)."""
+        with contextlib.suppress(OSError):
+            self.fs.delete_file(self.path)
+
     def write_parquet(self, table) -> None:
         """Write a ``pyarrow.Table`` as this Parquet file (zstd), atomically as :meth:`write_bytes`
         does. Serialised in memory first: fer's files are a few MB per hour of video."""
@@ -160,6 +178,11 @@ class Location:
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
         self.write_bytes(buf.getvalue().to_pybytes())
+
+
+def _reason(exc: OSError) -> str:
+    """The filesystem's reason in words ("No space left on device"), without Python's noise."""
+    return exc.strerror or str(exc)
 
 
 def read_many(locations: list[Location], threads: int = 16) -> list[bytes | None]:

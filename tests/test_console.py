@@ -3,6 +3,7 @@ log, names users know, ``fer --version``, plain help and ``fer render``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -23,6 +24,7 @@ from fer.labels import EMOTIONS
 from fer.render import BGR
 from fer.schema import NO_FACE
 from fer.train.config import TrainConfig
+from fer.video import manifest
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
 
@@ -74,51 +76,78 @@ def test_verbose_shows_the_frameworks_on_stderr_and_keeps_stdout_for_results(unt
 
 
 def _long_video(path, seconds: int = 3600, fps: float = 4.0) -> None:
-    """An hour of small frames (a face-sized blob drifting over noise): long enough that a
-    run cannot finish while the test watches."""
+    """An hour of VGA frames (a face-sized blob drifting over noise): long enough that a run
+    cannot finish while the test watches."""
     rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
-    base = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    base = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     for i in range(int(seconds * fps)):
         frame = base.copy()
-        cv2.circle(frame, (40 + i % 240, 120), 30, (200, 180, 160), -1)
+        cv2.circle(frame, (80 + i % 480, 240), 60, (200, 180, 160), -1)
         writer.write(frame)
     writer.release()
 
 
-def test_progress_moves_every_second_on_a_one_hour_input(untrained_bundle, tmp_path):
-    video = tmp_path / "hour.mp4"
-    _long_video(video)
+def _watch(master: int, proc, until, deadline_s: float) -> tuple[list[tuple[float, int, int]], str]:
+    """Read the terminal until ``until(seen, text)``: every progress reading (time, done, total)."""
+    seen, text, tail, deadline = [], "", "", time.time() + deadline_s
+    while time.time() < deadline and proc.poll() is None and not until(seen, text):
+        if select.select([master], [], [], 0.1)[0]:
+            chunk = os.read(master, 65536).decode(errors="replace")
+            text += chunk
+            tail = (tail + chunk)[-200:]
+            seen += [(time.time(), int(d), int(t)) for d, t in re.findall(r"frames (\d+)/(\d+)", tail)]
+            tail = tail[-40:]
+    return seen, text
+
+
+def test_progress_moves_every_second_on_a_one_hour_input_and_ctrl_c_says_what_was_saved(untrained_bundle, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _long_video(inputs / "hour.mp4")
+    for i in range(4):
+        (inputs / f"clip{i}.mov").write_bytes((SAMPLES / "face_noface.mov").read_bytes())
+    out = tmp_path / "out"
     master, slave = pty.openpty()  # progress as a person sees it: a terminal
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(tmp_path / "out"),
-         "--model", str(untrained_bundle), "--segment-seconds", "3600"],
-        stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "160"},
+        [sys.executable, "-m", "fer.cli", "label", str(inputs), "--out", str(out), "--model", str(untrained_bundle),
+         "--segment-seconds", "3600", "--json"],
+        stdout=subprocess.PIPE, stderr=slave, text=True, env={**os.environ, "COLUMNS": "160"},
     )  # fmt: skip
     os.close(slave)
-    seen: list[tuple[float, int, int]] = []  # (time, frames done, total)
-    text, deadline = "", time.time() + 240
+
+    def watched_long_enough(seen, _text) -> bool:
+        first = next((t for t, done, _ in seen if done > 0), None)
+        return first is not None and time.time() > first + 8 and len(manifest.load(out)) >= 1
+
     try:
-        while time.time() < deadline:
-            if select.select([master], [], [], 0.1)[0]:
-                text += os.read(master, 65536).decode(errors="replace")
-                for done, total in re.findall(r"frames (\d+)/(\d+)", text):
-                    seen.append((time.time(), int(done), int(total)))
-                text = text[-200:]
-            first = next((t for t, done, _ in seen if done > 0), None)
-            if first is not None and time.time() > first + 8:
-                break
+        seen, text = _watch(master, proc, watched_long_enough, 300)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        stdout = proc.communicate(timeout=120)[0]
+        with contextlib.suppress(OSError):  # EIO once the terminal's last writer has gone
+            while select.select([master], [], [], 0.5)[0]:
+                text += os.read(master, 65536).decode(errors="replace")
         os.close(master)
-    assert seen and seen[-1][2] == 14400, text  # the whole hour's frames, from probing
+    total = seen[-1][2]
+    assert total > 14400, text[-500:]  # the hour's frames and the clips', from probing
     first = next(t for t, done, _ in seen if done > 0)
     for second in range(7):
         window = [done for t, done, _ in seen if first + second <= t < first + second + 1.0]
         assert window and max(window) > max(d for t, d, _ in seen if t < first + second), (second, seen[-5:])
-    assert seen[-1][1] < 14400  # still going: the run did not simply finish
+    assert seen[-1][1] < total  # still going: the run did not simply finish
     assert proc.returncode == 130
+    # What was saved and what is left: on stdout, in the run log and the manifest; the same command continues.
+    result = json.loads(stdout)
+    saved = {e.path for e in manifest.load(out).values() if e.status == "done"}
+    assert saved and {v["path"] for v in result["videos"] if v["status"] == "done"} == saved
+    left = [v["path"] for v in result["videos"] if v["status"] == "interrupted"]
+    assert str(inputs / "hour.mp4") in left and len(saved) + len(left) == 5
+    assert f"stopped with {len(left)} video(s) left; the same command continues the run" in text
+    (log,) = (out / "logs").glob("run-*.json")
+    assert sorted(v["status"] for v in json.loads(log.read_text())["videos"]) == sorted(
+        v["status"] for v in result["videos"]
+    )
 
 
 def test_video_options_take_names_users_know(quiet_run, tmp_path):

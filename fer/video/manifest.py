@@ -14,6 +14,9 @@ from fer.storage import Location, read_many
 
 MANIFEST_DIR = "manifest"
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+#: Only in a stopped run's summary, never in the manifest: the video was not finished.
+INTERRUPTED = "interrupted"
+STATUSES = (DONE, SKIPPED, FAILED, INTERRUPTED)
 
 
 @dataclass(frozen=True)

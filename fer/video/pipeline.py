@@ -11,6 +11,7 @@ archive.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from fer import aggregates, console
 from fer import model as bundle
+from fer.errors import EnvironmentFault
 from fer.labels import EMOTIONS
 from fer.schema import (
     AGGREGATES_DIR,
@@ -108,6 +110,8 @@ class LabelSummary:
     seconds: float = 0.0
     #: Seconds from the start to the first decoded frame (None: nothing was labelled).
     startup_s: float | None = None
+    #: video id -> (first rows arrived, video finished), seconds from the start of the run.
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(e.status == status for e in self.entries)
@@ -124,7 +128,7 @@ class LabelSummary:
         """Videos per status, frames and faces labelled, seconds of the run."""
         return {
             "videos": len(self.entries),
-            **{status: self.count(status) for status in (manifest.DONE, manifest.SKIPPED, manifest.FAILED)},
+            **{status: self.count(status) for status in manifest.STATUSES},
             "frames": self.frames, "faces": self.faces, "seconds": round(self.seconds, 3),
             "startup_s": None if self.startup_s is None else round(self.startup_s, 3),
         }  # fmt: skip
@@ -144,31 +148,75 @@ def timeline_path(out: Location, video_id: str) -> Location:
     return out / TIMELINES_DIR / f"{video_id}.parquet"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run`; ``summary`` holds what was saved before it and what is left."""
+
+    def __init__(self, summary: LabelSummary):
+        super().__init__()
+        self.summary = summary
+
+
+class OutputFault(EnvironmentFault):
+    """The output could not be written during :func:`run` (disk full, no permission); the
+    message names the file and the reason, ``summary`` holds what was saved before it."""
+
+    def __init__(self, message: str, summary: LabelSummary):
+        super().__init__(message)
+        self.summary = summary
+
+
 def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: str | None = None) -> LabelSummary:
     """Label every input video; return the per-video outcome (also in the manifest).
 
     ``progress`` is where the live progress goes (None: nowhere). The run's record, with
     settings, versions, per-video outcomes and timings, is written to
-    ``OUT/logs/run-<run_name>.json`` (default name: the start time).
+    ``OUT/logs/run-<run_name>.json`` (default name: the start time). Every finished video
+    is saved as it finishes; a run stopped by Ctrl-C (:class:`Interrupted`) or by an output
+    that cannot be written (:class:`OutputFault`) says what was saved and what is left, and
+    the same call continues it.
 
     Example: ``run(LabelConfig(inputs=("clips/",), out="out"))``
     """
     t0 = time.time()
-    run_name = run_name or console.stamp()
     videos = resolve_inputs(config.inputs)
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
-    out = Location.parse(config.out)
+    out = _prepare(config.out)
+    summary = LabelSummary(out=out)
+    todo = _plan(videos, out, meta["id"], config, summary)
+    log = out / LOGS_DIR / f"run-{run_name or console.stamp()}.json"
+    try:
+        if todo:
+            _label(todo, config, model_path, meta, summary, progress, t0)
+    except KeyboardInterrupt:
+        _stop(summary, todo, log, config, meta, t0, "interrupted: run again to continue")
+        raise Interrupted(summary) from None
+    except EnvironmentFault as exc:
+        _stop(summary, todo, log, config, meta, t0, "not labelled: the output could not be written")
+        raise OutputFault(str(exc), summary) from None
+    summary.seconds = time.time() - t0
+    _write_run_log(log, config, meta, summary, t0)
+    return summary
+
+
+def _prepare(where: str) -> Location:
+    """The output location with its folders, checked writable before any work."""
+    out = Location.parse(where)
     for folder in (TIMELINES_DIR, AGGREGATES_DIR, manifest.MANIFEST_DIR, LOGS_DIR):
         (out / folder).makedirs()
-    (out / TIMELINES_DIR).check_writable()
+    for folder in (TIMELINES_DIR, manifest.MANIFEST_DIR):
+        (out / folder).check_writable()
+    return out
 
+
+def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelConfig, summary: LabelSummary):
+    """The videos to label; those the manifest says are done with the same input, model and
+    settings go into ``summary`` as skipped."""
     done = manifest.load(out)
     written = {f.name for f in (out / TIMELINES_DIR).files(".parquet")}  # one listing, not a request per video
-    summary = LabelSummary(out=out)
     todo: list[tuple[VideoInput, str]] = []
     for v in videos:
-        key = _input_key(v, meta["id"], config)
+        key = _input_key(v, model_id, config)
         prev = done.get(v.video_id)
         if (
             not config.overwrite
@@ -182,21 +230,29 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
             )
         else:
             todo.append((v, key))
-    timings: dict[str, tuple[float, float]] = {}
-    if todo:
-        timings, first_frame = _label(todo, config, model_path, meta, summary, progress)
-        summary.startup_s = None if first_frame is None else first_frame - t0
+    return todo
+
+
+def _stop(summary: LabelSummary, todo, log: Location, config: LabelConfig, meta: dict, t0: float, reason: str):
+    """Close a stopped run's summary: the videos not finished are listed with ``reason``, and
+    the run log is written if it still can be."""
+    finished = {e.video_id for e in summary.entries}
+    for v, key in todo:
+        if v.video_id not in finished:
+            summary.entries.append(
+                manifest.Entry(v.video_id, v.path, manifest.INTERRUPTED, reason, model_id=meta["id"], key=key)
+            )
     summary.seconds = time.time() - t0
-    _write_run_log(out / LOGS_DIR / f"run-{run_name}.json", config, meta, summary, timings, t0)
-    return summary
+    with contextlib.suppress(EnvironmentFault):  # the fault that stopped the run may forbid this too
+        _write_run_log(log, config, meta, summary, t0)
 
 
-def _write_run_log(where: Location, config: LabelConfig, meta: dict, summary: LabelSummary, timings, t0) -> None:
+def _write_run_log(where: Location, config: LabelConfig, meta: dict, summary: LabelSummary, t0: float) -> None:
     """The run's own record (``fer label``'s run log): what was asked, with what, what
     happened to each video and when (seconds from the start), and the totals."""
     videos = []
     for e in summary.entries:
-        first, last = timings.get(e.video_id, (None, None))
+        first, last = summary.timings.get(e.video_id, (None, None))
         videos.append({**asdict(e), "first_rows_s": first, "finished_s": last})
     record = {
         "command": config.command,
@@ -211,10 +267,9 @@ def _write_run_log(where: Location, config: LabelConfig, meta: dict, summary: La
 
 
 def _label(
-    todo, config: LabelConfig, model_path: Path, meta: dict, summary: LabelSummary, progress: TextIO | None
-) -> tuple[dict[str, tuple[float, float]], float | None]:
-    """Stream ``todo`` through the stages; returns each video's first-rows and finish times,
-    and when the first frame was decoded."""
+    todo, config: LabelConfig, model_path: Path, meta: dict, summary: LabelSummary, progress: TextIO | None, t0: float
+) -> None:
+    """Stream ``todo`` through the stages into ``summary`` (entries, timings, start-up time)."""
     import ray
 
     from fer._ray import quiet_ray_data, require_gpus
@@ -267,7 +322,7 @@ def _label(
         num_cpus=0,
     )
 
-    writer = _VideoWriter(config, meta, keys, summary)
+    writer = _VideoWriter(config, meta, keys, summary, t0)
     with Display(counter, lambda: (writer.videos_finished, writer.failed, len(todo)), progress) as display:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
@@ -276,13 +331,13 @@ def _label(
     if started:
         # Lets the actors' last log lines arrive now, not after the caller's summary.
         ray.shutdown()
-    return writer.timings, display.first[0] if display.first else None
+    summary.startup_s = display.first[0] - t0 if display.first else None
 
 
 class _VideoWriter:
     """Collects rows per video and finishes each video once all its segments arrived."""
 
-    def __init__(self, config: LabelConfig, meta: dict, keys: dict[str, str], summary: LabelSummary):
+    def __init__(self, config: LabelConfig, meta: dict, keys: dict[str, str], summary: LabelSummary, t0: float):
         self.config = config
         self.out = summary.out
         self.meta = meta
@@ -293,9 +348,7 @@ class _VideoWriter:
         self.segments_done: dict[str, int] = defaultdict(int)
         self.videos_finished = 0
         self.failed = 0
-        self.t0 = time.time()
-        #: video id -> (first rows arrived, video finished), seconds from the start
-        self.timings: dict[str, tuple[float, float]] = {}
+        self.t0 = t0
         self.first_rows: dict[str, float] = {}
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
@@ -319,26 +372,41 @@ class _VideoWriter:
     def _finish(self, vid: str) -> None:
         parts = self.rows.pop(vid)
         data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        path = str(data["video_path"][0])
         errors = sorted({e for e in data["error"] if e})
-        base = {"video_id": vid, "path": path, "model_id": self.meta["id"], "key": self.keys[vid]}
+        base = {"video_id": vid, "path": str(data["video_path"][0]), "model_id": self.meta["id"], "key": self.keys[vid]}
         if errors:
             entry = manifest.Entry(**base, status=manifest.FAILED, reason="; ".join(errors))
+            manifest.record(self.out, entry)
             self.failed += 1
         else:
-            table, frames, faces = _timeline(data)
-            out = timeline_path(self.out, vid)
+            entry = self._save(data, base)
+        self.summary.entries.append(entry)
+        self.videos_finished += 1
+        self.summary.timings[vid] = (round(self.first_rows.pop(vid), 3), round(time.time() - self.t0, 3))
+
+    def _save(self, data: dict, base: dict) -> manifest.Entry:
+        """Write a video's timeline, aggregates and manifest entry, in that order (the entry
+        last: it is what says the video is done). When a write fails, the files this attempt
+        wrote are removed again, so no output is left without its entry."""
+        table, frames, faces = _timeline(data)
+        out = timeline_path(self.out, base["video_id"])
+        written: list[Location] = []
+        try:
             _write_timeline(table, out, self._file_meta(data))
+            written.append(out)
             agg = aggregates.aggregate(table.to_pandas())
             aggregates.location(out).write_parquet(agg)
+            written.append(aggregates.location(out))
             seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
             entry = manifest.Entry(
                 **base, status=manifest.DONE, frames=frames, faces=faces, seconds=round(seconds, 3), output=str(out)
             )
-        manifest.record(self.out, entry)
-        self.summary.entries.append(entry)
-        self.videos_finished += 1
-        self.timings[vid] = (round(self.first_rows.pop(vid), 3), round(time.time() - self.t0, 3))
+            manifest.record(self.out, entry)
+        except EnvironmentFault:
+            for f in written:
+                f.delete()
+            raise
+        return entry
 
     def _file_meta(self, data: dict) -> dict:
         return {

@@ -1,0 +1,80 @@
+"""Faults the operating system really raises, and what is on disk after each: a full disk, a
+read-only output, an export into a folder that does not exist. Exit statuses: 3 for the
+environment, with a one-line reason and a summary of what was saved."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from fer.video import manifest
+from tests.conftest import SAMPLES, fer_cli
+
+
+@contextlib.contextmanager
+def mounted(path, options: str):
+    """A tmpfs mounted at ``path`` with ``options`` (skip where the test may not mount)."""
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _on_disk(out) -> tuple[set[str], dict[str, str]]:
+    """The timeline files and the manifest's statuses of an output."""
+    timelines = {p.stem for p in (out / "timelines").glob("*.parquet")}
+    return timelines, {vid: e.status for vid, e in manifest.load(out).items()}
+
+
+def test_a_full_disk_stops_the_run_with_what_was_saved(untrained_bundle, tmp_path):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    for i in range(8):
+        shutil.copy(SAMPLES / "carphone_pristine.mp4", videos / f"clip{i}.mp4")
+    with mounted(tmp_path / f"small-{uuid.uuid4().hex[:6]}", "size=120k") as disk:
+        out = disk / "out"
+        proc = fer_cli("label", str(videos), "--out", str(out), "--model", str(untrained_bundle), "--json")
+        assert proc.returncode == 3, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: cannot write {out}/") and last.endswith(": No space left on device"), last
+        assert "Traceback" not in proc.stderr and "video(s) left; the same command continues the run" in proc.stderr
+        result = json.loads(proc.stdout)
+        done = {v["video_id"] for v in result["videos"] if v["status"] == "done"}
+        left = {v["video_id"] for v in result["videos"] if v["status"] == "interrupted"}
+        assert left and len(done) + len(left) == 8
+        timelines, statuses = _on_disk(out)
+        # Every timeline on disk is a done video of the manifest, and nothing else is.
+        assert timelines == done == {vid for vid, status in statuses.items() if status == "done"}
+        assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_read_only_output_is_refused_before_any_work(untrained_bundle, tmp_path):
+    out = tmp_path / "out"
+    (out / "manifest").mkdir(parents=True)
+    with mounted(out / "manifest", "ro,size=64k"):
+        proc = fer_cli("label", str(SAMPLES / "single_face.mp4"), "--out", str(out), "--model", str(untrained_bundle))
+        assert proc.returncode == 3, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines() == [f"error: cannot write to {out}/manifest: Read-only file system"]
+        assert _on_disk(out) == (set(), {})
+
+
+def test_export_makes_the_folder_it_writes_into(tmp_path):
+    out = tmp_path / "labels"
+    proc = fer_cli("label", str(SAMPLES / "single_face.mp4"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    target = tmp_path / "new" / "folder" / "timeline.csv"
+    proc = fer_cli("export", str(out), "--out", str(target))
+    assert proc.returncode == 0 and target.read_text().startswith("video_id,"), proc.stderr
+    with mounted(tmp_path / "ro", "ro,size=64k") as ro:
+        proc = fer_cli("export", str(out), "--out", str(ro / "t.csv"))
+        assert proc.returncode == 3
+        assert proc.stderr.strip() == f"error: --out: cannot write {ro / 't.csv'}: Read-only file system"
