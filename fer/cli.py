@@ -403,7 +403,7 @@ def label(
         typer.echo(f"stopped with {left} video(s) left; the same command continues the run", err=True)
         raise
     typer.echo(_json.dumps(summary.to_dict(), indent=1) if json else format_label_summary(summary))
-    if summary.count("failed"):
+    if summary.count("failed") or summary.count("partial"):
         raise typer.Exit(1)
 
 
@@ -417,12 +417,13 @@ def format_label_summary(summary) -> str:
         path = e.path if len(e.path) < width - 1 else "..." + e.path[-(width - 5) :]
         lines.append(f"{path:<{width}}{e.status:<9}{e.frames:>8}{e.faces:>8}{e.seconds:>9.1f}  {e.reason}")
     left = f", {summary.count('interrupted')} not finished" if summary.count("interrupted") else ""
+    partial = f"{summary.count('partial')} partial, " if summary.count("partial") else ""
     speed = ""
     if summary.startup_s is not None and summary.seconds > summary.startup_s:
         rate = summary.frames / (summary.seconds - summary.startup_s)
         speed = f" ({rate:.0f} frames/s after {summary.startup_s:.1f} s of start-up)"
     lines.append(
-        f"{len(summary.entries)} videos: {summary.count('done')} done, {summary.count('skipped')} skipped, "
+        f"{len(summary.entries)} videos: {summary.count('done')} done, {partial}{summary.count('skipped')} skipped, "
         f"{summary.count('failed')} failed{left}; {summary.frames} frames, {summary.faces} faces labelled in "
         f"{summary.seconds:.1f} s{speed}; timelines in {summary.out / TIMELINES_DIR}"
     )

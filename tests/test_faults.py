@@ -14,6 +14,7 @@ import pytest
 
 from fer.video import manifest
 from tests.conftest import SAMPLES, fer_cli
+from tests.mp4 import faststart, truncated
 
 
 @contextlib.contextmanager
@@ -78,3 +79,27 @@ def test_export_makes_the_folder_it_writes_into(tmp_path):
         proc = fer_cli("export", str(out), "--out", str(ro / "t.csv"))
         assert proc.returncode == 3
         assert proc.stderr.strip() == f"error: --out: cannot write {ro / 't.csv'}: Read-only file system"
+
+
+def test_a_truncated_video_is_partial_not_done(untrained_bundle, tmp_path):
+    data = (SAMPLES / "carphone_pristine.mp4").read_bytes()  # 120 frames
+    videos = tmp_path / "in"
+    videos.mkdir()
+    (videos / "whole.mp4").write_bytes(faststart(data))
+    (videos / "cut.mp4").write_bytes(truncated(data, 0.5))  # the index states 120 frames, half the data is gone
+    out = tmp_path / "out"
+    proc = fer_cli("label", str(videos), "--out", str(out), "--model", str(untrained_bundle), "--json")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    result = {v["path"].rsplit("/", 1)[-1]: v for v in json.loads(proc.stdout)["videos"]}
+    assert result["whole.mp4"]["status"] == "done" and result["whole.mp4"]["frames"] == 120
+    cut = result["cut.mp4"]
+    assert cut["status"] == "partial" and 30 < cut["frames"] < 90
+    assert (
+        cut["reason"]
+        == f"{cut['frames']} of the 120 frames the container states could be decoded (truncated or corrupt)"
+    )
+    assert json.loads(proc.stdout)["totals"]["partial"] == 1
+    timelines, statuses = _on_disk(out)
+    assert sorted(statuses.values()) == ["done", "partial"] and len(timelines) == 2
+    again = fer_cli("label", str(videos), "--out", str(out), "--model", str(untrained_bundle), "--json")
+    assert [v["reason"] for v in json.loads(again.stdout)["videos"]] == ["already partial", "already done"]

@@ -183,7 +183,7 @@ def test_bad_files_fail_alone_with_reasons(untrained_bundle, tmp_path):
     assert entries["good.mp4"].status == "done" and entries["good.mp4"].frames == 72
     assert entries["empty.mp4"].status == "failed" and "empty" in entries["empty.mp4"].reason
     assert entries["noise.mp4"].status == "failed" and entries["noise.mp4"].reason
-    assert entries["truncated.mov"].status in ("failed", "done")  # moov at the end: unreadable, or a partial read
+    assert entries["truncated.mov"].status == "failed"  # its index (moov) is at the end: cut off, unreadable
     assert "failed" in proc.stdout.splitlines()[-1] and "Traceback" not in proc.stderr
     assert not list((out / "timelines").glob(".*tmp"))
 

@@ -28,8 +28,9 @@ class VideoError(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What probing a video found. ``frames`` is the container's count, which can be an
-    estimate: decoding always runs to the real end of the last segment."""
+    """What probing a video found. ``frames`` is the number of frames whose packets could be
+    read (the container's count when it gives no time table); ``declared_frames`` is the
+    count the container states, which a truncated file no longer holds."""
 
     path: str
     video_id: str
@@ -38,8 +39,15 @@ class VideoInfo:
     width: int
     height: int
     rotation: int
-    size_bytes: int
-    mtime: float
+    declared_frames: int
+
+
+@dataclass
+class DecodeStats:
+    """What :func:`iter_frames` got through: ``grabbed`` frames of the segment (sampled or
+    not), so the caller can tell a segment that ended early."""
+
+    grabbed: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         raise VideoError("empty file (0 bytes)")
     if is_image(path):
         frame = read_image(path)
-        info = VideoInfo(path, video_id, 1, 0.0, frame.shape[1], frame.shape[0], 0, stat.st_size, stat.st_mtime)
+        info = VideoInfo(path, video_id, 1, 0.0, frame.shape[1], frame.shape[0], 0, 1)
         return info, np.zeros(1)
     cap = cv2.VideoCapture(path)
     try:
@@ -93,13 +101,12 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         if not ok or frame is None:
             raise VideoError("no decodable frame (corrupt or truncated video)")
         fps = cap.get(cv2.CAP_PROP_FPS)
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
         rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) if hasattr(cv2, "CAP_PROP_ORIENTATION_META") else 0
     finally:
         cap.release()
     times = _packet_times(path)
-    if times is not None:
-        count = len(times)
+    count = declared if times is None else len(times)
     if not math.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 0.0  # unknown: sampling by rate then keeps every frame
     info = VideoInfo(
@@ -110,8 +117,7 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         width=int(frame.shape[1]),
         height=int(frame.shape[0]),
         rotation=rotation % 360,
-        size_bytes=int(stat.st_size),
-        mtime=float(stat.st_mtime),
+        declared_frames=declared,
     )
     return info, times
 
@@ -203,18 +209,22 @@ def _grab_from(cap, t0_ms: float) -> Iterator[float]:
 
 
 def iter_frames(
-    segment: Segment, sample_fps: float | None = None, *, threads: int = 0
+    segment: Segment, sample_fps: float | None = None, *, threads: int = 0, stats: DecodeStats | None = None
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(frame_index, time_s, bgr_frame)`` for the sampled frames of a segment.
 
     Frames outside the segment or not sampled are grabbed but never converted to images.
     ``threads`` caps the decoder's threads (0: FFmpeg's default, one per core); a pipeline
-    that runs one decoder per core wants 1, so decoders do not fight over cores.
+    that runs one decoder per core wants 1, so decoders do not fight over cores. ``stats``
+    counts the segment's frames grabbed, sampled or not.
     """
+    stats = stats if stats is not None else DecodeStats()
     import cv2
 
     if is_image(segment.path):
-        yield 0, 0.0, read_image(segment.path)
+        frame = read_image(segment.path)
+        stats.grabbed = 1
+        yield 0, 0.0, frame
         return
     cap = cv2.VideoCapture(segment.path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
     try:
@@ -226,6 +236,7 @@ def iter_frames(
         else:
             frames = _indexed(_grab_from(cap, float(times[0]) if segment.start else 0.0), segment)
         for index, t_ms, prev_ms in frames:
+            stats.grabbed += 1
             if is_sampled(t_ms, prev_ms, sample_fps):
                 ok, frame = cap.retrieve()
                 if not ok:

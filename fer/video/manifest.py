@@ -14,9 +14,14 @@ from fer.storage import Location, read_many
 
 MANIFEST_DIR = "manifest"
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+#: Labelled, but the file holds fewer frames than its container states (truncated or corrupt):
+#: the timeline covers what could be decoded, the reason says how much.
+PARTIAL = "partial"
+#: What a re-run with the same input, model and settings does not redo.
+LABELLED = (DONE, PARTIAL)
 #: Only in a stopped run's summary, never in the manifest: the video was not finished.
 INTERRUPTED = "interrupted"
-STATUSES = (DONE, SKIPPED, FAILED, INTERRUPTED)
+STATUSES = (DONE, PARTIAL, SKIPPED, FAILED, INTERRUPTED)
 
 
 @dataclass(frozen=True)

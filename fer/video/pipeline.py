@@ -118,11 +118,11 @@ class LabelSummary:
 
     @property
     def frames(self) -> int:
-        return sum(e.frames for e in self.entries if e.status == manifest.DONE)
+        return sum(e.frames for e in self.entries if e.status in manifest.LABELLED)
 
     @property
     def faces(self) -> int:
-        return sum(e.faces for e in self.entries if e.status == manifest.DONE)
+        return sum(e.faces for e in self.entries if e.status in manifest.LABELLED)
 
     def totals(self) -> dict:
         """Videos per status, frames and faces labelled, seconds of the run."""
@@ -221,12 +221,12 @@ def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelC
         if (
             not config.overwrite
             and prev is not None
-            and prev.status == manifest.DONE
+            and prev.status in manifest.LABELLED
             and prev.key == key
             and timeline_path(out, v.video_id).name in written
         ):
             summary.entries.append(
-                manifest.Entry(**{**asdict(prev), "status": manifest.SKIPPED, "reason": "already done"})
+                manifest.Entry(**{**asdict(prev), "status": manifest.SKIPPED, "reason": f"already {prev.status}"})
             )
         else:
             todo.append((v, key))
@@ -379,12 +379,12 @@ class _VideoWriter:
             manifest.record(self.out, entry)
             self.failed += 1
         else:
-            entry = self._save(data, base)
+            entry = self._save(data, base, *_completeness(data))
         self.summary.entries.append(entry)
         self.videos_finished += 1
         self.summary.timings[vid] = (round(self.first_rows.pop(vid), 3), round(time.time() - self.t0, 3))
 
-    def _save(self, data: dict, base: dict) -> manifest.Entry:
+    def _save(self, data: dict, base: dict, status: str, reason: str) -> manifest.Entry:
         """Write a video's timeline, aggregates and manifest entry, in that order (the entry
         last: it is what says the video is done). When a write fails, the files this attempt
         wrote are removed again, so no output is left without its entry."""
@@ -399,8 +399,9 @@ class _VideoWriter:
             written.append(aggregates.location(out))
             seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
             entry = manifest.Entry(
-                **base, status=manifest.DONE, frames=frames, faces=faces, seconds=round(seconds, 3), output=str(out)
-            )
+                **base, status=status, reason=reason, frames=frames, faces=faces, seconds=round(seconds, 3),
+                output=str(out),
+            )  # fmt: skip
             manifest.record(self.out, entry)
         except EnvironmentFault:
             for f in written:
@@ -429,6 +430,24 @@ class _VideoWriter:
             manifest.record(self.out, entry)
             self.summary.entries.append(entry)
             del self.rows[vid]
+
+
+#: A video counts as partial when more frames than this are missing: 2 frames, or 2% of the
+#: container's count (containers without an exact count estimate it from duration x rate).
+PARTIAL_MIN_FRAMES, PARTIAL_SHARE = 2, 0.02
+
+
+def _completeness(data: dict) -> tuple[str, str]:
+    """``(status, reason)`` of a video from its rows: partial when the frames that could be
+    read and decoded fall short of the count its container states."""
+    declared = int(data["declared"][0])
+    firsts = np.unique(data["segment"], return_index=True)[1]  # one row per segment
+    missing = max(0, declared - int(data["frames"][0])) + int(data["seg_missing"][firsts].sum())
+    if missing <= max(PARTIAL_MIN_FRAMES, PARTIAL_SHARE * declared):
+        return manifest.DONE, ""
+    return manifest.PARTIAL, (
+        f"{declared - missing} of the {declared} frames the container states could be decoded (truncated or corrupt)"
+    )
 
 
 def _timeline(data: dict) -> tuple[pa.Table, int, int]:

@@ -15,21 +15,21 @@ import numpy as np
 
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
-from fer.video.decode import Segment, VideoError, iter_frames, probe, segments
+from fer.video.decode import DecodeStats, Segment, VideoError, iter_frames, probe, segments
 from fer.video.progress import Reporter
 
 _NO_MARKS = np.full(len(LANDMARK_COLUMNS), np.nan, np.float32)
 _NO_CROP = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
 
 #: Per-video fields every row carries, so the driver can finish a video from its rows.
-VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames")
+VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames", "declared")
 
 
 def _error_segment(item: dict, reason: str) -> dict:
     return {
         "video_id": item["video_id"], "video_path": item["path"], "segment": 0, "n_segments": 1, "start": 0,
         "times_ms": np.zeros(0), "has_times": False, "prev_ms": np.nan, "fps": 0.0, "width": 0, "height": 0,
-        "rotation": 0, "frames": 0, "error": reason,
+        "rotation": 0, "frames": 0, "declared": 0, "error": reason,
     }  # fmt: skip
 
 
@@ -75,6 +75,7 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
             "height": info.height,
             "rotation": info.rotation,
             "frames": info.frames,
+            "declared": info.declared_frames,
             "error": "",
         }  # fmt: skip
         for s in segs
@@ -110,11 +111,25 @@ class DecodeDetect:
         outs = [self._segment({k: v[i] for k, v in batch.items()}) for i in range(len(batch["video_id"]))]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
-    def _segment(self, seg: dict) -> dict[str, np.ndarray]:
+    def _detect(self, index: int, t: float, frame: np.ndarray, rows: dict[str, list]) -> None:
+        """Add a frame's faces (or one no-face row) to ``rows``."""
         from fer.video.align import crop_face
+
+        faces = [d for d in self.detector(frame) if d.size >= self.min_face]
+        for d in faces or [None]:
+            rows["frame"].append(index)
+            rows["time_s"].append(t)
+            rows["has_face"].append(d is not None)
+            rows["box"].append((d.x, d.y, d.w, d.h) if d else (np.nan,) * 4)
+            rows["score"].append(d.score if d else np.nan)
+            rows["landmarks"].append(d.landmarks.ravel() if d else _NO_MARKS)
+            rows["crop"].append(crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP)
+
+    def _segment(self, seg: dict) -> dict[str, np.ndarray]:
 
         rows: dict[str, list] = {k: [] for k in ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop")}
         error = str(seg["error"])
+        missing = 0
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
@@ -122,24 +137,17 @@ class DecodeDetect:
                 None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]),
             )  # fmt: skip
             covered = segment.start  # frames of the video gone through, for progress
+            stats = DecodeStats()
             try:
-                for index, t, frame in iter_frames(segment, self.sample_fps, threads=1):
+                for index, t, frame in iter_frames(segment, self.sample_fps, threads=1, stats=stats):
                     self.progress.add(frames=index + 1 - covered)
                     covered = index + 1
-                    faces = [d for d in self.detector(frame) if d.size >= self.min_face]
-                    for d in faces or [None]:
-                        rows["frame"].append(index)
-                        rows["time_s"].append(t)
-                        rows["has_face"].append(d is not None)
-                        rows["box"].append((d.x, d.y, d.w, d.h) if d else (np.nan,) * 4)
-                        rows["score"].append(d.score if d else np.nan)
-                        rows["landmarks"].append(d.landmarks.ravel() if d else _NO_MARKS)
-                        rows["crop"].append(
-                            crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP
-                        )
+                    self._detect(index, t, frame, rows)
             except Exception as exc:  # noqa: BLE001 - a decoder crash fails this video only
                 error = f"decoding failed at segment {segment.index}: {exc}"
                 traceback.print_exc()
+            expected = len(segment.times_ms) if segment.times_ms is not None else int(seg["declared"])
+            missing = max(0, expected - stats.grabbed)  # a segment cut short: truncated or corrupt data
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
                 self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
             self.progress.flush()
@@ -156,6 +164,7 @@ class DecodeDetect:
         out.update(
             segment=np.full(n, int(seg["segment"])),
             seg_rows=np.full(n, n),
+            seg_missing=np.full(n, missing),
             frame=np.asarray(rows["frame"], np.int64),
             time_s=np.asarray(rows["time_s"], np.float64),
             has_face=np.asarray(rows["has_face"], bool),
