@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from fer.errors import FerError
+from fer.labels import EMOTIONS
 from fer.model import TTA
 from fer.train.config import TrainConfig
 from fer.train.models import ARCHITECTURES
@@ -340,6 +341,12 @@ def evaluate(
     else:
         typer.echo(f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], tta={tta}\n")
         typer.echo(format_scores(result))
+    scores = result.scores if detect else result
+    missing = [name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0]
+    if missing:
+        typer.echo(
+            f"warning: {data} [{split}] has no images of {', '.join(missing)}: their recall is undefined", err=True
+        )
 
 
 @app.command()

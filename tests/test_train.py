@@ -12,7 +12,7 @@ from fer.labels import EMOTIONS
 from fer.train import trainer
 from fer.train.config import TrainConfig
 from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE
-from tests.conftest import fer_cli
+from tests.conftest import fer_cli, write_folder_dataset
 
 
 def _history(run_dir) -> list[dict]:
@@ -93,6 +93,21 @@ def test_new_run_refuses_an_existing_run_dir(cli_run, tiny_dataset):
     proc = fer_cli("train", "--data", str(tiny_dataset), "--out", str(run_dir), "--arch", "small")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "--resume" in proc.stderr
+
+
+def test_a_missing_class_is_refused_and_leaves_nothing_that_blocks_a_retry(tmp_path):
+    counts = {name: 8 for name in EMOTIONS}
+    counts["disgust"] = 0  # an empty class folder
+    data = write_folder_dataset(tmp_path / "faces", counts)
+    run_dir = tmp_path / "run"
+    for _ in range(2):  # the retry meets the same clear error, not "already holds a training run"
+        proc = fer_cli("train", "--data", str(data), "--out", str(run_dir), "--arch", "small", "--epochs", "1")
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"error: {data / 'train'} has no images of disgust (missing or empty class folders); "
+            "fer trains on all 7 FER-2013 classes"
+        )
+        assert not (run_dir / "fer_run.json").exists()
 
 
 def test_worker_crash_is_survived_from_the_checkpoint(ray_local, tiny_dataset, tmp_path, monkeypatch):

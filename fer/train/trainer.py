@@ -16,6 +16,7 @@ from pathlib import Path
 from fer._ray import connect, require_gpus
 from fer.data import fer2013
 from fer.errors import FerError
+from fer.labels import EMOTIONS
 from fer.train.config import TrainConfig
 
 RUN_FILE = "fer_run.json"
@@ -61,7 +62,15 @@ def start(config: TrainConfig) -> TrainResult:
         raise FerError(f"{run_dir} already holds a training run; continue it with --resume {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    return _run(config, run_dir)
+    try:
+        return _run(config, run_dir)
+    except BaseException:
+        from fer.train.loop import find_checkpoints
+
+        if not find_checkpoints(run_dir):  # nothing to resume: the same command may simply be run again
+            for name in (RUN_FILE, DATA_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+        raise
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, address: str | None = None) -> TrainResult:
@@ -136,10 +145,19 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
 
 
 def _read_splits(config: TrainConfig):
-    kw = {"limit_per_class": config.limit_per_class}
-    return fer2013.read_split(config.data, config.train_split, **kw), fer2013.read_split(
-        config.data, config.val_split, **kw
-    )
+    """The training and validation splits; each must hold every class (a class missing from
+    training cannot be learnt, one missing from validation cannot be scored)."""
+    splits = []
+    for split in (config.train_split, config.val_split):
+        faces = fer2013.read_split(config.data, split, limit_per_class=config.limit_per_class)
+        missing = [name for name, n in zip(EMOTIONS, faces.counts, strict=True) if n == 0]
+        if missing:
+            raise FerError(
+                f"{faces.source} has no images of {', '.join(missing)} (missing or empty class folders); "
+                f"fer trains on all {len(EMOTIONS)} FER-2013 classes"
+            )
+        splits.append(faces)
+    return tuple(splits)
 
 
 def _write_data_info(run_dir: Path, train, val) -> None:
