@@ -21,7 +21,7 @@ from fer.errors import FerError
 
 JOB_KINDS = ("train", "label")
 #: Not uploaded with a job: history, local outputs, training runs, build leftovers.
-EXCLUDES = [".git", "runs/", "out/", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"]
+EXCLUDES = [".git", "runs/", "out/", "training/", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"]
 #: What the Ray image ships already, so the runtime env does not reinstall it.
 IN_RAY_IMAGE = ("ray", "numpy", "pandas", "pyarrow")
 
