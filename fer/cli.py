@@ -607,6 +607,25 @@ def export(
 
 
 @app.command()
+def check(
+    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI).")],
+    repair: Annotated[
+        bool, typer.Option(help="Remove orphans and temporary files; drop entries of lost timelines.")
+    ] = False,
+) -> None:
+    """Check that a label output's timelines agree with its manifest (exit 1 when they do not).
+
+    Example: fer check out --repair
+    """
+    from fer.check import check as run
+
+    report = run(directory, repair=repair)
+    typer.echo("\n".join(report.lines()))
+    if not (report.consistent or report.repaired):
+        raise typer.Exit(1)
+
+
+@app.command()
 def render(
     directory: TimelinesArg,
     out: Annotated[Path, typer.Option(help="MP4 file to write.")],

@@ -21,6 +21,7 @@ from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, read_metadata
 from fer.storage import Location
+from fer.video import manifest
 
 PROBS = list(EMOTIONS)
 
@@ -28,6 +29,9 @@ PROBS = list(EMOTIONS)
 def timeline_files(path: str | Path | Location) -> dict[str, Location]:
     """``video_id -> file`` of a labelling output (a path or a URI such as ``s3://...``, see
     :mod:`fer.storage`), its ``timelines/`` folder, or one timeline file.
+
+    Where the output has a manifest, only the timelines of videos it records as ``done`` or
+    ``partial`` count: a file left by a crash, a failed re-run or a replaced input does not.
 
     Raises:
         FerError: the path is missing or holds no timelines.
@@ -37,6 +41,9 @@ def timeline_files(path: str | Path | Location) -> dict[str, Location]:
         return {loc.stem: loc}
     folder = loc / TIMELINES_DIR if (loc / TIMELINES_DIR).is_dir() else loc
     files = {f.stem: f for f in folder.files(".parquet")}
+    counted = manifest.labelled(folder.parent if folder.name == TIMELINES_DIR else folder)
+    if counted is not None:  # the manifest is the source of truth: orphans and failed videos do not count
+        files = {vid: f for vid, f in files.items() if vid in counted}
     if not files:
         if not loc.exists():
             raise FerError(f"no such file or folder: {loc}")
@@ -192,8 +199,6 @@ def video_paths(files: dict[str, Location]) -> dict[str, str]:
     """``video_id -> input path`` of timeline files: from the manifest beside them, else from
     each file's metadata (read concurrently: on object stores each footer is a round trip)."""
     import pyarrow.parquet as pq
-
-    from fer.video import manifest
 
     first = next(iter(files.values()))
     folder = first.parent

@@ -55,3 +55,10 @@ def truncated(data: bytes, keep: float) -> bytes:
     fast = faststart(data)
     (mdat_at, mdat_size) = next((at, size) for kind, at, size, _ in _boxes(fast) if kind == b"mdat")
     return fast[: mdat_at + int(mdat_size * keep)]
+
+
+def distinct_copy(src, dst, tag: int) -> None:
+    """Copy an MP4/MOV with a ``free`` box appended that holds ``tag``: the same frames, but
+    another file to fer (whose video identity is the content)."""
+    payload = f"fer test copy {tag}".encode()
+    dst.write_bytes(src.read_bytes() + struct.pack(">I4s", 8 + len(payload), b"free") + payload)

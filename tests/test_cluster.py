@@ -23,6 +23,7 @@ import pytest
 from fer import timelines
 from fer.video.inputs import video_id
 from tests.conftest import ROOT, SAMPLES
+from tests.mp4 import distinct_copy
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +210,7 @@ def test_label_job_survives_losing_a_worker_node(cluster, untrained_bundle, tmp_
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(8):
-        (videos / f"clip{i}.mov").write_bytes((SAMPLES / "face_noface.mov").read_bytes())
+        distinct_copy(SAMPLES / "face_noface.mov", videos / f"clip{i}.mov", i)
     victim = cluster.add_node(cpus=2)
     _wait_for(lambda: cluster.alive_nodes() >= 3, 120, "the extra node")
     out = tmp_path / "labels"
@@ -259,7 +260,7 @@ def test_a_submitted_job_can_be_stopped(cluster, untrained_bundle, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(6):
-        (videos / f"clip{i}.mov").write_bytes((SAMPLES / "face_noface.mov").read_bytes())
+        distinct_copy(SAMPLES / "face_noface.mov", videos / f"clip{i}.mov", i)
     proc = cluster.fer(
         "submit", "--address", cluster.dashboard, "--no-pip", "--no-wait", "label", str(videos),
         "--out", str(tmp_path / "out"), "--model", str(untrained_bundle),

@@ -27,6 +27,7 @@ from fer.train.config import TrainConfig
 from fer.video import manifest
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
+from tests.mp4 import distinct_copy
 
 CLIP = SAMPLES / "single_face.mp4"
 
@@ -106,7 +107,7 @@ def test_progress_moves_every_second_on_a_one_hour_input_and_ctrl_c_says_what_wa
     inputs.mkdir()
     _long_video(inputs / "hour.mp4")
     for i in range(4):
-        (inputs / f"clip{i}.mov").write_bytes((SAMPLES / "face_noface.mov").read_bytes())
+        distinct_copy(SAMPLES / "face_noface.mov", inputs / f"clip{i}.mov", i)
     out = tmp_path / "out"
     master, slave = pty.openpty()  # progress as a person sees it: a terminal
     proc = subprocess.Popen(
@@ -169,9 +170,9 @@ def test_video_options_take_names_users_know(quiet_run, tmp_path):
 
 
 def test_an_ambiguous_name_lists_the_candidates(ray_local, untrained_bundle, tmp_path):
-    for folder in ("a", "b"):
+    for i, folder in enumerate(("a", "b")):  # two different videos, both named clip.mp4
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "clip.mp4").write_bytes(CLIP.read_bytes())
+        distinct_copy(CLIP, tmp_path / folder / "clip.mp4", i)
     run(LabelConfig(inputs=(str(tmp_path / "a"), str(tmp_path / "b")), out=str(tmp_path / "out"),
                     model=str(untrained_bundle)), progress=None)  # fmt: skip
     proc = fer_cli("summary", str(tmp_path / "out"), "--video", "clip.mp4")

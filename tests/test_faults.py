@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import uuid
 
@@ -14,7 +13,7 @@ import pytest
 
 from fer.video import manifest
 from tests.conftest import SAMPLES, fer_cli
-from tests.mp4 import faststart, truncated
+from tests.mp4 import distinct_copy, faststart, truncated
 
 
 @contextlib.contextmanager
@@ -40,7 +39,7 @@ def test_a_full_disk_stops_the_run_with_what_was_saved(untrained_bundle, tmp_pat
     videos = tmp_path / "in"
     videos.mkdir()
     for i in range(8):
-        shutil.copy(SAMPLES / "carphone_pristine.mp4", videos / f"clip{i}.mp4")
+        distinct_copy(SAMPLES / "carphone_pristine.mp4", videos / f"clip{i}.mp4", i)
     with mounted(tmp_path / f"small-{uuid.uuid4().hex[:6]}", "size=120k") as disk:
         out = disk / "out"
         proc = fer_cli("label", str(videos), "--out", str(out), "--model", str(untrained_bundle), "--json")

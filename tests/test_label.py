@@ -18,6 +18,7 @@ from fer.video.faces import DETECTORS, create_detector
 from fer.video.inputs import video_id
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
+from tests.mp4 import distinct_copy
 
 CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"]
 
@@ -134,9 +135,9 @@ def test_sampling_rate_keeps_video_timestamps(ray_local, untrained_bundle, tmp_p
 
 
 def test_odd_names_never_collide(ray_local, untrained_bundle, tmp_path):
-    for folder in ("a", "b ü"):
+    for i, folder in enumerate(("a", "b ü")):  # two videos of the same odd name
         (tmp_path / folder).mkdir()
-        shutil.copy(SAMPLES / "carphone_pristine.mp4", tmp_path / folder / "clip ñ (1).mp4")
+        distinct_copy(SAMPLES / "carphone_pristine.mp4", tmp_path / folder / "clip ñ (1).mp4", i)
     summary = run(LabelConfig(inputs=(str(tmp_path),), out=str(tmp_path / "out"), model=str(untrained_bundle)))
     ids = [e.video_id for e in summary.entries]
     assert len(set(ids)) == 2 and all(e.status == "done" for e in summary.entries)

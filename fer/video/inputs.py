@@ -7,6 +7,7 @@ uncropped faces go through the same detect, align and classify path.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -41,19 +42,45 @@ def _media_in(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class VideoInput:
-    """One video to label: its path as given and the id its outputs are named by."""
+    """One video to label: its path as given, the id its outputs are named by, and the
+    fingerprint of its content (what "the same video" means: a moved or renamed file is)."""
 
     path: str
     video_id: str
+    content: str = ""
 
 
-def video_id(path: str | Path) -> str:
-    """A file-name-safe id: the ASCII-folded stem plus a hash of the absolute path, so
-    two ``clip.mp4`` in different folders never collide."""
-    resolved = str(Path(path).resolve())
+#: Bytes read at the start, the middle and the end of a file for its fingerprint: enough to
+#: tell videos apart (containers put per-file tables at one end), cheap on a network mount.
+SAMPLE_BYTES = 1 << 16
+
+
+def content_id(path: str | Path) -> str:
+    """A fingerprint of a file's content: a hash of its size and three samples of its bytes.
+
+    Read in milliseconds whatever the file's size; a copy, a move or a rename keeps it, any
+    re-encode or edit changes it. A file that cannot be read gets a hash of its path (its
+    labelling then fails with the reason).
+    """
+    h = hashlib.sha256()
+    try:
+        size = os.path.getsize(path)
+        h.update(str(size).encode())
+        with open(path, "rb") as f:
+            for at in (0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)):
+                f.seek(at)
+                h.update(f.read(SAMPLE_BYTES))
+    except OSError:
+        h.update(b"unreadable:" + str(Path(path).resolve()).encode())
+    return h.hexdigest()[:16]
+
+
+def video_id(path: str | Path, content: str | None = None) -> str:
+    """A file-name-safe id: the ASCII-folded stem plus the content fingerprint, so two
+    ``clip.mp4`` with different content never collide and a moved file keeps its id."""
     stem = unicodedata.normalize("NFKD", Path(path).stem).encode("ascii", "ignore").decode()
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:60] or "video"
-    return f"{stem}-{hashlib.sha1(resolved.encode()).hexdigest()[:10]}"
+    return f"{stem}-{(content or content_id(path))[:10]}"
 
 
 def resolve_inputs(inputs: list[str] | tuple[str, ...]) -> list[VideoInput]:
@@ -82,7 +109,8 @@ def resolve_inputs(inputs: list[str] | tuple[str, ...]) -> list[VideoInput]:
         key = str(f.resolve())
         if key not in seen:
             seen.add(key)
-            videos.append(VideoInput(str(f), video_id(f)))
+            content = content_id(f)
+            videos.append(VideoInput(str(f), video_id(f, content), content))
     if not videos:
         raise FerError(f"no videos or images found in {', '.join(inputs)} (extensions: {' '.join(MEDIA_EXTENSIONS)})")
     return videos

@@ -27,7 +27,7 @@ STATUSES = (DONE, PARTIAL, SKIPPED, FAILED, INTERRUPTED)
 @dataclass(frozen=True)
 class Entry:
     """What happened to one video: ``frames`` sampled frames and ``faces`` face rows over
-    ``seconds`` of video. ``key`` identifies the input file, the model and the labelling
+    ``seconds`` of video. ``key`` identifies the input's content, the model and the labelling
     settings: a video is skipped on a re-run only when its key is unchanged."""
 
     video_id: str
@@ -40,6 +40,9 @@ class Entry:
     model_id: str = ""
     key: str = ""
     output: str = ""
+    #: The input's content fingerprint (:func:`fer.video.inputs.content_id`): a moved or
+    #: renamed file is found done by it.
+    content: str = ""
 
 
 def load(out: Location | str) -> dict[str, Entry]:
@@ -58,3 +61,17 @@ def load(out: Location | str) -> dict[str, Entry]:
 def record(out: Location, entry: Entry) -> None:
     """Write (or replace) the entry of ``entry.video_id``, atomically."""
     (out / MANIFEST_DIR / f"{entry.video_id}.json").write_bytes(json.dumps(asdict(entry), indent=1).encode())
+
+
+def remove(out: Location, video_id: str) -> None:
+    """Drop a video's entry (its outputs are gone or superseded)."""
+    (out / MANIFEST_DIR / f"{video_id}.json").delete()
+
+
+def labelled(out: Location | str) -> set[str] | None:
+    """The ids of the videos whose timelines count (entries ``done`` or ``partial``), or None
+    when ``out`` has no manifest (timelines written or copied without one all count)."""
+    out = out if isinstance(out, Location) else Location.parse(out)
+    if not (out / MANIFEST_DIR).is_dir():
+        return None
+    return {vid for vid, e in load(out).items() if e.status in LABELLED}

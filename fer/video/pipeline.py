@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -139,8 +139,8 @@ class LabelSummary:
 
 
 def _input_key(video: VideoInput, model_id: str, config: LabelConfig) -> str:
-    st = os.stat(video.path)
-    blob = json.dumps([str(Path(video.path).resolve()), st.st_size, st.st_mtime_ns, model_id, config.settings_key()])
+    """What a video's timeline depends on: its content, the model and the settings."""
+    blob = json.dumps([video.content, model_id, config.settings_key()])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -183,11 +183,12 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     meta = bundle.read_meta(model_path)
     out = _prepare(config.out)
     summary = LabelSummary(out=out)
-    todo = _plan(videos, out, meta["id"], config, summary)
+    plan = _plan(videos, out, meta["id"], config, summary)
+    todo = plan.todo
     log = out / LOGS_DIR / f"run-{run_name or console.stamp()}.json"
     try:
         if todo:
-            _label(todo, config, model_path, meta, summary, progress, t0)
+            _label(plan, config, model_path, meta, summary, progress, t0)
     except KeyboardInterrupt:
         _stop(summary, todo, log, config, meta, t0, "interrupted: run again to continue")
         raise Interrupted(summary) from None
@@ -209,28 +210,46 @@ def _prepare(where: str) -> Location:
     return out
 
 
-def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelConfig, summary: LabelSummary):
-    """The videos to label; those the manifest says are done with the same input, model and
-    settings go into ``summary`` as skipped."""
-    done = manifest.load(out)
-    written = {f.name for f in (out / TIMELINES_DIR).files(".parquet")}  # one listing, not a request per video
-    todo: list[tuple[VideoInput, str]] = []
+@dataclass
+class _Plan:
+    """What a run has to do: ``todo`` (video, key) pairs, and for each the ids of the entries
+    it supersedes (another content labelled from the same path: the file was replaced)."""
+
+    todo: list[tuple[VideoInput, str]] = field(default_factory=list)
+    superseded: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelConfig, summary: LabelSummary) -> _Plan:
+    """The videos to label. A video is found done by its content, wherever it now lies (a
+    moved or renamed file is recorded under its new path, not labelled again); the skipped
+    ones go into ``summary``."""
+    entries = manifest.load(out)
+    written = {f.stem for f in (out / TIMELINES_DIR).files(".parquet")}  # one listing, not a request per video
+    by_content = {e.content: e for e in entries.values() if e.content and e.status in manifest.LABELLED}
+    by_path: dict[str, list[manifest.Entry]] = defaultdict(list)
+    for e in entries.values():
+        by_path[os.path.abspath(e.path)].append(e)
+    plan, first_path = _Plan(), {}
     for v in videos:
+        if v.content in first_path:  # one file under two paths in this run
+            summary.entries.append(manifest.Entry(
+                v.video_id, v.path, manifest.SKIPPED, f"the same file as {first_path[v.content]}", content=v.content
+            ))  # fmt: skip
+            continue
+        first_path[v.content] = v.path
         key = _input_key(v, model_id, config)
-        prev = done.get(v.video_id)
-        if (
-            not config.overwrite
-            and prev is not None
-            and prev.status in manifest.LABELLED
-            and prev.key == key
-            and timeline_path(out, v.video_id).name in written
-        ):
-            summary.entries.append(
-                manifest.Entry(**{**asdict(prev), "status": manifest.SKIPPED, "reason": f"already {prev.status}"})
-            )
-        else:
-            todo.append((v, key))
-    return todo
+        prev = by_content.get(v.content)
+        if not config.overwrite and prev is not None and prev.key == key and prev.video_id in written:
+            if prev.path != v.path:  # moved or renamed: the path is recorded, not keyed on
+                prev = replace(prev, path=v.path)
+                manifest.record(out, prev)
+            summary.entries.append(replace(prev, status=manifest.SKIPPED, reason=f"already {prev.status}"))
+            continue
+        plan.todo.append((v, key))
+        plan.superseded[v.video_id] = [
+            e.video_id for e in by_path[os.path.abspath(v.path)] if e.video_id != v.video_id
+        ]  # fmt: skip
+    return plan
 
 
 def _stop(summary: LabelSummary, todo, log: Location, config: LabelConfig, meta: dict, t0: float, reason: str):
@@ -240,7 +259,9 @@ def _stop(summary: LabelSummary, todo, log: Location, config: LabelConfig, meta:
     for v, key in todo:
         if v.video_id not in finished:
             summary.entries.append(
-                manifest.Entry(v.video_id, v.path, manifest.INTERRUPTED, reason, model_id=meta["id"], key=key)
+                manifest.Entry(
+                    v.video_id, v.path, manifest.INTERRUPTED, reason, model_id=meta["id"], key=key, content=v.content
+                )
             )
     summary.seconds = time.time() - t0
     with contextlib.suppress(EnvironmentFault):  # the fault that stopped the run may forbid this too
@@ -267,9 +288,15 @@ def _write_run_log(where: Location, config: LabelConfig, meta: dict, summary: La
 
 
 def _label(
-    todo, config: LabelConfig, model_path: Path, meta: dict, summary: LabelSummary, progress: TextIO | None, t0: float
+    plan: _Plan,
+    config: LabelConfig,
+    model_path: Path,
+    meta: dict,
+    summary: LabelSummary,
+    progress: TextIO | None,
+    t0: float,
 ) -> None:
-    """Stream ``todo`` through the stages into ``summary`` (entries, timings, start-up time)."""
+    """Stream the plan's videos through the stages into ``summary`` (entries, timings, start-up time)."""
     import ray
 
     from fer._ray import quiet_ray_data, require_gpus
@@ -283,7 +310,8 @@ def _label(
     cpus = int(ray.cluster_resources().get("CPU", 1))
     decoders = config.decoders or max(1, cpus)
     classifiers = config.gpus or max(1, cpus // 8)
-    keys = {v.video_id: key for v, key in todo}
+    todo = plan.todo
+    inputs = {v.video_id: (v, key) for v, key in todo}
     items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
     counter = start_counter()
 
@@ -322,7 +350,7 @@ def _label(
         num_cpus=0,
     )
 
-    writer = _VideoWriter(config, meta, keys, summary, t0)
+    writer = _VideoWriter(config, meta, inputs, plan.superseded, summary, t0)
     with Display(counter, lambda: (writer.videos_finished, writer.failed, len(todo)), progress) as display:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
@@ -337,11 +365,20 @@ def _label(
 class _VideoWriter:
     """Collects rows per video and finishes each video once all its segments arrived."""
 
-    def __init__(self, config: LabelConfig, meta: dict, keys: dict[str, str], summary: LabelSummary, t0: float):
+    def __init__(
+        self,
+        config: LabelConfig,
+        meta: dict,
+        inputs: dict[str, tuple[VideoInput, str]],
+        superseded: dict[str, list[str]],
+        summary: LabelSummary,
+        t0: float,
+    ):
         self.config = config
         self.out = summary.out
         self.meta = meta
-        self.keys = keys
+        self.inputs = inputs  # video id -> (input, key)
+        self.superseded = superseded
         self.summary = summary
         self.rows: dict[str, list[dict]] = defaultdict(list)
         self.seg_rows: dict[tuple[str, int], int] = defaultdict(int)
@@ -373,16 +410,26 @@ class _VideoWriter:
         parts = self.rows.pop(vid)
         data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         errors = sorted({e for e in data["error"] if e})
-        base = {"video_id": vid, "path": str(data["video_path"][0]), "model_id": self.meta["id"], "key": self.keys[vid]}
+        video, key = self.inputs[vid]
+        base = {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key, "content": video.content}
         if errors:
             entry = manifest.Entry(**base, status=manifest.FAILED, reason="; ".join(errors))
             manifest.record(self.out, entry)
+            self._remove_outputs(vid)  # an earlier run's timeline of this video no longer counts
             self.failed += 1
         else:
             entry = self._save(data, base, *_completeness(data))
+        for old in self.superseded.get(vid, []):  # the file at this path was replaced: its old labels go
+            self._remove_outputs(old)
+            manifest.remove(self.out, old)
         self.summary.entries.append(entry)
         self.videos_finished += 1
         self.summary.timings[vid] = (round(self.first_rows.pop(vid), 3), round(time.time() - self.t0, 3))
+
+    def _remove_outputs(self, vid: str) -> None:
+        timeline = timeline_path(self.out, vid)
+        timeline.delete()
+        aggregates.location(timeline).delete()
 
     def _save(self, data: dict, base: dict, status: str, reason: str) -> manifest.Entry:
         """Write a video's timeline, aggregates and manifest entry, in that order (the entry
@@ -422,10 +469,10 @@ class _VideoWriter:
     def finish_incomplete(self) -> None:
         """Videos whose rows never all arrived (should not happen) are recorded as failed."""
         for vid in list(self.rows):
-            path = str(self.rows[vid][0]["video_path"][0])
+            video, key = self.inputs[vid]
             entry = manifest.Entry(
-                video_id=vid, path=path, status=manifest.FAILED, reason="incomplete: not every segment finished",
-                model_id=self.meta["id"], key=self.keys[vid],
+                video_id=vid, path=video.path, status=manifest.FAILED, reason="incomplete: not every segment finished",
+                model_id=self.meta["id"], key=key, content=video.content,
             )  # fmt: skip
             manifest.record(self.out, entry)
             self.summary.entries.append(entry)

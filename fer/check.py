@@ -1,0 +1,85 @@
+"""``fer check``: does a labelling output agree with its manifest, and repair it when not.
+
+The manifest is the source of truth (:mod:`fer.video.manifest`): a timeline counts only
+when its video's entry says ``done`` or ``partial``. A crash between writes, a failed
+re-run or a file replaced since labelling can leave files the manifest does not vouch for;
+the readers already ignore them, and this finds them so they can be removed:
+
+- orphans: timelines and aggregates of videos with no counting entry;
+- missing: entries that say done but whose timeline is gone (a re-run redoes them once
+  their entry is dropped);
+- temporary files of interrupted writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
+from fer.storage import Location
+from fer.video import manifest
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check` found (and, with ``repair``, removed)."""
+
+    out: Location
+    videos: int = 0
+    orphans: list[Location] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    temporary: list[Location] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.orphans or self.missing or self.temporary)
+
+    def lines(self) -> list[str]:
+        """The report for people: one line per problem, then the verdict."""
+        done = "removed" if self.repaired else "found"
+        out = [f"orphan (no manifest entry counts it), {done}: {f}" for f in self.orphans]
+        out += [f"missing timeline of a done video, entry {'dropped' if self.repaired else 'found'}: {v}"
+                for v in self.missing]  # fmt: skip
+        out += [f"temporary file of an interrupted write, {done}: {f}" for f in self.temporary]
+        if self.consistent:
+            out.append(f"{self.out}: {self.videos} videos, timelines and manifest agree")
+        elif self.repaired:
+            out.append(f"{self.out}: repaired; {self.videos} videos, timelines and manifest agree now")
+        else:
+            out.append(f"{self.out}: {len(out)} problem(s); fer check {self.out} --repair removes them")
+        return out
+
+
+def check(out: str | Location, *, repair: bool = False) -> CheckReport:
+    """Compare a ``fer label`` output's files with its manifest; with ``repair``, remove the
+    orphans and temporary files and drop the entries whose timelines are missing.
+
+    Example: ``check("out", repair=True).lines()``
+    """
+    out = out if isinstance(out, Location) else Location.parse(out)
+    entries = manifest.load(out)
+    counted = {vid for vid, e in entries.items() if e.status in manifest.LABELLED}
+    report = CheckReport(out=out, videos=len(counted))
+    timelines = {f.stem for f in (out / TIMELINES_DIR).files(".parquet")}
+    for folder in (TIMELINES_DIR, AGGREGATES_DIR):
+        report.orphans += [f for f in (out / folder).files(".parquet") if f.stem not in counted]
+        report.temporary += [f for f in _hidden(out / folder) if f.name.endswith(".tmp")]
+    report.temporary += [f for f in _hidden(out / manifest.MANIFEST_DIR) if f.name.endswith(".tmp")]
+    report.missing = sorted(counted - timelines)
+    if repair and not report.consistent:
+        for f in report.orphans + report.temporary:
+            f.delete()
+        for vid in report.missing:
+            manifest.remove(out, vid)
+        report.repaired = True
+        report.videos -= len(report.missing)
+    return report
+
+
+def _hidden(folder: Location) -> list[Location]:
+    """The hidden files of a folder (where interrupted atomic writes leave their temporaries)."""
+    import pyarrow.fs as pafs
+
+    infos = folder.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))
+    return [folder / i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.startswith(".")]
