@@ -21,15 +21,27 @@ def quiet_ray_data() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def connect(address: str | None = None) -> None:
+def connect(address: str | None = None) -> bool:
     """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local
-    Ray; once per process (a second call keeps the first connection)."""
+    Ray; once per process (a second call keeps the first connection). Returns whether this
+    call connected (the caller then owns the shutdown).
+
+    A local Ray gets a watcher (:mod:`fer._reaper`) that ends its processes if this one is
+    killed before it can shut Ray down.
+    """
+    import os
+
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     ray.init(address=address, logging_level="WARNING")
     quiet_ray_data()
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        from fer import _reaper
+
+        _reaper.start()
+    return True
 
 
 def require_gpus(wanted: float, what: str) -> None:

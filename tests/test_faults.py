@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +105,44 @@ def test_a_truncated_video_is_partial_not_done(untrained_bundle, tmp_path):
     assert sorted(statuses.values()) == ["done", "partial"] and len(timelines) == 2
     again = fer_cli("label", str(videos), "--out", str(out), "--model", str(untrained_bundle), "--json")
     assert [v["reason"] for v in json.loads(again.stdout)["videos"]] == ["already partial", "already done"]
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """``pid -> command`` of every live descendant of ``root``."""
+    from fer._reaper import _descendants as below
+    from fer._reaper import _processes
+
+    found = below(root, _processes())
+    names = {}
+    for pid in found:
+        with contextlib.suppress(OSError):
+            names[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    return names
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_driver_takes_its_local_ray_with_it(untrained_bundle, tmp_path):
+    from tests.test_console import _long_video
+
+    _long_video(tmp_path / "hour.mp4")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fer.cli", "label", str(tmp_path / "hour.mp4"), "--out", str(tmp_path / "out"),
+         "--model", str(untrained_bundle)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline, ray_processes = time.time() + 180, {}
+    while time.time() < deadline and not any("DecodeDetect" in c for c in ray_processes.values()):
+        time.sleep(1)
+        ray_processes = _descendants(proc.pid)
+    assert any("ray::" in c for c in ray_processes.values()), ray_processes
+    proc.kill()  # SIGKILL: no chance to shut Ray down
+    proc.wait()
+    time.sleep(10)  # Ray's own agents would linger 60 s
+    left = {pid: c for pid, c in ray_processes.items() if _alive(pid)}
+    assert not left, left

@@ -299,13 +299,10 @@ def _label(
     """Stream the plan's videos through the stages into ``summary`` (entries, timings, start-up time)."""
     import ray
 
-    from fer._ray import quiet_ray_data, require_gpus
+    from fer._ray import connect, require_gpus
     from fer.video.stages import Classify, DecodeDetect, probe_segments
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=config.address, logging_level="WARNING")
-    quiet_ray_data()
+    started = connect(config.address)
     require_gpus(config.gpus, f"--gpus {config.gpus}")
     cpus = int(ray.cluster_resources().get("CPU", 1))
     decoders = config.decoders or max(1, cpus)
