@@ -63,7 +63,8 @@ def test_run_log_records_the_run(quiet_run):
     assert video["status"] == "done" and video["frames"] == 72 and video["path"] == str(CLIP)
     assert 0 < video["first_rows_s"] <= video["finished_s"] <= record["totals"]["seconds"]
     assert record["totals"] | {"seconds": 0, "startup_s": 0} == {
-        "videos": 1, "done": 1, "skipped": 0, "failed": 0, "frames": 72, "faces": 72, "seconds": 0, "startup_s": 0,
+        "videos": 1, "done": 1, "partial": 0, "skipped": 0, "failed": 0, "interrupted": 0, "frames": 72, "faces": 72,
+        "seconds": 0, "startup_s": 0,
     }  # fmt: skip
 
 
