@@ -275,3 +275,21 @@ def test_a_submitted_job_can_be_stopped(cluster, untrained_bundle, tmp_path):
     )
     _wait_for(lambda: status() in ("STOPPED", "SUCCEEDED", "FAILED"), 120, "the job to end")
     assert status() == "STOPPED"
+
+
+def test_jobs_with_the_default_runtime_environment(cluster, untrained_bundle, tiny_dataset, tmp_path):
+    """What every cluster user without a custom image runs: fer's dependencies installed by
+    Ray's pip runtime environment (no --no-pip), for a label and a training job."""
+    proc = cluster.fer(
+        "submit", "--address", cluster.dashboard, "label", str(SAMPLES / "single_face.mp4"),
+        "--out", str(tmp_path / "labels"), "--model", str(untrained_bundle), timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert "SUCCEEDED" in proc.stdout and "1 done" in proc.stdout
+    proc = cluster.fer(
+        "submit", "--address", cluster.dashboard, "train", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"),
+        "--arch", "small", "--epochs", "1", "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "32",
+        timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert (tmp_path / "run" / "model" / "model.json").is_file() and "epoch 1/1" in proc.stdout
