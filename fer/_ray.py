@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def quiet_ray_data() -> None:
@@ -21,6 +25,23 @@ def quiet_ray_data() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, then raise it: a KeyboardInterrupt inside ``ray.init``
+    can be swallowed by Ray and leave a half-started Ray under a run that then hangs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def connect(address: str | None = None) -> bool:
     """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local
     Ray; once per process (a second call keeps the first connection). Returns whether this
@@ -35,7 +56,8 @@ def connect(address: str | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    ray.init(address=address, logging_level="WARNING")
+    with _ctrl_c_deferred():
+        ray.init(address=address, logging_level="WARNING")
     quiet_ray_data()
     if not (address or os.environ.get("RAY_ADDRESS")):
         from fer import _reaper

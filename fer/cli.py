@@ -116,7 +116,10 @@ def _quiet(logs: str | Path, name: str, verbose: bool) -> Iterator:
                 yield terminal
             finally:
                 _shutdown_ray()
-    except (FerError, KeyboardInterrupt):
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)  # typer then exits with status 130
+        raise
+    except FerError:
         raise
     except BaseException:
         failed = True
@@ -719,8 +722,13 @@ def _plain_help(command) -> None:
         _plain_help(sub)
 
 
+#: Exit status of a crash (a bug): sysexits.h's EX_SOFTWARE, apart from 1 (some inputs failed).
+CRASHED = 70
+
+
 def main() -> None:
-    """Console entry point: user mistakes become one-line errors with exit status 2."""
+    """Console entry point: user mistakes and environment faults become one-line errors (exit
+    status 2 and 3), Ctrl-C exits 130 and a crash 70; see the README's exit statuses."""
     try:
         command = typer.main.get_command(app)
         _plain_help(command)
@@ -728,9 +736,12 @@ def main() -> None:
     except FerError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    except Exception:  # a bug: keep its traceback, and an exit status no user mistake shares
+        import traceback
+
+        traceback.print_exc()
+        typer.echo("error: fer crashed: this is a bug, not a problem with your input; please report it", err=True)
+        sys.exit(CRASHED)
 
 
 if __name__ == "__main__":

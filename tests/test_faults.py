@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -146,3 +147,22 @@ def test_a_killed_driver_takes_its_local_ray_with_it(untrained_bundle, tmp_path)
     time.sleep(10)  # Ray's own agents would linger 60 s
     left = {pid: c for pid, c in ray_processes.items() if _alive(pid)}
     assert not left, left
+
+
+@pytest.mark.parametrize("after_s", [2.0, 12.0])  # while Ray starts; while the actors load the model
+def test_ctrl_c_at_start_up_exits_130_without_a_traceback(untrained_bundle, tmp_path, after_s):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fer.cli", "label", str(SAMPLES / "face_noface.mov"), "--out", str(out),
+         "--model", str(untrained_bundle)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted" in stderr.splitlines() and "Traceback" not in stderr, stderr[-3000:]
+    # Nothing half-written: whatever is on disk is a done video with its entry.
+    timelines, statuses = _on_disk(out) if out.exists() else (set(), {})
+    assert timelines == {vid for vid, status in statuses.items() if status == "done"}
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] if out.exists() else True
