@@ -380,6 +380,13 @@ def label(
     ] = LABEL_DEFAULTS.segment_seconds,
     tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = LABEL_DEFAULTS.tta,
     overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = LABEL_DEFAULTS.overwrite,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto: short jobs on this machine (no GPUs, a few short videos) run in this process, the rest on "
+            "Ray; ray | process force one."
+        ),
+    ] = LABEL_DEFAULTS.engine,
     address: Annotated[
         Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else local).")
     ] = None,
@@ -400,7 +407,8 @@ def label(
     config = LabelConfig(
         inputs=tuple(inputs), out=str(out), model=str(model) if model else None, fps=fps, detector=detector,
         min_face=min_face, align=align, batch_size=batch_size, gpus=gpus, decoders=decoders,
-        segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address, command=_command_line(),
+        segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address, engine=engine,
+        command=_command_line(),
     )  # fmt: skip
     name = console.stamp()
     try:

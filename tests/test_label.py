@@ -37,10 +37,26 @@ def frames_with_face(df: pd.DataFrame) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def labelled(ray_local, untrained_bundle, tmp_path_factory):
-    """All sample clips, with 1-second segments so every clip crosses segment boundaries."""
+    """All sample clips on Ray, with 1-second segments so every clip crosses segment boundaries."""
     out = tmp_path_factory.mktemp("labels")
-    summary = run(LabelConfig(inputs=(str(SAMPLES),), out=str(out), model=str(untrained_bundle), segment_seconds=1.0))
-    return out, summary
+    config = LabelConfig(
+        inputs=(str(SAMPLES),), out=str(out), model=str(untrained_bundle), segment_seconds=1.0, engine="ray"
+    )
+    return out, run(config)
+
+
+def test_a_short_job_in_this_process_gives_what_ray_gives(labelled, untrained_bundle, tmp_path):
+    out, on_ray = labelled
+    config = LabelConfig(
+        inputs=(str(SAMPLES),), out=str(tmp_path), model=str(untrained_bundle), segment_seconds=1.0, engine="auto"
+    )
+    here = run(config, progress=None)
+    assert sorted((e.video_id, e.status, e.frames, e.faces) for e in here.entries) == sorted(
+        (e.video_id, e.status, e.frames, e.faces) for e in on_ray.entries
+    )
+    for e in on_ray.entries:
+        a, b = pd.read_parquet(e.output), pd.read_parquet(tmp_path / "timelines" / f"{e.video_id}.parquet")
+        pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)
 
 
 def timeline_path(out, vid: str):

@@ -40,7 +40,7 @@ from fer.schema import (
     with_metadata,
 )
 from fer.storage import Location
-from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, validate
+from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, Options, validate
 from fer.video import manifest
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.video.inputs import VideoInput, resolve_inputs
@@ -75,6 +75,9 @@ class LabelConfig:
     margin: float = 0.25
     align: bool = True
     address: str | None = None
+    #: ``auto``: a short job here (no cluster, no GPUs, at most PROCESS_MAX_FRAMES frames) runs
+    #: in this process, without starting Ray; everything else on Ray. ``ray`` | ``process`` force one.
+    engine: str = "auto"
     #: The command line that asked for the run, recorded in its run log.
     command: str = ""
 
@@ -89,7 +92,8 @@ class LabelConfig:
                 "margin": self.margin, "align": self.align}  # fmt: skip
 
 
-#: What each numeric option of :class:`LabelConfig` accepts (checked once, when it is built).
+ENGINES = ("auto", "ray", "process")
+#: What each option of :class:`LabelConfig` accepts (checked once, when it is built).
 LABEL_CONSTRAINTS = {
     "fps": (NONE, POSITIVE),
     "min_face": (AT_LEAST_ONE,),
@@ -98,6 +102,7 @@ LABEL_CONSTRAINTS = {
     "segment_seconds": (POSITIVE,),
     "decoders": (NONE, AT_LEAST_ONE),
     "margin": (PROBABILITY,),
+    "engine": (Options(ENGINES),),
 }
 
 
@@ -188,7 +193,8 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     log = out / LOGS_DIR / f"run-{run_name or console.stamp()}.json"
     try:
         if todo:
-            _label(plan, config, model_path, meta, summary, progress, t0)
+            label = _label_here if _runs_here(config, todo) else _label
+            label(plan, config, model_path, meta, summary, progress, t0)
     except KeyboardInterrupt:
         _stop(summary, todo, log, config, meta, t0, "interrupted: run again to continue")
         raise Interrupted(summary) from None
@@ -300,7 +306,6 @@ def _label(
     import ray
 
     from fer._ray import connect, require_gpus
-    from fer.video.stages import Classify, DecodeDetect, probe_segments
 
     started = connect(config.address)
     require_gpus(config.gpus, f"--gpus {config.gpus}")
@@ -309,9 +314,27 @@ def _label(
     classifiers = config.gpus or max(1, cpus // 8)
     todo = plan.todo
     inputs = {v.video_id: (v, key) for v, key in todo}
-    items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
     counter = start_counter()
+    ds = _dataset(todo, config, model_path, counter, decoders, classifiers)
+    writer = _VideoWriter(config, meta, inputs, plan.superseded, summary, t0)
+    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(todo)), progress) as display:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            writer.add(batch)
+    writer.finish_incomplete()
+    ray.kill(counter)
+    if started:
+        # Lets the actors' last log lines arrive now, not after the caller's summary.
+        ray.shutdown()
+    summary.startup_s = display.first[0] - t0 if display.first else None
 
+
+def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int, classifiers: int):
+    """The Ray Data pipeline: probe (tasks) -> decode + detect + crop (CPU actors) -> classify."""
+    import ray
+
+    from fer.video.stages import Classify, DecodeDetect, probe_segments
+
+    items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Probing only demuxes; it must not wait for a CPU that the actor pools hold.
     # Split short jobs finer, so that one short video still keeps every decoder busy.
@@ -323,20 +346,13 @@ def _label(
     )
     ds = ds.map_batches(
         DecodeDetect,
-        fn_constructor_kwargs={
-            "detector": config.detector,
-            "min_face": config.min_face,
-            "sample_fps": config.fps,
-            "margin": config.margin,
-            "align": config.align,
-            "counter": counter,
-        },  # fmt: skip
+        fn_constructor_kwargs={**_decode_options(config), "counter": counter},
         batch_size=1,
         # Autoscaled: a short job with fewer segments than CPUs starts fewer actors.
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=decoders),
         num_cpus=1,
     )
-    ds = ds.map_batches(
+    return ds.map_batches(
         Classify,
         fn_constructor_kwargs={"model": str(model_path), "tta": config.tta, "threads": 1},
         batch_size=config.batch_size,
@@ -347,16 +363,82 @@ def _label(
         num_cpus=0,
     )
 
+
+def _decode_options(config: LabelConfig) -> dict:
+    return {"detector": config.detector, "min_face": config.min_face, "sample_fps": config.fps,
+            "margin": config.margin, "align": config.align}  # fmt: skip
+
+
+#: The most frames (of all a job's videos, as their containers state) that ``engine="auto"``
+#: labels in this process: about the break-even with starting Ray (~15 s) and decoding on
+#: every core, measured on 2 cores; a short clip then gives its first result in seconds.
+PROCESS_MAX_FRAMES = 1000
+#: ... and the most videos (each is opened to read its frame count).
+PROCESS_MAX_VIDEOS = 8
+
+
+def _runs_here(config: LabelConfig, todo) -> bool:
+    """Whether this job runs in this process (see :attr:`LabelConfig.engine`)."""
+    if config.engine != "auto":
+        return config.engine == "process"
+    if config.address or os.environ.get("RAY_ADDRESS") or config.gpus or len(todo) > PROCESS_MAX_VIDEOS:
+        return False
+    return sum(_frame_count(v.path) for v, _ in todo) <= PROCESS_MAX_FRAMES
+
+
+def _frame_count(path: str) -> int:
+    """The frame count a video's container states (opening it only; 1 for an image, 0 when unreadable)."""
+    import cv2
+
+    from fer.video.inputs import is_image
+
+    if is_image(path):
+        return 1
+    cap = cv2.VideoCapture(path)
+    try:
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
+def _label_here(
+    plan: _Plan,
+    config: LabelConfig,
+    model_path: Path,
+    meta: dict,
+    summary: LabelSummary,
+    progress: TextIO | None,
+    t0: float,
+) -> None:
+    """:func:`_label` in this process, for short jobs: the same stages called directly (no Ray
+    to start), the model loading in a thread while the first video is decoded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer.video.progress import Counter
+    from fer.video.stages import Classify, DecodeDetect, probe_segments
+
+    counter = Counter()
+    inputs = {v.video_id: (v, key) for v, key in plan.todo}
     writer = _VideoWriter(config, meta, inputs, plan.superseded, summary, t0)
-    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(todo)), progress) as display:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            writer.add(batch)
+    videos = lambda: (writer.videos_finished, writer.failed, len(plan.todo))  # noqa: E731
+    with ThreadPoolExecutor(1) as pool, Display(counter, videos, progress) as display:
+        loading = pool.submit(Classify, model=str(model_path), tta=config.tta, threads=0)
+        decoder = DecodeDetect(**_decode_options(config), counter=counter)
+        for v, _ in plan.todo:
+            item = {"path": v.path, "video_id": v.video_id}
+            for segment in probe_segments(item, segment_seconds=config.segment_seconds, counter=counter):
+                rows = decoder({k: _column(value) for k, value in segment.items()})
+                writer.add(loading.result()(rows))
     writer.finish_incomplete()
-    ray.kill(counter)
-    if started:
-        # Lets the actors' last log lines arrive now, not after the caller's summary.
-        ray.shutdown()
     summary.startup_s = display.first[0] - t0 if display.first else None
+
+
+def _column(value) -> np.ndarray:
+    """One row's value as a column of a one-row batch (as Ray Data hands it to a stage)."""
+    column = np.empty(1, dtype=object) if isinstance(value, np.ndarray) else np.asarray([value])
+    if isinstance(value, np.ndarray):
+        column[0] = value
+    return column
 
 
 class _VideoWriter:

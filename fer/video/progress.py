@@ -23,7 +23,8 @@ PLAIN_EVERY_S = 10.0
 
 
 class Counter:
-    """Ray actor holding the run's counts (``frames``: gone through, ``total``: probed)."""
+    """The run's counts (``frames``: gone through, ``total``: probed): a Ray actor of the
+    run (:func:`start_counter`), or a plain object when the run is in one process."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -59,7 +60,9 @@ class Reporter:
 
     def flush(self) -> None:
         if self.counter is not None and self.pending:
-            self.counter.add.remote(self.pending)  # fire and forget: progress never waits
+            add = self.counter.add
+            # An actor's add is fired and forgotten: progress never waits.
+            add.remote(self.pending) if hasattr(add, "remote") else add(self.pending)
         self.pending = {}
         self.last = time.monotonic()
 
@@ -130,10 +133,14 @@ class Display:
                 self._show()
 
     def _poll(self) -> None:
-        import ray
-
+        snapshot = self.counter.snapshot
         try:
-            self.counts = ray.get(self.counter.snapshot.remote(), timeout=10)
+            if hasattr(snapshot, "remote"):
+                import ray
+
+                self.counts = ray.get(snapshot.remote(), timeout=10)
+            else:
+                self.counts = snapshot()
         except Exception:  # noqa: BLE001 - a slow or lost poll only delays the display
             return
         frames = self.counts.get("frames", 0)

@@ -180,14 +180,16 @@ class DecodeDetect:
 class Classify:
     """map_batches actor: emotion probabilities for the crops of a batch of rows.
 
-    The model loads once per actor. ``threads`` sets TensorFlow's CPU threads.
+    The model loads once per actor. ``threads`` sets TensorFlow's CPU threads (0: its default,
+    and what a process that already runs TensorFlow must pass).
     """
 
     def __init__(self, *, model: str | None, tta: str, threads: int):
         from fer import model as bundle
         from fer._tf import tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if threads:  # 0: TensorFlow's default (every core)
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
         self.model = bundle.load(model)
         self.tta = tta
 
