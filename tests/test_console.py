@@ -48,7 +48,7 @@ def test_label_prints_only_progress_and_the_summary(quiet_run):
     assert "after" in lines[2] and "start-up" in lines[2]
     progress = proc.stderr.splitlines()
     assert progress and all(line.startswith("frames ") for line in progress), proc.stderr[-2000:]
-    assert progress[-1].startswith("frames 72/72") and "videos 1/1 done, 0 failed" in progress[-1]
+    assert progress[-1].startswith("frames 72/72") and "videos 1/1 finished, 0 failed" in progress[-1]
     (log,) = (out / "logs").glob("run-*.log")
     assert "Ray" in log.read_text() or "pid=" in log.read_text()  # the frameworks' lines, filed
 

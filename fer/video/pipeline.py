@@ -411,24 +411,31 @@ def _label_here(
     t0: float,
 ) -> None:
     """:func:`_label` in this process, for short jobs: the same stages called directly (no Ray
-    to start), the model loading in a thread while the first video is decoded."""
+    to start). Every video is probed first, so broken files are reported at once; the model
+    then loads in a thread while the first video is decoded (and not at all without faces)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fer.video.progress import Counter
-    from fer.video.stages import Classify, DecodeDetect, probe_segments
+    from fer.video.stages import Classify, DecodeDetect, probe_segments, with_probs
 
     counter = Counter()
     inputs = {v.video_id: (v, key) for v, key in plan.todo}
     writer = _VideoWriter(config, meta, inputs, plan.superseded, summary, t0)
     videos = lambda: (writer.videos_finished, writer.failed, len(plan.todo))  # noqa: E731
-    with ThreadPoolExecutor(1) as pool, Display(counter, videos, progress) as display:
-        loading = pool.submit(Classify, model=str(model_path), tta=config.tta, threads=0)
-        decoder = DecodeDetect(**_decode_options(config), counter=counter)
-        for v, _ in plan.todo:
-            item = {"path": v.path, "video_id": v.video_id}
-            for segment in probe_segments(item, segment_seconds=config.segment_seconds, counter=counter):
-                rows = decoder({k: _column(value) for k, value in segment.items()})
-                writer.add(loading.result()(rows))
+    with Display(counter, videos, progress) as display, ThreadPoolExecutor(1) as pool:
+        segments = [
+            s
+            for v, _ in plan.todo
+            for s in probe_segments({"path": v.path, "video_id": v.video_id}, segment_seconds=config.segment_seconds,
+                                    counter=counter)
+        ]  # fmt: skip
+        if any(not s["error"] for s in segments):
+            loading = pool.submit(Classify, model=str(model_path), tta=config.tta, threads=0)
+            decoder = DecodeDetect(**_decode_options(config), counter=counter)
+        for segment in segments:
+            batch = {k: _column(value) for k, value in segment.items()}
+            rows = decoder(batch) if not segment["error"] else DecodeDetect.failed(batch)
+            writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
     writer.finish_incomplete()
     summary.startup_s = display.first[0] - t0 if display.first else None
 

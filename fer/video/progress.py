@@ -72,7 +72,7 @@ def describe(frames: int, total: int, rate: float | None, videos: tuple[int, int
     done, failed, count = videos
     eta = "--:--" if not rate or total <= frames else _clock((total - frames) / rate)
     speed = f"{rate:.0f} frames/s" if rate else "starting"
-    return f"frames {frames}/{total or '?'}  {speed}  ETA {eta}  videos {done}/{count} done, {failed} failed"
+    return f"frames {frames}/{total or '?'}  {speed}  ETA {eta}  videos {done}/{count} finished, {failed} failed"
 
 
 def _clock(seconds: float) -> str:

@@ -126,7 +126,6 @@ class DecodeDetect:
             rows["crop"].append(crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP)
 
     def _segment(self, seg: dict) -> dict[str, np.ndarray]:
-
         rows: dict[str, list] = {k: [] for k in ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop")}
         error = str(seg["error"])
         missing = 0
@@ -151,30 +150,41 @@ class DecodeDetect:
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
                 self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
             self.progress.flush()
-        n = len(rows["frame"])
-        if error or n == 0:
-            # No frame at all: an error row (a segment past a truncated end reports so too).
-            error = error or ""
-            n = 1
-            rows = {
-                "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
-                "landmarks": [_NO_MARKS], "crop": [_NO_CROP],
-            }  # fmt: skip
-        out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
-        out.update(
-            segment=np.full(n, int(seg["segment"])),
-            seg_rows=np.full(n, n),
-            seg_missing=np.full(n, missing),
-            frame=np.asarray(rows["frame"], np.int64),
-            time_s=np.asarray(rows["time_s"], np.float64),
-            has_face=np.asarray(rows["has_face"], bool),
-            box=np.asarray(rows["box"], np.float32).reshape(n, 4),
-            score=np.asarray(rows["score"], np.float32),
-            landmarks=np.asarray(rows["landmarks"], np.float32).reshape(n, len(LANDMARK_COLUMNS)),
-            crop=np.stack(rows["crop"]),
-            error=np.full(n, error, dtype=object),
-        )
-        return out
+        return _segment_rows(seg, rows, error, missing)
+
+    @staticmethod
+    def failed(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The rows of a batch of segments that failed before decoding (their ``error`` says why)."""
+        outs = [_segment_rows({k: v[i] for k, v in batch.items()}, {}, str(batch["error"][i]), 0)
+                for i in range(len(batch["video_id"]))]  # fmt: skip
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) -> dict[str, np.ndarray]:
+    """A segment's output columns: one row per face found (``rows``), or one error row when
+    decoding failed or gave no frame (a segment past a truncated end reports so too)."""
+    n = len(rows.get("frame", ()))
+    if error or n == 0:
+        n = 1
+        rows = {
+            "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
+            "landmarks": [_NO_MARKS], "crop": [_NO_CROP],
+        }  # fmt: skip
+    out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
+    out.update(
+        segment=np.full(n, int(seg["segment"])),
+        seg_rows=np.full(n, n),
+        seg_missing=np.full(n, missing),
+        frame=np.asarray(rows["frame"], np.int64),
+        time_s=np.asarray(rows["time_s"], np.float64),
+        has_face=np.asarray(rows["has_face"], bool),
+        box=np.asarray(rows["box"], np.float32).reshape(n, 4),
+        score=np.asarray(rows["score"], np.float32),
+        landmarks=np.asarray(rows["landmarks"], np.float32).reshape(n, len(LANDMARK_COLUMNS)),
+        crop=np.stack(rows["crop"]),
+        error=np.full(n, error, dtype=object),
+    )
+    return out
 
 
 class Classify:
@@ -194,10 +204,16 @@ class Classify:
         self.tta = tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        crops = batch.pop("crop")
-        has_face = batch["has_face"]
-        probs = np.full((len(crops), len(EMOTIONS)), np.nan, np.float32)
-        if has_face.any():
-            probs[has_face] = self.model.predict(crops[has_face], tta=self.tta)
-        batch["probs"] = probs
-        return batch
+        return with_probs(batch, lambda crops: self.model.predict(crops, tta=self.tta))
+
+
+def with_probs(batch: dict[str, np.ndarray], predict) -> dict[str, np.ndarray]:
+    """``batch`` with its crops replaced by emotion probabilities (NaN for rows without a face);
+    ``predict`` maps crops to probabilities and is only called when there are faces."""
+    crops = batch.pop("crop")
+    has_face = batch["has_face"]
+    probs = np.full((len(crops), len(EMOTIONS)), np.nan, np.float32)
+    if has_face.any():
+        probs[has_face] = predict(crops[has_face])
+    batch["probs"] = probs
+    return batch
