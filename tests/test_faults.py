@@ -149,12 +149,15 @@ def test_a_killed_driver_takes_its_local_ray_with_it(untrained_bundle, tmp_path)
     assert not left, left
 
 
-@pytest.mark.parametrize("after_s", [2.0, 12.0])  # while Ray starts; while the actors load the model
-def test_ctrl_c_at_start_up_exits_130_without_a_traceback(untrained_bundle, tmp_path, after_s):
+@pytest.mark.parametrize(
+    ("engine", "after_s"),
+    [("process", 2.0), ("ray", 2.0), ("ray", 12.0)],  # the model loading here; Ray starting; its actors loading
+)
+def test_ctrl_c_at_start_up_exits_130_without_a_traceback(untrained_bundle, tmp_path, engine, after_s):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "fer.cli", "label", str(SAMPLES / "face_noface.mov"), "--out", str(out),
-         "--model", str(untrained_bundle)],
+         "--model", str(untrained_bundle), "--engine", engine],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(after_s)

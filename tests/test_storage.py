@@ -85,7 +85,7 @@ def test_cli_labels_to_s3_and_summarises_from_it(s3, untrained_bundle):
 
 def test_unusable_outputs_fail_before_labelling(s3, untrained_bundle):
     proc = fer_cli("label", str(CLIP), "--out", "s3://no-such-bucket/labels", "--model", str(untrained_bundle))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr  # the storage cannot take the output
     assert "error:" in proc.stderr and "s3://no-such-bucket/labels" in proc.stderr
     proc = fer_cli("summary", f"{s3}/nothing-here")
     assert proc.returncode == 2

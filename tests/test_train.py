@@ -56,7 +56,7 @@ def test_train_shows_its_epochs_and_files_the_frameworks_logs(cli_run):
 
 def test_two_worker_run_writes_a_bundle_that_predicts(cli_run):
     run_dir, proc = cli_run
-    assert "epoch 2/2" in proc.stdout and "val_acc" in proc.stdout
+    assert "epoch 2/2" in proc.stderr and "val_acc" in proc.stderr
     loaded = bundle.load(run_dir / "model")
     meta = loaded.meta
     assert meta["architecture"] == "small" and meta["training"]["epochs"] == 2
