@@ -153,6 +153,7 @@ def data_stats(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help="Image-folder root or FER-2013 CSV.")] = None,
     out: Annotated[
         Optional[Path], typer.Option(help="Run directory: checkpoints and the final bundle (RUN_DIR/model).")
@@ -237,6 +238,7 @@ def train(
     if resume is not None:
         if not resume.is_dir():
             raise FerError(f"--resume: no such run directory {resume}")
+        _only_with_resume(ctx, allowed=("resume", "epochs", "address", "verbose"))
         run_dir, work = resume, lambda: trainer.resume(resume, epochs=epochs, address=address)
     else:
         if data is None or out is None:
@@ -278,6 +280,17 @@ def train(
     with _quiet(run_dir / "logs", f"train-{console.stamp()}", verbose):
         result = work()
     typer.echo(f"model bundle: {result.bundle}")
+
+
+def _only_with_resume(ctx: typer.Context, allowed: tuple[str, ...]) -> None:
+    """A resumed run keeps the settings it was started with: other options are refused, not ignored."""
+    given = [p for p in ctx.command.params if getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
+    changed = [p.opts[0] for p in given if p.name not in allowed]
+    if changed:
+        raise FerError(
+            f"--resume continues a run with the settings it was started with; {', '.join(changed)} cannot change "
+            "(only --epochs and --address can)"
+        )
 
 
 @app.command("bundle")

@@ -95,6 +95,16 @@ def test_new_run_refuses_an_existing_run_dir(cli_run, tiny_dataset):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "--resume" in proc.stderr
 
 
+def test_resume_refuses_options_it_would_ignore(cli_run):
+    run_dir, _ = cli_run
+    proc = fer_cli("train", "--resume", str(run_dir), "--lr", "0.5", "--arch", "deep")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --resume continues a run with the settings it was started with; --arch, --lr cannot change "
+        "(only --epochs and --address can)"
+    ]
+
+
 def test_a_missing_class_is_refused_and_leaves_nothing_that_blocks_a_retry(tmp_path):
     counts = {name: 8 for name in EMOTIONS}
     counts["disgust"] = 0  # an empty class folder
