@@ -30,6 +30,8 @@ import numpy as np
 from fer.errors import FerError
 from fer.registry import Registry
 from fer.schema import LANDMARKS
+from fer.video.boxes import containment
+from fer.video.boxes import iou as box_iou
 
 _NO_LANDMARKS = np.full((len(LANDMARKS), 2), np.nan, np.float32)
 
@@ -252,16 +254,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, *, contained: float =
     while order.size:
         i = order[0]
         keep.append(int(i))
-        rest = order[1:]
-        xx0 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy0 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx1 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy1 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
-        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-        union = area(boxes[i]) + area(boxes[rest]) - inter
-        smaller = np.minimum(area(boxes[i]), area(boxes[rest]))
-        order = rest[(inter / np.maximum(union, 1e-9) <= iou) & (inter / np.maximum(smaller, 1e-9) <= contained)]
+        best, rest = boxes[i : i + 1], boxes[order[1:]]
+        apart = (box_iou(best, rest)[0] <= iou) & (containment(best, rest)[0] <= contained)
+        order = order[1:][apart]
     return np.array(keep, np.int64)
 
 

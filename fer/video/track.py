@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (n, 4) and ``b`` (m, 4) given as x, y, w, h."""
-    ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
-    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
-    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
-    inter = iw * ih
-    union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
-    return inter / np.maximum(union, 1e-9)
+from fer.video.boxes import corners, iou
 
 
 def assign_ids(times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, max_gap_s: float = 1.0) -> np.ndarray:
@@ -28,6 +19,9 @@ def assign_ids(times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, ma
     Args:
         times: ``(n,)`` seconds, sorted ascending (rows of one frame share a time).
         boxes: ``(n, 4)`` x, y, w, h.
+        min_iou: the least overlap of a face's boxes in consecutive sampled frames; low, because a
+            face moves between samples (at ``--fps 1`` a turning head's box shifts by a third of its width).
+        max_gap_s: how long a face may go unseen and keep its id.
     """
     ids = np.full(len(times), -1, np.int32)
     tracks: list[tuple[int, float, np.ndarray]] = []  # (id, last time, last box)
@@ -42,7 +36,7 @@ def assign_ids(times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, ma
         tracks = [tr for tr in tracks if t - tr[1] <= max_gap_s]
         free = set(range(rows.size))
         if tracks:
-            overlap = iou(np.stack([tr[2] for tr in tracks]), boxes[rows])
+            overlap = iou(corners(np.stack([tr[2] for tr in tracks])), corners(boxes[rows]))
             for ti, di in zip(*np.unravel_index(np.argsort(-overlap, axis=None), overlap.shape), strict=True):
                 if overlap[ti, di] < min_iou:
                     break
