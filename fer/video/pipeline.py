@@ -162,8 +162,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 class OutputFault(EnvironmentFault):
-    """The output could not be written during :func:`run` (disk full, no permission); the
-    message names the file and the reason, ``summary`` holds what was saved before it."""
+    """:func:`run` stopped on an environment fault (an output that cannot be written, a full
+    disk, too few GPUs); the message says which, ``summary`` holds what was saved before it."""
 
     def __init__(self, message: str, summary: LabelSummary):
         super().__init__(message)
@@ -199,7 +199,7 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
         _stop(summary, todo, log, config, meta, t0, "interrupted: run again to continue")
         raise Interrupted(summary) from None
     except EnvironmentFault as exc:
-        _stop(summary, todo, log, config, meta, t0, "not labelled: the output could not be written")
+        _stop(summary, todo, log, config, meta, t0, f"not labelled: {exc}")
         raise OutputFault(str(exc), summary) from None
     summary.seconds = time.time() - t0
     _write_run_log(log, config, meta, summary, t0)
