@@ -6,7 +6,8 @@ installed, so codecs stay H.264/HEVC; re-encoded with OpenCV otherwise), then in
 1. decode-only frames/s over the same files with the same number of processes;
 2. `fer label` frames/s end to end (and after start-up), with the peak memory of all
    processes, at 1x and 4x input length;
-3. time per stage (decode, detect, crop, classify) in one process on one clip.
+3. time per stage (decode, detect, crop, classify) in one process on one clip;
+4. time to the first result of a 4-s clip and of a broken file (``first_result.py``, best of 2).
 
 Usage: python benchmarks/label_throughput.py [--loops 1] [--workdir /tmp/fer-bench]
 """
@@ -19,11 +20,13 @@ import multiprocessing as mp
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import cv2
+from first_result import CLIP, timed_label
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -83,43 +86,59 @@ def decode_floor(paths: list[Path], processes: int) -> tuple[int, float]:
     return frames, time.perf_counter() - t
 
 
-def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, resident bytes) for every process, from /proc."""
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from /proc."""
     table = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError):
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-            rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-            table[int(status.parent.name)] = (int(fields["PPid"]), rss)
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            table[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     return table
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants (a local Ray's processes are
-    children of the driver that started it)."""
-    table = _process_table()
+def _memory(pid: int) -> tuple[int, int]:
+    """Resident and proportional bytes of one process (0, 0 once it is gone).
+
+    Resident memory counts a shared page (Python, Ray's libraries, the object store) once in
+    every process that maps it; the proportional set size divides it among them, so its sum
+    over processes is the memory the run really takes.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        return int(fields["Rss"].split()[0]) * 1024, int(fields["Pss"].split()[0]) * 1024
+    return 0, 0
+
+
+def tree_memory(root: int) -> tuple[int, int]:
+    """Resident and proportional bytes of ``root`` and all its descendants (a local Ray's
+    processes are children of the driver that started it)."""
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
+    for pid, ppid in _parents().items():
         children.setdefault(ppid, []).append(pid)
-    total, stack = 0, [root]
+    rss = pss = 0
+    stack = [root]
     while stack:
         pid = stack.pop()
-        total += table.get(pid, (0, 0))[1]
+        r, p = _memory(pid)
+        rss, pss = rss + r, pss + p
         stack += children.get(pid, [])
-    return total
+    return rss, pss
 
 
 class PeakMemory:
-    """Samples the resident memory of this process tree while it runs."""
+    """Samples the memory of this process tree while it runs: peak sums of resident and of
+    proportional memory."""
 
-    def __init__(self, interval: float = 0.2):
-        self.peak = 0
+    # Reading a process's memory map costs ~5 ms: sampling more often slows the run measured.
+    def __init__(self, interval: float = 1.0):
+        self.rss = self.pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
     def _run(self, interval: float) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(os.getpid()))
+            rss, pss = tree_memory(os.getpid())
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
             time.sleep(interval)
 
     def __enter__(self):
@@ -135,18 +154,20 @@ def run_label(paths: list[Path], out: Path, decoders: int) -> dict:
     from fer.video.pipeline import LabelConfig, run
 
     shutil.rmtree(out, ignore_errors=True)
-    config = LabelConfig(inputs=tuple(str(p) for p in paths), out=str(out), decoders=decoders)
+    config = LabelConfig(inputs=tuple(str(p) for p in paths), out=str(out), decoders=decoders, engine="ray")
     with PeakMemory() as mem:
         t = time.perf_counter()
         summary = run(config, progress=None)
         wall = time.perf_counter() - t
-    return {"frames": summary.frames, "faces": summary.faces, "wall": wall, "peak_mb": mem.peak / 2**20}
+    return {"frames": summary.frames, "faces": summary.faces, "wall": wall, "rss_mb": mem.rss / 2**20,
+            "pss_mb": mem.pss / 2**20}  # fmt: skip
 
 
 def stage_times(clip: Path, frames: int = 300) -> dict[str, float]:
     """Milliseconds per frame (classify: per face) of each stage, in this process."""
     from fer import model as bundle
-    from fer.video.faces import crop_face, make_detector
+    from fer.video.align import crop_face
+    from fer.video.faces import DEFAULT_DETECTOR, create_detector
 
     cap = cv2.VideoCapture(str(clip))
     t = time.perf_counter()
@@ -157,7 +178,7 @@ def stage_times(clip: Path, frames: int = 300) -> dict[str, float]:
             break
         images.append(f)
     decode = time.perf_counter() - t
-    detector = make_detector("blazeface")
+    detector = create_detector(DEFAULT_DETECTOR)
     t = time.perf_counter()
     dets = [detector(f) for f in images]
     detect = time.perf_counter() - t
@@ -184,9 +205,6 @@ def main() -> None:
     parser.add_argument("--decoders", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
-    import ray
-
-    ray.init(logging_level="WARNING")
     results = {}
     for scale in (1, 4):
         paths = build_inputs(args.workdir, scale)
@@ -197,7 +215,8 @@ def main() -> None:
             f"x{scale}: {frames} frames in {len(paths)} files | decode-only ({args.decoders} proc): "
             f"{frames / seconds:.0f} frames/s | fer label: {label['frames'] / label['wall']:.0f} frames/s end to end "
             f"({label['wall']:.1f} s, {label['faces']} faces), ratio to decode floor "
-            f"{(label['frames'] / label['wall']) / (frames / seconds):.2f} | peak memory {label['peak_mb']:.0f} MB",
+            f"{(label['frames'] / label['wall']) / (frames / seconds):.2f} | peak memory of all processes: "
+            f"resident {label['rss_mb']:.0f} MB, proportional {label['pss_mb']:.0f} MB",
             flush=True,
         )
     l1, l4 = results[1][2], results[4][2]
@@ -207,13 +226,20 @@ def main() -> None:
         f"steady-state fer label: {steady:.0f} frames/s (4x minus 1x); vs the fer package's ~33 frames/s: "
         f"{steady / 33:.1f}x"
     )
-    print(f"peak memory 4x / 1x: {l4['peak_mb'] / l1['peak_mb']:.2f}")
+    ratios = {kind: l4[f"{kind}_mb"] / l1[f"{kind}_mb"] for kind in ("rss", "pss")}
+    print(f"peak memory 4x / 1x: resident {ratios['rss']:.2f}, proportional {ratios['pss']:.2f}")
     ms = stage_times(SAMPLES / "single_face.mp4")
     print(
         "per stage, one process: "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
         + " (decode/detect per frame, crop/classify per face)"
     )
+    with tempfile.TemporaryDirectory() as tmp:
+        broken = Path(tmp) / "broken.mp4"
+        broken.write_bytes(b"")
+        clip = min(timed_label(CLIP, "auto", Path(tmp))[0] for _ in range(2))
+        fail = min(timed_label(broken, "auto", Path(tmp))[0] for _ in range(2))
+    print(f"first result, `fer label` launch to exit: 4-s clip {clip:.1f} s, broken file {fail:.1f} s")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def connect(address: str | None = None) -> bool:
     call connected (the caller then owns the shutdown).
 
     A local Ray gets a watcher (:mod:`fer._reaper`) that ends its processes if this one is
-    killed before it can shut Ray down.
+    killed before it can shut Ray down, and no dashboard: its ten processes hold ~1 GB for a
+    run that ends with the command (start a Ray with ``ray start --head`` and pass its address
+    to watch one).
     """
     import os
 
@@ -56,10 +58,11 @@ def connect(address: str | None = None) -> bool:
 
     if ray.is_initialized():
         return False
+    local = not (address or os.environ.get("RAY_ADDRESS"))
     with _ctrl_c_deferred():
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level="WARNING", **({"include_dashboard": False} if local else {}))
     quiet_ray_data()
-    if not (address or os.environ.get("RAY_ADDRESS")):
+    if local:
         from fer import _reaper
 
         _reaper.start()

@@ -139,5 +139,6 @@ def versions() -> dict[str, str]:
         "tf-keras": first("tf-keras"),
         "opencv": first("opencv-python", "opencv-python-headless", "opencv-contrib-python"),
         "onnxruntime": first("onnxruntime", "onnxruntime-gpu"),
+        "litert": first("ai-edge-litert"),
         "python": platform.python_version(),
     }

@@ -5,6 +5,11 @@ A bundle is a directory::
     BUNDLE/
       model.json    # metadata, see below
       model.keras   # the tf-keras model, without optimizer state
+      model.tflite  # the same network for LiteRT (optional: without it, tf-keras runs it)
+
+An ensemble (format version 2) holds its member bundles instead, ``members/<i>-<id>/``,
+listed in ``model.json``'s ``members`` (path, id, name and an optional TTA mode each); its
+prediction is the mean of theirs.
 
 ``model.json`` holds ``format`` (``"fer-model"``), ``format_version``, ``id`` (a hash of
 the weights' values, see :func:`weights_id`: what "the same model" means for re-runs), ``name``, ``labels`` in output
@@ -39,8 +44,12 @@ from fer.registry import Registry
 
 BUNDLE_FORMAT = "fer-model"
 FORMAT_VERSION = 1
+#: Ensembles (a ``members`` list) are version 2: a fer that reads only version 1 refuses them.
+ENSEMBLE_FORMAT_VERSION = 2
 META_FILE = "model.json"
 MODEL_FILE = "model.keras"
+#: The same network for LiteRT (written by :func:`save`; bundles without it run on tf-keras).
+LITERT_FILE = "model.tflite"
 #: Test-time augmentation: one decorated function per mode, from a batch of faces to the
 #: views whose predictions are averaged; ``passes`` is the classifier's cost in forward passes.
 TTA = Registry("test-time augmentation", option="--tta")
@@ -80,10 +89,10 @@ def read_meta(path: str | Path) -> dict:
     if meta.get("format") != BUNDLE_FORMAT:
         raise FerError(f"{meta_path}: not a fer model bundle (format {meta.get('format')!r})")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION):
         raise FerError(
             f"{path}: bundle format version {version!r} is not supported by fer {__version__} "
-            f"(it reads version {FORMAT_VERSION}); upgrade fer or re-export the model"
+            f"(it reads versions {FORMAT_VERSION} and {ENSEMBLE_FORMAT_VERSION}); upgrade fer or re-export the model"
         )
     if list(meta.get("labels", [])) != list(EMOTIONS):
         raise FerError(f"{meta_path}: labels {meta.get('labels')} differ from fer's {list(EMOTIONS)}")
@@ -99,20 +108,79 @@ def resolve(path: str | Path | None) -> Path:
     return DEFAULT_BUNDLE
 
 
+#: Runtimes that run a bundle's network: one decorated loader per runtime, from a bundle
+#: directory (and the threads to use) to a function mapping ``(n, 48, 48, 1)`` float32 faces
+#: to ``(n, 7)`` probabilities.
+RUNTIMES = Registry("runtime")
+
+
+@RUNTIMES.register("keras", "tf-keras (TensorFlow): every bundle; GPUs", batch=256)
+class KerasNetwork:
+    """A bundle's ``model.keras`` on tf-keras."""
+
+    def __init__(self, path: Path, threads: int):
+        from fer._tf import keras, tf
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        try:
+            self.keras_model = keras.models.load_model(str(path / MODEL_FILE), compile=False)
+        except (OSError, ValueError) as exc:
+            raise FerError(f"{path / MODEL_FILE}: cannot load the model ({exc})") from None
+        spec = tf.TensorSpec((None, FACE_SIZE, FACE_SIZE, 1), tf.float32)
+        self._forward = tf.function(lambda x: self.keras_model(x, training=False), input_signature=[spec])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(x).numpy()
+
+
+# Batches of 32: LiteRT's speed per face is flat from 32 up, while its memory grows with the batch.
+@RUNTIMES.register("litert", "LiteRT on the CPU: no TensorFlow, ~1/10 of its memory", batch=32)
+class LiteNetwork:
+    """A bundle's ``model.tflite`` on LiteRT (TFLite's successor, without TensorFlow)."""
+
+    def __init__(self, path: Path, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        # LiteRT's own default is one thread; 0 means every core here, as for tf-keras.
+        self._interpreter = Interpreter(model_path=str(path / LITERT_FILE), num_threads=threads or os.cpu_count())
+        (self._input,), (self._output,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        self._shape: tuple[int, ...] | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape != self._shape:  # ~1 ms to reallocate for another batch size
+            self._interpreter.resize_tensor_input(self._input["index"], x.shape)
+            self._interpreter.allocate_tensors()
+            self._shape = x.shape
+        self._interpreter.set_tensor(self._input["index"], x)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output["index"]).copy()
+
+
+def runtime_for(path: Path, runtime: str) -> str:
+    """The runtime ``"auto"`` means for the bundle at ``path``: LiteRT when the bundle has its
+    file and the package is installed, else tf-keras; any other value is returned as it is."""
+    if runtime != "auto":
+        return runtime
+    import importlib.util
+
+    has_litert = (path / LITERT_FILE).is_file() and importlib.util.find_spec("ai_edge_litert") is not None
+    return "litert" if has_litert else "keras"
+
+
 @dataclass
 class EmotionModel:
-    """A loaded bundle: metadata plus a ``predict`` that maps faces to probabilities."""
+    """A loaded bundle: metadata plus a ``predict`` that maps faces to probabilities.
+
+    A single network (``members`` empty) runs on ``runtime``; an ensemble averages its
+    members' probabilities, each member with its own TTA when its entry names one.
+    """
 
     path: Path
     meta: dict
-    keras_model: object = field(repr=False)
-
-    def __post_init__(self) -> None:
-        from fer._tf import tf
-
-        model = self.keras_model
-        spec = tf.TensorSpec((None, FACE_SIZE, FACE_SIZE, 1), tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    runtime: str = "keras"
+    network: object = field(default=None, repr=False)
+    members: list[tuple[EmotionModel, str | None]] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -126,28 +194,38 @@ class EmotionModel:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.meta["labels"])
 
-    def predict(self, faces: np.ndarray | list[np.ndarray], *, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+    @property
+    def keras_model(self):
+        """The tf-keras model of a single network loaded with the ``keras`` runtime."""
+        if self.members or self.runtime != "keras":
+            raise FerError(f"{self.path}: no tf-keras model here (runtime {self.runtime}, {len(self.members)} members)")
+        return self.network.keras_model
+
+    def predict(
+        self, faces: np.ndarray | list[np.ndarray], *, tta: str = "none", batch_size: int | None = None
+    ) -> np.ndarray:
         """Emotion probabilities ``(n, 7)`` for ``faces``.
 
         Args:
             faces: ``(n, 48, 48)`` uint8 grey faces, or images of any size or colour
                 (they are converted as :func:`fer.image.to_face` says).
-            tta: test-time augmentation: ``"none"``, ``"flip"`` (average with the mirror
-                image: 2 passes) or ``"ten-crop"`` (four corner and one centre crop of
-                7/8 size, each with its mirror: 10 passes).
-            batch_size: faces per forward pass.
+            tta: test-time augmentation, one of :data:`TTA_MODES` (an ensemble member
+                whose entry names its own uses that).
+            batch_size: faces per forward pass (default: the runtime's).
         """
-        view = TTA.get(tta).factory
         faces = to_faces(faces)
+        if self.members:
+            probs = np.mean([m.predict(faces, tta=own or tta, batch_size=batch_size) for m, own in self.members], 0)
+            return probs.astype(np.float32)
+        view = TTA.get(tta).factory
         views = view(faces) if len(faces) else [faces]
-        probs = np.mean([self._predict_raw(v, batch_size) for v in views], axis=0)
-        return probs.astype(np.float32)
+        batch = batch_size or RUNTIMES.get(self.runtime).info["batch"]
+        return np.mean([self._predict_raw(v, batch) for v in views], axis=0).astype(np.float32)
 
     def _predict_raw(self, faces: np.ndarray, batch_size: int) -> np.ndarray:
         out = np.zeros((len(faces), len(self.labels)), np.float32)
         for i in range(0, len(faces), batch_size):
-            x = faces[i : i + batch_size, :, :, None].astype(np.float32)
-            out[i : i + batch_size] = self._forward(x).numpy()
+            out[i : i + batch_size] = self.network(faces[i : i + batch_size, :, :, None].astype(np.float32))
         return out
 
 
@@ -179,21 +257,24 @@ def _ten_crop(faces: np.ndarray) -> list[np.ndarray]:
 TTA_MODES = TTA.names()
 
 
-def load(path: str | Path | None = None) -> EmotionModel:
+def load(path: str | Path | None = None, *, runtime: str = "auto", threads: int = 0) -> EmotionModel:
     """Load a bundle (the shipped default model when ``path`` is None).
+
+    Args:
+        runtime: one of :data:`RUNTIMES`, or ``"auto"`` (see :func:`runtime_for`); an
+            ensemble loads every member so.
+        threads: CPU threads of the runtime (0: its default, every core).
 
     Raises:
         FerError: not a bundle, an unknown format version, or an unreadable model file.
     """
     path = resolve(path)
     meta = read_meta(path)
-    from fer._tf import keras
-
-    try:
-        model = keras.models.load_model(str(path / MODEL_FILE), compile=False)
-    except (OSError, ValueError) as exc:
-        raise FerError(f"{path / MODEL_FILE}: cannot load the model ({exc})") from None
-    return EmotionModel(path=path, meta=meta, keras_model=model)
+    if "members" in meta:
+        members = [(load(path / m["path"], runtime=runtime, threads=threads), m.get("tta")) for m in meta["members"]]
+        return EmotionModel(path=path, meta=meta, runtime=runtime, members=members)
+    chosen = runtime_for(path, runtime)
+    return EmotionModel(path=path, meta=meta, runtime=chosen, network=RUNTIMES.get(chosen).factory(path, threads))
 
 
 def weights_id(keras_model) -> str:
@@ -211,29 +292,77 @@ def weights_id(keras_model) -> str:
 
 
 def save(keras_model, path: str | Path, meta: dict) -> Path:
-    """Write a bundle atomically: into a temporary sibling directory, then renamed.
+    """Write a bundle atomically (see :func:`_write_atomically`): the tf-keras model, the same
+    network for LiteRT and ``model.json``.
 
     ``meta`` holds the descriptive fields (``name``, ``architecture``, ``training``,
     ``validation``, ...); the format fields, labels, input spec, ``id``, ``params``,
     version and date are filled in here. An existing bundle at ``path`` is replaced.
     """
+
+    def write(tmp: Path) -> dict:
+        keras_model.save(str(tmp / MODEL_FILE), save_format="keras_v3")
+        write_litert(keras_model, tmp)
+        head = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "id": weights_id(keras_model)}
+        return {**head, **_common_meta(), "params": int(keras_model.count_params()), **meta}
+
+    return _write_atomically(path, write)
+
+
+def save_ensemble(members: list[str | Path], path: str | Path, meta: dict, tta: list[str | None] | None = None) -> Path:
+    """Write an ensemble bundle: copies of the ``members`` bundles under ``members/`` and a
+    ``model.json`` listing them, each with its TTA mode (``tta``; None: the caller's).
+    Its ``id`` is a hash of the members' ids and modes, its ``params`` their sum.
+    """
+    tta = tta or [None] * len(members)
+    if len(members) < 2 or len(tta) != len(members):
+        raise FerError(f"--ensemble: needs two or more bundles (and one TTA mode each when any); got {len(members)}")
+    metas = [read_meta(m) for m in members]
+    for mode in filter(None, tta):
+        TTA.get(mode)
+
+    def write(tmp: Path) -> dict:
+        entries = []
+        for i, (member, member_meta, mode) in enumerate(zip(members, metas, tta, strict=True)):
+            where = f"members/{i}-{member_meta['id']}"
+            shutil.copytree(member, tmp / where)
+            entries.append({"path": where, "id": member_meta["id"], "name": member_meta.get("name"), "tta": mode})
+        key = json.dumps([(e["id"], e["tta"]) for e in entries]).encode()
+        head = {"format": BUNDLE_FORMAT, "format_version": ENSEMBLE_FORMAT_VERSION}
+        return {**head, "id": hashlib.sha256(key).hexdigest()[:16], **_common_meta(),
+                "params": sum(int(m.get("params", 0)) for m in metas), "members": entries, **meta}  # fmt: skip
+
+    return _write_atomically(path, write)
+
+
+def write_litert(keras_model, directory: Path) -> None:
+    """Convert ``keras_model`` to ``directory/model.tflite`` (float32, the same outputs to
+    ~1e-6); a network LiteRT cannot hold is left to tf-keras, with a warning."""
+    import warnings
+
+    from fer._tf import tf
+
+    try:
+        (directory / LITERT_FILE).write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras_model).convert())
+    except Exception as exc:  # noqa: BLE001 - the converter raises many kinds; tf-keras still runs it
+        warnings.warn(f"{directory}: no LiteRT copy of this model ({exc}); it runs on tf-keras", stacklevel=2)
+
+
+def _common_meta() -> dict:
+    return {"labels": list(EMOTIONS), "input": input_spec()}
+
+
+def _write_atomically(path: str | Path, write) -> Path:
+    """Build a bundle in a temporary sibling directory with ``write(tmp) -> meta``, write its
+    ``model.json`` (stamped with fer's version and the date), then rename it to ``path``
+    (replacing what was there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        keras_model.save(str(tmp / MODEL_FILE), save_format="keras_v3")
-        full = {
-            "format": BUNDLE_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "id": weights_id(keras_model),
-            "labels": list(EMOTIONS),
-            "input": input_spec(),
-            "params": int(keras_model.count_params()),
-            **meta,
-            "fer_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        (tmp / META_FILE).write_text(json.dumps(full, indent=2) + "\n")
+        meta = {**write(tmp), "fer_version": __version__,
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -83,10 +83,45 @@ def test_bundle_id_is_the_weights_not_the_file(tmp_path):
     model = models.build("small")
     first = bundle.save(model, tmp_path / "a", {"name": "a"})
     time.sleep(1.1)  # the .keras archive records its save time to the second
-    again = bundle.save(bundle.load(first).keras_model, tmp_path / "b", {"name": "b"})
+    again = bundle.save(bundle.load(first, runtime="keras").keras_model, tmp_path / "b", {"name": "b"})
     assert (first / bundle.MODEL_FILE).read_bytes() != (again / bundle.MODEL_FILE).read_bytes()
     assert bundle.read_meta(first)["id"] == bundle.read_meta(again)["id"]
     weights = model.get_weights()
     weights[-1] = weights[-1] + 1e-3
     model.set_weights(weights)
     assert bundle.read_meta(bundle.save(model, tmp_path / "c", {"name": "c"}))["id"] != bundle.read_meta(first)["id"]
+
+
+def test_runtimes_agree_and_auto_prefers_litert(tmp_path):
+    path = _bundle(tmp_path)
+    assert (path / bundle.LITERT_FILE).is_file()
+    faces = np.random.default_rng(1).integers(0, 256, (70, 48, 48), dtype=np.uint8)
+    lite, tf_keras = bundle.load(path), bundle.load(path, runtime="keras")
+    assert (lite.runtime, tf_keras.runtime) == ("litert", "keras")
+    for tta in bundle.TTA_MODES:  # 70 faces: two full LiteRT batches and a short one
+        np.testing.assert_allclose(lite.predict(faces, tta=tta), tf_keras.predict(faces, tta=tta), atol=1e-5)
+    (path / bundle.LITERT_FILE).unlink()  # a bundle written before LiteRT runs on tf-keras
+    assert bundle.load(path).runtime == "keras"
+
+
+def test_ensemble_averages_its_members(tmp_path):
+    a = bundle.save(models.build("small"), tmp_path / "a", {"name": "a"})
+    b = bundle.save(models.build("small"), tmp_path / "b", {"name": "b"})
+    ens = bundle.save_ensemble([a, b], tmp_path / "ens", {"name": "ens"}, tta=[None, "flip"])
+    meta = bundle.read_meta(ens)
+    assert meta["format_version"] == bundle.ENSEMBLE_FORMAT_VERSION
+    assert [m["tta"] for m in meta["members"]] == [None, "flip"]
+    assert meta["params"] == bundle.read_meta(a)["params"] + bundle.read_meta(b)["params"]
+    faces = np.random.default_rng(2).integers(0, 256, (9, 48, 48), dtype=np.uint8)
+    ma, mb, me = bundle.load(a), bundle.load(b), bundle.load(ens)
+    for tta in ("none", "ten-crop"):  # member b keeps its own flip
+        want = (ma.predict(faces, tta=tta) + mb.predict(faces, tta="flip")) / 2
+        np.testing.assert_allclose(me.predict(faces, tta=tta), want, atol=1e-6)
+    # The same members give the same id; other modes another.
+    again = bundle.save_ensemble([a, b], tmp_path / "again", {"name": "x"}, tta=[None, "flip"])
+    other = bundle.save_ensemble([a, b], tmp_path / "other", {"name": "x"})
+    assert bundle.read_meta(again)["id"] == meta["id"] != bundle.read_meta(other)["id"]
+    with pytest.raises(FerError, match="--ensemble: needs two or more"):
+        bundle.save_ensemble([a], tmp_path / "one", {})
+    with pytest.raises(FerError, match="unknown test-time augmentation 'blur'"):
+        bundle.save_ensemble([a, b], tmp_path / "bad", {}, tta=["blur", None])

@@ -158,12 +158,12 @@ def test_init_fine_tunes_an_existing_bundle(ray_local, tiny_dataset, untrained_b
         init=str(untrained_bundle),
     )  # fmt: skip
     result = trainer.start(config)
-    tuned = bundle.load(result.bundle)
+    tuned = bundle.load(result.bundle, runtime="keras")
     assert tuned.meta["training"]["config"]["init"] == str(untrained_bundle)
     assert tuned.meta["architecture"] == "small"  # taken from the initial bundle
     parent = bundle.read_meta(untrained_bundle)
     assert tuned.meta["training"]["init"]["id"] == parent["id"]  # the lineage stays on record
-    before = bundle.load(untrained_bundle).keras_model.get_weights()
+    before = bundle.load(untrained_bundle, runtime="keras").keras_model.get_weights()
     after = tuned.keras_model.get_weights()
     assert len(before) == len(after) and any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 

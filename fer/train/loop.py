@@ -110,7 +110,7 @@ def _new_model(config: TrainConfig):
     from fer.train import models
 
     if config.init:
-        return bundle.load(config.init).keras_model
+        return bundle.load(config.init, runtime="keras").keras_model
     model = models.build(config.arch, weights=config.weights, input_size=config.input_size)
     if models.is_transfer(config.arch) and config.freeze_epochs > 0:
         models.set_backbone_trainable(model, config.arch, 0)

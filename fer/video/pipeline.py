@@ -328,6 +328,11 @@ def _label(
     summary.startup_s = display.first[0] - t0 if display.first else None
 
 
+#: Decoders one probing task keeps fed: probing reads packets only (>100,000 frames/s here, against
+#: ~200 frames/s a decoder labels); opening many small files is what it then waits on.
+DECODERS_PER_PROBE = 16
+
+
 def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int, classifiers: int):
     """The Ray Data pipeline: probe (tasks) -> decode + detect + crop (CPU actors) -> classify."""
     import ray
@@ -343,6 +348,9 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
         probe_segments,
         fn_kwargs={"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter},
         num_cpus=0,
+        # Without a CPU to bound them, every probe would start a worker process of its own
+        # (~200 MB each).
+        concurrency=max(1, decoders // DECODERS_PER_PROBE),
     )
     ds = ds.map_batches(
         DecodeDetect,
@@ -354,7 +362,12 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
     )
     return ds.map_batches(
         Classify,
-        fn_constructor_kwargs={"model": str(model_path), "tta": config.tta, "threads": 1},
+        fn_constructor_kwargs={
+            "model": str(model_path),
+            "tta": config.tta,
+            "threads": 1,
+            "runtime": "keras" if config.gpus else "auto",
+        },  # fmt: skip
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=classifiers),
         num_gpus=1 if config.gpus else 0,

@@ -190,17 +190,15 @@ def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) ->
 class Classify:
     """map_batches actor: emotion probabilities for the crops of a batch of rows.
 
-    The model loads once per actor. ``threads`` sets TensorFlow's CPU threads (0: its default,
-    and what a process that already runs TensorFlow must pass).
+    The model loads once per actor, on ``runtime`` (:data:`fer.model.RUNTIMES`: ``"auto"``
+    runs LiteRT on the CPU when the bundle has it, ``"keras"`` is what a GPU needs).
+    ``threads`` sets the runtime's CPU threads (0: its default, every core).
     """
 
-    def __init__(self, *, model: str | None, tta: str, threads: int):
+    def __init__(self, *, model: str | None, tta: str, threads: int, runtime: str = "auto"):
         from fer import model as bundle
-        from fer._tf import tf
 
-        if threads:  # 0: TensorFlow's default (every core)
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-        self.model = bundle.load(model)
+        self.model = bundle.load(model, runtime=runtime, threads=threads)
         self.tta = tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
