@@ -14,7 +14,7 @@ import typer
 
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.model import TTA
+from fer.model import RUNTIMES, TTA
 from fer.train.config import TrainConfig
 from fer.train.models import ARCHITECTURES
 from fer.video.faces import DETECTORS
@@ -92,6 +92,10 @@ def _command_line() -> str:
     return shlex.join(["fer", *sys.argv[1:]])
 
 
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(help=f"Classifier runtime: auto (litert when the bundle has it, keras on GPUs); {RUNTIMES.help()}."),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show Ray's and TensorFlow's own logs instead of filing them.")
 ]
@@ -310,6 +314,7 @@ def evaluate(
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
     tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = "none",
+    runtime: RuntimeOpt = LABEL_DEFAULTS.runtime,
     limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
     detect: Annotated[
         bool,
@@ -332,8 +337,10 @@ def evaluate(
     if detect:
         DETECTORS.get(detector)
     TTA.get(tta)
+    if runtime != "auto":
+        bundle.RUNTIMES.get(runtime)
     with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
-        emotion_model = bundle.load(model)
+        emotion_model = bundle.load(model, runtime=runtime)
         if detect:
             result = evaluate_detected(
                 emotion_model, data, split, detector=detector, min_face=min_face, align=align, tta=tta,
@@ -355,7 +362,8 @@ def evaluate(
         )
         typer.echo(format_scores(result.scores))
     else:
-        typer.echo(f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], tta={tta}\n")
+        described = f"model {emotion_model.name} ({emotion_model.id}, {emotion_model.runtime})"
+        typer.echo(f"{described} on {data} [{split}], tta={tta}\n")
         typer.echo(format_scores(result))
     scores = result.scores if detect else result
     missing = [name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0]
@@ -392,6 +400,7 @@ def label(
         float, typer.Option(help="Split videos into segments this long.")
     ] = LABEL_DEFAULTS.segment_seconds,
     tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = LABEL_DEFAULTS.tta,
+    runtime: RuntimeOpt = LABEL_DEFAULTS.runtime,
     overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = LABEL_DEFAULTS.overwrite,
     engine: Annotated[
         str,
@@ -420,8 +429,8 @@ def label(
     config = LabelConfig(
         inputs=tuple(inputs), out=str(out), model=str(model) if model else None, fps=fps, detector=detector,
         min_face=min_face, align=align, batch_size=batch_size, gpus=gpus, decoders=decoders,
-        segment_seconds=segment_seconds, tta=tta, overwrite=overwrite, address=address, engine=engine,
-        command=_command_line(),
+        segment_seconds=segment_seconds, tta=tta, runtime=runtime, overwrite=overwrite, address=address,
+        engine=engine, command=_command_line(),
     )  # fmt: skip
     name = console.stamp()
     try:

@@ -98,8 +98,8 @@ def test_runtimes_agree_and_auto_prefers_litert(tmp_path):
     faces = np.random.default_rng(1).integers(0, 256, (70, 48, 48), dtype=np.uint8)
     lite, tf_keras = bundle.load(path), bundle.load(path, runtime="keras")
     assert (lite.runtime, tf_keras.runtime) == ("litert", "keras")
-    for tta in bundle.TTA_MODES:  # 70 faces: two full LiteRT batches and a short one
-        np.testing.assert_allclose(lite.predict(faces, tta=tta), tf_keras.predict(faces, tta=tta), atol=1e-5)
+    for tta in bundle.TTA_MODES:  # 70 faces: two full LiteRT batches and a short one; int8 weights
+        np.testing.assert_allclose(lite.predict(faces, tta=tta), tf_keras.predict(faces, tta=tta), atol=0.02)
     (path / bundle.LITERT_FILE).unlink()  # a bundle written before LiteRT runs on tf-keras
     assert bundle.load(path).runtime == "keras"
 

@@ -72,6 +72,9 @@ class LabelConfig:
     overwrite: bool = False
     decoders: int | None = None
     tta: str = "none"
+    #: The classifier's runtime (:data:`fer.model.RUNTIMES`); ``auto``: LiteRT when the bundle
+    #: has it, except on GPUs (tf-keras).
+    runtime: str = "auto"
     margin: float = 0.25
     align: bool = True
     address: str | None = None
@@ -103,6 +106,7 @@ LABEL_CONSTRAINTS = {
     "decoders": (NONE, AT_LEAST_ONE),
     "margin": (PROBABILITY,),
     "engine": (Options(ENGINES),),
+    "runtime": (Options(("auto", *bundle.RUNTIMES.names())),),
 }
 
 
@@ -362,12 +366,7 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
     )
     return ds.map_batches(
         Classify,
-        fn_constructor_kwargs={
-            "model": str(model_path),
-            "tta": config.tta,
-            "threads": 1,
-            "runtime": "keras" if config.gpus else "auto",
-        },  # fmt: skip
+        fn_constructor_kwargs={"model": str(model_path), "tta": config.tta, "threads": 1, "runtime": _runtime(config)},
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=classifiers),
         num_gpus=1 if config.gpus else 0,
@@ -375,6 +374,11 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
         # mode) or only feeds its GPU; reserving a core would idle it most of the time.
         num_cpus=0,
     )
+
+
+def _runtime(config: LabelConfig) -> str:
+    """The classifier's runtime: ``auto`` means tf-keras on GPUs (LiteRT runs on CPUs only)."""
+    return "keras" if config.gpus and config.runtime == "auto" else config.runtime
 
 
 def _decode_options(config: LabelConfig) -> dict:
@@ -443,7 +447,7 @@ def _label_here(
                                     counter=counter)
         ]  # fmt: skip
         if any(not s["error"] for s in segments):
-            loading = pool.submit(Classify, model=str(model_path), tta=config.tta, threads=0)
+            loading = pool.submit(Classify, model=str(model_path), tta=config.tta, threads=0, runtime=config.runtime)
             decoder = DecodeDetect(**_decode_options(config), counter=counter)
         for segment in segments:
             batch = {k: _column(value) for k, value in segment.items()}
