@@ -62,3 +62,20 @@ def distinct_copy(src, dst, tag: int) -> None:
     another file to fer (whose video identity is the content)."""
     payload = f"fer test copy {tag}".encode()
     dst.write_bytes(src.read_bytes() + struct.pack(">I4s", 8 + len(payload), b"free") + payload)
+
+
+def looped(src, dst, times: int) -> None:
+    """Write ``src``'s frames ``times`` over into ``dst`` (MPEG-4 in MP4, re-encoded with
+    OpenCV): a longer real video from a short one."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    fps, frames = cap.get(cv2.CAP_PROP_FPS), []
+    while (frame := cap.read()[1]) is not None:
+        frames.append(frame)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for _ in range(times):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()

@@ -17,7 +17,7 @@ import pytest
 
 from fer.video import manifest
 from tests.conftest import SAMPLES, fer_cli
-from tests.mp4 import distinct_copy, faststart, truncated
+from tests.mp4 import distinct_copy, faststart, looped, truncated
 
 
 @contextlib.contextmanager
@@ -151,12 +151,13 @@ def test_a_killed_driver_takes_its_local_ray_with_it(untrained_bundle, tmp_path)
 
 @pytest.mark.parametrize(
     ("engine", "after_s"),
-    [("process", 2.0), ("ray", 2.0), ("ray", 12.0)],  # the model loading here; Ray starting; its actors loading
+    [("process", 2.0), ("ray", 2.0), ("ray", 12.0)],  # labelling here; Ray starting; its actors loading
 )
 def test_ctrl_c_at_start_up_exits_130_without_a_traceback(untrained_bundle, tmp_path, engine, after_s):
-    out = tmp_path / "out"
+    out, clip = tmp_path / "out", tmp_path / "long.mp4"
+    looped(SAMPLES / "face_noface.mov", clip, 6)  # ~1,000 frames: a few seconds' work even here
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fer.cli", "label", str(SAMPLES / "face_noface.mov"), "--out", str(out),
+        [sys.executable, "-m", "fer.cli", "label", str(clip), "--out", str(out),
          "--model", str(untrained_bundle), "--engine", engine],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

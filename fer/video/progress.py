@@ -70,8 +70,10 @@ class Reporter:
 def describe(frames: int, total: int, rate: float | None, videos: tuple[int, int, int]) -> str:
     """The progress line: frames done of the total, rate after start-up, ETA, videos."""
     done, failed, count = videos
-    eta = "--:--" if not rate or total <= frames else _clock((total - frames) / rate)
-    speed = f"{rate:.0f} frames/s" if rate else "starting"
+    finished = bool(total) and frames >= total
+    eta = "00:00" if finished else "--:--" if not rate else _clock((total - frames) / rate)
+    # A short run can finish before there is a rate to show.
+    speed = f"{rate:.0f} frames/s" if rate else "all decoded" if finished else "starting"
     return f"frames {frames}/{total or '?'}  {speed}  ETA {eta}  videos {done}/{count} finished, {failed} failed"
 
 
