@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json as _json
 import shlex
 import sys
@@ -22,6 +23,7 @@ from fer.video.pipeline import LabelConfig
 
 #: The library's defaults, shown by the CLI (defined once, in the config dataclasses).
 LABEL_DEFAULTS = LabelConfig(inputs=(), out="")
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "augment", "command"}
 TRAIN_DEFAULTS = TrainConfig(data="", out="")
 
 app = typer.Typer(
@@ -207,6 +209,13 @@ def train(
         float, typer.Option(help="Transfer backbones: learning rate after unfreezing.")
     ] = TRAIN_DEFAULTS.fine_tune_lr,
     init: Annotated[Optional[Path], typer.Option(help="Start from this model bundle (fine-tune it).")] = None,
+    teacher: Annotated[
+        Optional[Path],
+        typer.Option(help="Distil this bundle (an ensemble, say): its probabilities join each face's target."),
+    ] = None,
+    teacher_weight: Annotated[
+        float, typer.Option(help="With --teacher: the teacher's share of the target (the label has the rest).")
+    ] = TRAIN_DEFAULTS.teacher_weight,
     workers: Annotated[int, typer.Option(help="Data-parallel training workers.")] = TRAIN_DEFAULTS.workers,
     cpus_per_worker: Annotated[
         Optional[int], typer.Option(help="CPUs per worker (default: local cores / workers).")
@@ -247,37 +256,13 @@ def train(
     else:
         if data is None or out is None:
             raise FerError("fer train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)")
+        # Options named as TrainConfig's fields pass through as they are; the rest are mapped here.
+        same = {k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items() if k in TRAIN_FIELDS}
         config = TrainConfig(
-            data=str(data),
-            out=str(out),
-            train_split=train_split,
-            val_split=val_split,
-            arch=arch,
+            **same,
             epochs=TRAIN_DEFAULTS.epochs if epochs is None else epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            optimizer=optimizer,
-            label_smoothing=label_smoothing,
-            balance=balance,
-            balance_target=balance_target,
             use_augment=augment,
             augment=AugmentConfig(erase=erase),
-            weights=weights,
-            input_size=input_size,
-            freeze_epochs=freeze_epochs,
-            fine_tune_blocks=fine_tune_blocks,
-            fine_tune_lr=fine_tune_lr,
-            init=str(init) if init else None,
-            workers=workers,
-            cpus_per_worker=cpus_per_worker,
-            gpus_per_worker=gpus_per_worker,
-            max_failures=max_failures,
-            address=address,
-            select=select,
-            seed=seed,
-            limit_per_class=limit_per_class,
-            name=name,
             command=_command_line(),
         )
         run_dir, work = out, lambda: trainer.start(config)
@@ -299,13 +284,40 @@ def _only_with_resume(ctx: typer.Context, allowed: tuple[str, ...]) -> None:
 
 @app.command("bundle")
 def bundle_command(
-    run_dir: Annotated[Path, typer.Argument(help="A training run directory (finished, interrupted or running).")],
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="A training run directory (finished, interrupted or running); with --ensemble, bundles."),
+    ],
     out: Annotated[Optional[Path], typer.Option(help="Bundle directory to write (default: RUN_DIR/model).")] = None,
+    ensemble: Annotated[
+        bool, typer.Option("--ensemble", help="Write one bundle that averages the bundles SOURCES... (needs --out).")
+    ] = False,
+    tta: Annotated[
+        Optional[str],
+        typer.Option(help="With --ensemble: each member's own TTA mode, one for all or one per member (a,b,...)."),
+    ] = None,
+    name: Annotated[Optional[str], typer.Option(help="With --ensemble: the name recorded in the bundle.")] = None,
 ) -> None:
-    """Write the model bundle of a training run's best checkpoint so far."""
+    """Write the model bundle of a training run's best checkpoint so far, or an ensemble of bundles.
+
+    Examples: fer bundle training/deep-sgd
+              fer bundle --ensemble runs/a/model runs/b/model --tta flip --out ens
+    """
+    from fer import model as bundle
     from fer.train.trainer import export
 
-    typer.echo(f"model bundle: {export(run_dir, out)}")
+    if not ensemble:
+        if len(sources) != 1:
+            raise FerError(f"RUN_DIR: one training run (or --ensemble BUNDLE...); got {len(sources)} paths")
+        typer.echo(f"model bundle: {export(sources[0], out)}")
+        return
+    if out is None:
+        raise FerError("--ensemble: needs --out DIR, where the ensemble bundle is written")
+    modes = tta.split(",") if tta else [None] * len(sources)
+    if len(modes) == 1:
+        modes *= len(sources)
+    meta = {"name": name or "fer-ensemble", "architecture": "ensemble"}
+    typer.echo(f"model bundle: {bundle.save_ensemble(sources, out, meta, tta=modes)}")
 
 
 @app.command()

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from fer import model as bundle
+from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train import trainer
 from fer.train.config import TrainConfig
-from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE
+from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE, _epoch_sample
 from tests.conftest import fer_cli, write_folder_dataset
 
 
@@ -180,3 +181,34 @@ def test_transfer_model_trains_frozen_then_fine_tuned(ray_local, tiny_dataset, t
     tuned = bundle.load(result.bundle)
     assert tuned.meta["architecture"] == "vgg16"
     assert tuned.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
+
+
+def test_teacher_is_distilled_and_recorded(ray_local, tiny_dataset, untrained_bundle, tmp_path):
+    members = [untrained_bundle, untrained_bundle]
+    teacher = bundle.save_ensemble(members, tmp_path / "ens", {"name": "ens"}, ["flip", None])
+    config = TrainConfig(
+        data=str(tiny_dataset), out=str(tmp_path / "student"), arch="small", epochs=1, workers=1, batch_size=32,
+        teacher=str(teacher), teacher_weight=0.7,
+    )  # fmt: skip
+    student = bundle.load(trainer.start(config).bundle)
+    lineage = student.meta["training"]["teacher"]
+    assert lineage["id"] == bundle.read_meta(teacher)["id"] and lineage["name"] == "ens"
+    assert student.meta["training"]["config"]["teacher_weight"] == 0.7
+    with pytest.raises(FerError, match="--teacher-weight: must be a number in \\[0, 1\\]; got 1.5"):
+        TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "x"), teacher=str(teacher), teacher_weight=1.5)
+    with pytest.raises(FerError, match="no such model bundle"):
+        TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "x"), teacher=str(tmp_path / "none"))
+
+
+def test_epoch_targets_mix_the_label_with_the_teacher(tiny_dataset, tmp_path):
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), teacher_weight=0.7, use_augment=False)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), np.arange(20) % 7
+    soft = rng.dirichlet(np.ones(7), 20).astype(np.float32)
+    per_class = np.full(7, 3)
+    xb, targets, weights, seen = _epoch_sample(config, x, y, soft, per_class, 21, epoch=0, rank=0)
+    # Each drawn face is one of x's; its target is 0.3 x its one-hot label + 0.7 x its teacher's probabilities.
+    idx = [int(np.flatnonzero((x == face).all(axis=(1, 2)))[0]) for face in xb]
+    want = 0.3 * np.eye(7)[y[idx]] + 0.7 * soft[idx]
+    np.testing.assert_allclose(targets, want, atol=1e-6)
+    assert weights is None and sum(seen) == 21

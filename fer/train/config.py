@@ -50,6 +50,7 @@ TRAIN_CONSTRAINTS = {
     "keep_checkpoints": (AT_LEAST_ONE,),
     "seed": (NON_NEGATIVE_INT,),
     "limit_per_class": (NONE, AT_LEAST_ONE),
+    "teacher_weight": (Interval(0, 1),),
 }
 
 
@@ -85,6 +86,10 @@ class TrainConfig:
     fine_tune_blocks: int = 1
     fine_tune_lr: float = 1e-4
     init: str | None = None
+    #: Distillation: a bundle (an ensemble, say) whose probabilities for each training face
+    #: are mixed into its target with ``teacher_weight`` (the label keeps the rest).
+    teacher: str | None = None
+    teacher_weight: float = 0.5
     # Scale and fault tolerance.
     workers: int = 1
     cpus_per_worker: int | None = None
@@ -105,6 +110,10 @@ class TrainConfig:
             raise FerError(f"--erase: must be a number in [0, 1]; got {self.augment.erase!r}")
         if self.batch_size < self.workers:
             raise FerError(f"--batch-size {self.batch_size} is smaller than --workers {self.workers}")
+        if self.teacher is not None:
+            from fer.model import read_meta
+
+            read_meta(self.teacher)
         if self.weights not in (None, "none", "imagenet") and not Path(self.weights).is_file():
             raise FerError(f"--weights: no such weights file {self.weights}")
 

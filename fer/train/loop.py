@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -121,91 +122,102 @@ def train_loop_per_worker(plan: dict) -> None:
     """Ray Train entry point. ``plan`` holds ``config`` (a :class:`TrainConfig` dict),
     ``train_counts`` (images per class over all workers), ``epoch_size`` and ``run_dir``
     (the run's storage directory, which every worker must see)."""
-    import ray.train
+    worker = _Worker.start(plan)
+    for epoch in range(worker.state["epochs_done"], worker.config.epochs):
+        _chaos(epoch, worker.rank, worker.world)
+        worker.train_epoch(epoch)
 
-    from fer._tf import keras, tf
-    from fer.train import models
 
-    config = TrainConfig.from_dict(plan["config"])
-    quiet_ray_data()
-    tf.get_logger().setLevel("ERROR")
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    cpus = config.resolved_cpus()
-    tf.config.threading.set_intra_op_parallelism_threads(cpus)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+@dataclass
+class _Worker:
+    """One training worker's state, explicit: its data, models and where the run stands."""
 
-    x, y = _collect(ray.train.get_dataset_shard("train"))
-    xv, yv = _collect(ray.train.get_dataset_shard("val"))
-    transfer = models.is_transfer(config.arch) and config.init is None
-    per_class = epoch_counts(plan["train_counts"], config.balance_target)
-    weights = class_weights(np.bincount(y, minlength=NUM_CLASSES)) if config.balance == "class-weight" else None
-    steps = plan["epoch_size"] // config.batch_size
-    local_size = steps * config.per_worker_batch
+    config: TrainConfig
+    plan: dict
+    strategy: object
+    model: object
+    #: A plain copy for validation: it runs locally on each worker with no collectives.
+    eval_model: object
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    #: The teacher's probabilities for ``train``'s faces (None without a teacher).
+    soft: np.ndarray | None
+    state: dict
+    rank: int
+    world: int
 
-    state = {"epochs_done": 0, "train_seconds": 0.0, "history": []}
-    with strategy.scope():
-        restored = _restore(ray.train.get_checkpoint(), Path(plan["run_dir"]))
-        if restored:
-            state, model = restored
-            state["resumed_at_epoch"] = state["epochs_done"] + 1
-        else:
-            model = _new_model(config)
-            _compile(model, config, learning_rate(config, 0, transfer))
-    # A plain copy for validation: it runs locally on each worker with no collectives.
-    eval_model = keras.models.clone_model(model)
+    @classmethod
+    def start(cls, plan: dict) -> _Worker:
+        """Set TensorFlow up, read this worker's data and restore (or build) the model."""
+        import ray.train
 
-    if rank == 0:
-        start = state["epochs_done"]
-        _say(
-            f"{world} worker(s), {len(x)} train faces on this worker, "
-            f"{local_size} samples/epoch/worker in {steps} steps, starting at epoch {start + 1}/{config.epochs}",
-        )
+        from fer._tf import keras, tf
 
-    for epoch in range(state["epochs_done"], config.epochs):
-        _chaos(epoch, rank, world)
-        t0 = time.time()
-        if transfer and config.freeze_epochs > 0 and epoch == config.freeze_epochs:
-            with strategy.scope():
-                models.set_backbone_trainable(model, config.arch, config.fine_tune_blocks)
-                _compile(model, config, config.fine_tune_lr)
-        lr = learning_rate(config, epoch, transfer)
-        model.optimizer.learning_rate.assign(lr)
+        config = TrainConfig.from_dict(plan["config"])
+        quiet_ray_data()
+        tf.get_logger().setLevel("ERROR")
+        ctx = ray.train.get_context()
+        cpus = config.resolved_cpus()
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        train = _collect(ray.train.get_dataset_shard("train"))
+        val = _collect(ray.train.get_dataset_shard("val"))
+        state = {"epochs_done": 0, "train_seconds": 0.0, "history": []}
+        with strategy.scope():
+            restored = _restore(ray.train.get_checkpoint(), Path(plan["run_dir"]))
+            if restored:
+                state, model = restored
+                state["resumed_at_epoch"] = state["epochs_done"] + 1
+            else:
+                model = _new_model(config)
+                _compile(model, config, learning_rate(config, 0, _transfer(config)))
+        worker = cls(config, plan, strategy, model, keras.models.clone_model(model), train, val,
+                     _teacher_probs(config, train[0]), state, ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
+        if worker.rank == 0:
+            _say(
+                f"{worker.world} worker(s), {len(train[0])} train faces on this worker, {worker.local_size} "
+                f"samples/epoch/worker in {worker.steps} steps, starting at epoch {state['epochs_done'] + 1}/"
+                f"{config.epochs}"
+            )
+        return worker
 
-        rng = np.random.default_rng([config.seed, epoch, rank])
-        if config.balance == "augment":
-            idx = sample_epoch(y, per_class, local_size, rng)
-        else:
-            idx = rng.choice(len(y), local_size, replace=local_size > len(y))
-        xb = augment(x[idx], rng, config.augment) if config.use_augment else x[idx]
-        yb = y[idx]
-        seen = np.bincount(yb, minlength=NUM_CLASSES).tolist()
+    @property
+    def steps(self) -> int:
+        return self.plan["epoch_size"] // self.config.batch_size
 
-        def dataset_fn(input_context, xb=xb, yb=yb):
-            tensors = (xb, np.eye(NUM_CLASSES, dtype=np.float32)[yb])
-            if weights is not None:
-                tensors += (weights[yb].astype(np.float32),)
-            ds = tf.data.Dataset.from_tensor_slices(tensors)
-            ds = ds.batch(input_context.get_per_replica_batch_size(config.batch_size), drop_remainder=True)
-            ds = ds.map(lambda img, *rest: (tf.cast(img, tf.float32)[..., None], *rest))
-            return ds.repeat().prefetch(2)
+    @property
+    def local_size(self) -> int:
+        return self.steps * self.config.per_worker_batch
 
-        dist = strategy.distribute_datasets_from_function(dataset_fn)
-        hist = model.fit(
-            dist,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            steps_per_epoch=steps,
-            verbose=0,
-            callbacks=[_progress_callback(epoch, config.epochs, steps, config.batch_size)] if rank == 0 else [],
-        )
+    def train_epoch(self, epoch: int) -> None:
+        """Train epoch ``epoch`` (0-based), validate, and report its metrics and checkpoint."""
+        from fer.train import models
+
+        config, t0 = self.config, time.time()
+        if _transfer(config) and config.freeze_epochs > 0 and epoch == config.freeze_epochs:
+            with self.strategy.scope():
+                models.set_backbone_trainable(self.model, config.arch, config.fine_tune_blocks)
+                _compile(self.model, config, config.fine_tune_lr)
+        lr = learning_rate(config, epoch, _transfer(config))
+        self.model.optimizer.learning_rate.assign(lr)
+        per_class = epoch_counts(self.plan["train_counts"], config.balance_target)
+        xb, targets, weights, seen = _epoch_sample(config, *self.train, self.soft, per_class, self.local_size,
+                                                   epoch, self.rank)  # fmt: skip
+        progress = [_progress_callback(epoch, config.epochs, self.steps, config.batch_size)] if self.rank == 0 else []
+        hist = self.model.fit(
+            self.strategy.distribute_datasets_from_function(_batches(config, xb, targets, weights)),
+            epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=self.steps, verbose=0, callbacks=progress,
+        )  # fmt: skip
         train_s = time.time() - t0
+        self.eval_model.set_weights(self.model.get_weights())
+        xv, yv = self.val
+        val = score(yv, self.eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0))
+        self._record(epoch, hist, val, lr, train_s, time.time() - t0, seen)
 
-        eval_model.set_weights(model.get_weights())
-        probs = eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0)
-        val = score(yv, probs)
-        state["train_seconds"] += time.time() - t0
+    def _record(self, epoch: int, hist, val, lr: float, train_s: float, epoch_s: float, seen: list[int]) -> None:
+        state, config = self.state, self.config
+        state["train_seconds"] += epoch_s
         state["epochs_done"] = epoch + 1
         metrics = {
             "epoch": epoch + 1,
@@ -214,20 +226,75 @@ def train_loop_per_worker(plan: dict) -> None:
             "val_accuracy": val.accuracy,
             "val_macro_f1": val.macro_f1,
             "lr": lr,
-            "images_per_s": steps * config.batch_size / train_s,
+            "images_per_s": self.steps * config.batch_size / train_s,
             "seen_per_class_worker0": seen,
         }
         state["history"].append(metrics)
         state["validation"] = val.to_dict()
-        state["train_counts"] = plan["train_counts"]
-        if rank == 0:
+        state["train_counts"] = self.plan["train_counts"]
+        if self.rank == 0:
             _say(
                 f"epoch {epoch + 1}/{config.epochs}  loss {metrics['train_loss']:.4f}  "
                 f"acc {metrics['train_accuracy']:.4f}  val_acc {val.accuracy:.4f}  "
                 f"val_f1 {val.macro_f1:.4f}  lr {lr:.2e}  {metrics['images_per_s']:.0f} img/s  "
                 f"seen/class (worker 0) {seen}"
             )
-        _report(model, state, metrics, rank)
+        _report(self.model, state, metrics, self.rank)
+
+
+def _transfer(config: TrainConfig) -> bool:
+    """Whether the run trains a pretrained backbone in phases (frozen, then fine-tuned)."""
+    from fer.train import models
+
+    return models.is_transfer(config.arch) and config.init is None
+
+
+def _teacher_probs(config: TrainConfig, x: np.ndarray) -> np.ndarray | None:
+    """The teacher's probabilities for this worker's training faces (None without a teacher).
+
+    Computed once, on the faces as they are: every augmented view of a face is taught its
+    face's probabilities (LiteRT when the bundle has it, so TensorFlow's session is left alone).
+    """
+    if config.teacher is None:
+        return None
+    from fer import model as bundle
+
+    teacher = bundle.load(config.teacher, threads=config.resolved_cpus())
+    _say(f"teacher {teacher.name} ({teacher.id}): predicting {len(x)} training faces")
+    return teacher.predict(x)
+
+
+def _epoch_sample(config: TrainConfig, x, y, soft, per_class, size: int, epoch: int, rank: int):
+    """One epoch's ``size`` faces (balanced and augmented as configured), their targets (the
+    one-hot label, mixed with the teacher's probabilities), their weights (None unless
+    ``balance`` is ``class-weight``) and how many of each class were drawn."""
+    rng = np.random.default_rng([config.seed, epoch, rank])
+    if config.balance == "augment":
+        idx = sample_epoch(y, per_class, size, rng)
+    else:
+        idx = rng.choice(len(y), size, replace=size > len(y))
+    xb = augment(x[idx], rng, config.augment) if config.use_augment else x[idx]
+    targets = np.eye(NUM_CLASSES, dtype=np.float32)[y[idx]]
+    if soft is not None:
+        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * soft[idx]
+    weights = None
+    if config.balance == "class-weight":
+        weights = class_weights(np.bincount(y, minlength=NUM_CLASSES))[y[idx]].astype(np.float32)
+    return xb, targets, weights, np.bincount(y[idx], minlength=NUM_CLASSES).tolist()
+
+
+def _batches(config: TrainConfig, xb: np.ndarray, targets: np.ndarray, weights: np.ndarray | None):
+    """The ``dataset_fn`` of one epoch for ``distribute_datasets_from_function``."""
+    from fer._tf import tf
+
+    def dataset_fn(input_context):
+        tensors = (xb, targets) if weights is None else (xb, targets, weights)
+        ds = tf.data.Dataset.from_tensor_slices(tensors)
+        ds = ds.batch(input_context.get_per_replica_batch_size(config.batch_size), drop_remainder=True)
+        ds = ds.map(lambda img, *rest: (tf.cast(img, tf.float32)[..., None], *rest))
+        return ds.repeat().prefetch(2)
+
+    return dataset_fn
 
 
 def find_checkpoints(*dirs: Path) -> list[tuple[dict, Path]]:

@@ -230,6 +230,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
         },
         "validation": {"split": data["val"]["source"], **best_state["validation"]},
     }
-    if config.init:
-        meta["training"]["init"] = _lineage(bundle_format.read_meta(config.init))
+    for parent in ("init", "teacher"):  # the bundles this one was made from
+        if getattr(config, parent):
+            meta["training"][parent] = _lineage(bundle_format.read_meta(getattr(config, parent)))
     return bundle_format.save(model, Path(out) if out else run_dir / BUNDLE_DIR, meta)

@@ -1,0 +1,98 @@
+"""The classifier's runtimes side by side: faces/s, val accuracy and labelled timelines.
+
+For a bundle (default: the shipped model), in one run: faces/s of each runtime of
+:data:`fer.model.RUNTIMES` on one and on every core (tf-keras with the float network is
+the baseline: what `fer label` ran before LiteRT), accuracy, macro-F1 and the fear and sad
+recall on FER-2013 val per runtime and TTA mode, how often the runtimes agree there, and
+how often the labelled emotion of a face row on the sample clips agrees.
+
+Usage: python benchmarks/classifier.py [--model BUNDLE] [--data ../shared/data/fer2013]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer import model as bundle
+from fer.labels import EMOTIONS
+from fer.metrics import score
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+
+
+def read_val(data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """FER-2013 val as ``(faces, labels)`` straight from its image folders."""
+    faces, labels = [], []
+    for index, emotion in enumerate(EMOTIONS):
+        for path in sorted((data / "val" / emotion).iterdir()):
+            faces.append(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+            labels.append(index)
+    return np.stack(faces), np.asarray(labels)
+
+
+def faces_per_s(model: bundle.EmotionModel, faces: np.ndarray) -> float:
+    model.predict(faces[:64])  # warm-up: graph tracing, tensor allocation
+    t = time.perf_counter()
+    model.predict(faces)
+    return len(faces) / (time.perf_counter() - t)
+
+
+def sample_rows(model_path: str | None, runtime: str, out: Path) -> np.ndarray:
+    """The emotion of every face row `fer label` writes for the sample clips, in a fixed order."""
+    import pandas as pd
+
+    from fer.video.pipeline import LabelConfig, run
+
+    clips = tuple(str(p) for p in sorted(SAMPLES.glob("*")) if p.suffix in (".mp4", ".mov"))
+    run(LabelConfig(inputs=clips, out=str(out), model=model_path, runtime=runtime, engine="process"), progress=None)
+    frames = [pd.read_parquet(p) for p in sorted((out / "timelines").glob("*.parquet"))]
+    rows = pd.concat(frames).query("face_id >= 0").sort_values(["video_id", "frame", "face_id"])
+    return rows["emotion"].to_numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-bench-classifier"))
+    args = parser.parse_args()
+    faces, labels = read_val(args.data)
+    cores = os.cpu_count() or 1
+    speed, probs = {}, {}
+    for runtime in bundle.RUNTIMES:
+        for threads in sorted({1, cores}):
+            speed[runtime, threads] = faces_per_s(bundle.load(args.model, runtime=runtime, threads=threads), faces)
+        model = bundle.load(args.model, runtime=runtime)
+        for tta in bundle.TTA_MODES:
+            probs[runtime, tta] = model.predict(faces, tta=tta)
+    base = "keras"
+    for (runtime, threads), rate in speed.items():
+        ratio = rate / speed[base, threads]
+        print(f"{runtime:7s} {threads} thread(s): {rate:6.0f} faces/s ({ratio:.2f}x {base})")
+    for (runtime, tta), p in probs.items():
+        s = score(labels, p)
+        fear, sad = s.recall[EMOTIONS.index("fear")], s.recall[EMOTIONS.index("sad")]
+        print(f"val {runtime:7s} tta={tta:8s}: accuracy {s.accuracy:.4f}, macro-F1 {s.macro_f1:.4f}, "
+              f"fear recall {fear:.3f}, sad recall {sad:.3f}")  # fmt: skip
+    for runtime in bundle.RUNTIMES:
+        if runtime != base:
+            same = np.mean(probs[runtime, "none"].argmax(1) == probs[base, "none"].argmax(1))
+            diff = np.abs(probs[runtime, "none"] - probs[base, "none"])
+            print(f"val {runtime} vs {base}: same class for {same:.2%} of the faces, "
+                  f"probabilities within {diff.max():.3f} (mean {diff.mean():.4f})")  # fmt: skip
+    rows = {r: sample_rows(args.model, r, args.workdir / r) for r in bundle.RUNTIMES}
+    for runtime in bundle.RUNTIMES:
+        if runtime != base:
+            same = np.mean(rows[runtime] == rows[base])
+            print(f"sample clips {runtime} vs {base}: the same emotion on {same:.2%} of {len(rows[base])} face rows")
+
+
+if __name__ == "__main__":
+    main()
