@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +28,9 @@ from pathlib import Path
 
 import cv2
 from first_result import CLIP, timed_label
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.mp4 import looped  # noqa: E402 - the repository's own helper, found from its root
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -46,27 +50,10 @@ def build_inputs(workdir: Path, scale: int) -> list[Path]:
                 cmd = ["ffmpeg", "-v", "error", "-stream_loop", str(n - 1), "-i", str(src), "-c", "copy", str(dst)]
                 subprocess.run(cmd, check=True)
             else:
-                _reencode_loop(src, dst.with_suffix(".mp4"), n)
                 dst = dst.with_suffix(".mp4")
+                looped(src, dst, n)
         paths.append(dst)
     return paths
-
-
-def _reencode_loop(src: Path, dst: Path, loops: int) -> None:
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for _ in range(loops):
-        for f in frames:
-            writer.write(f)
-    writer.release()
 
 
 def _decode(path: str) -> int:

@@ -193,20 +193,19 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     out = _prepare(config.out)
     summary = LabelSummary(out=out)
     plan = _plan(videos, out, meta["id"], config, summary)
-    todo = plan.todo
     log = out / LOGS_DIR / f"run-{run_name or console.stamp()}.json"
+    job = _Run(config, plan, model_path, meta, summary, progress, t0, log)
     try:
-        if todo:
-            label = _label_here if _runs_here(config, todo) else _label
-            label(plan, config, model_path, meta, summary, progress, t0)
+        if plan.todo:
+            (_label_here if _runs_here(config, plan.todo) else _label)(job)
     except KeyboardInterrupt:
-        _stop(summary, todo, log, config, meta, t0, "interrupted: run again to continue")
+        _stop(job, "interrupted: run again to continue")
         raise Interrupted(summary) from None
     except EnvironmentFault as exc:
-        _stop(summary, todo, log, config, meta, t0, f"not labelled: {exc}")
+        _stop(job, f"not labelled: {exc}")
         raise OutputFault(str(exc), summary) from None
     summary.seconds = time.time() - t0
-    _write_run_log(log, config, meta, summary, t0)
+    _write_run_log(job)
     return summary
 
 
@@ -227,6 +226,26 @@ class _Plan:
 
     todo: list[tuple[VideoInput, str]] = field(default_factory=list)
     superseded: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """One labelling run as its engines see it: what to do, with which model, where the
+    outcome goes (``summary``, the live ``progress``, the run ``log``) and when it started."""
+
+    config: LabelConfig
+    plan: _Plan
+    model_path: Path
+    meta: dict
+    summary: LabelSummary
+    progress: TextIO | None
+    t0: float
+    log: Location
+
+    def writer(self) -> _VideoWriter:
+        """The writer that saves each video of the plan as its last rows arrive."""
+        inputs = {v.video_id: (v, key) for v, key in self.plan.todo}
+        return _VideoWriter(self.config, self.meta, inputs, self.plan.superseded, self.summary, self.t0)
 
 
 def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelConfig, summary: LabelSummary) -> _Plan:
@@ -262,66 +281,56 @@ def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelC
     return plan
 
 
-def _stop(summary: LabelSummary, todo, log: Location, config: LabelConfig, meta: dict, t0: float, reason: str):
+def _stop(job: _Run, reason: str) -> None:
     """Close a stopped run's summary: the videos not finished are listed with ``reason``, and
     the run log is written if it still can be."""
-    finished = {e.video_id for e in summary.entries}
-    for v, key in todo:
+    finished = {e.video_id for e in job.summary.entries}
+    for v, key in job.plan.todo:
         if v.video_id not in finished:
-            summary.entries.append(
-                manifest.Entry(
-                    v.video_id, v.path, manifest.INTERRUPTED, reason, model_id=meta["id"], key=key, content=v.content
-                )
-            )
-    summary.seconds = time.time() - t0
+            job.summary.entries.append(manifest.Entry(
+                v.video_id, v.path, manifest.INTERRUPTED, reason, model_id=job.meta["id"], key=key, content=v.content
+            ))  # fmt: skip
+    job.summary.seconds = time.time() - job.t0
     with contextlib.suppress(EnvironmentFault):  # the fault that stopped the run may forbid this too
-        _write_run_log(log, config, meta, summary, t0)
+        _write_run_log(job)
 
 
-def _write_run_log(where: Location, config: LabelConfig, meta: dict, summary: LabelSummary, t0: float) -> None:
+def _write_run_log(job: _Run) -> None:
     """The run's own record (``fer label``'s run log): what was asked, with what, what
     happened to each video and when (seconds from the start), and the totals."""
     videos = []
-    for e in summary.entries:
-        first, last = summary.timings.get(e.video_id, (None, None))
+    for e in job.summary.entries:
+        first, last = job.summary.timings.get(e.video_id, (None, None))
         videos.append({**asdict(e), "first_rows_s": first, "finished_s": last})
     record = {
-        "command": config.command,
-        "started": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
+        "command": job.config.command,
+        "started": datetime.fromtimestamp(job.t0).isoformat(timespec="seconds"),
         "versions": console.versions(),
-        "settings": asdict(config),
-        "model": {"id": meta["id"], "name": meta.get("name")},
+        "settings": asdict(job.config),
+        "model": {"id": job.meta["id"], "name": job.meta.get("name")},
         "videos": videos,
-        "totals": summary.totals(),
+        "totals": job.summary.totals(),
     }
-    where.write_bytes((json.dumps(record, indent=1, default=str) + "\n").encode())
+    job.log.write_bytes((json.dumps(record, indent=1, default=str) + "\n").encode())
 
 
-def _label(
-    plan: _Plan,
-    config: LabelConfig,
-    model_path: Path,
-    meta: dict,
-    summary: LabelSummary,
-    progress: TextIO | None,
-    t0: float,
-) -> None:
-    """Stream the plan's videos through the stages into ``summary`` (entries, timings, start-up time)."""
+def _label(job: _Run) -> None:
+    """Stream the plan's videos through the stages on Ray into the run's summary (entries,
+    timings, start-up time)."""
     import ray
 
     from fer._ray import connect, require_gpus
 
+    config = job.config
     started = connect(config.address)
     require_gpus(config.gpus, f"--gpus {config.gpus}")
     cpus = int(ray.cluster_resources().get("CPU", 1))
     decoders = config.decoders or max(1, cpus)
     classifiers = config.gpus or max(1, cpus // 8)
-    todo = plan.todo
-    inputs = {v.video_id: (v, key) for v, key in todo}
     counter = start_counter()
-    ds = _dataset(todo, config, model_path, counter, decoders, classifiers)
-    writer = _VideoWriter(config, meta, inputs, plan.superseded, summary, t0)
-    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(todo)), progress) as display:
+    ds = _dataset(job.plan.todo, config, job.model_path, counter, decoders, classifiers)
+    writer = job.writer()
+    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(job.plan.todo)), job.progress) as display:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
     writer.finish_incomplete()
@@ -329,7 +338,7 @@ def _label(
     if started:
         # Lets the actors' last log lines arrive now, not after the caller's summary.
         ray.shutdown()
-    summary.startup_s = display.first[0] - t0 if display.first else None
+    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
 
 
 #: Decoders one probing task keeps fed: probing reads packets only (>100,000 frames/s here, against
@@ -366,7 +375,7 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
     )
     return ds.map_batches(
         Classify,
-        fn_constructor_kwargs={"model": str(model_path), "tta": config.tta, "threads": 1, "runtime": _runtime(config)},
+        fn_constructor_kwargs=_classify_options(config, model_path, threads=1),
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=classifiers),
         num_gpus=1 if config.gpus else 0,
@@ -376,9 +385,11 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
     )
 
 
-def _runtime(config: LabelConfig) -> str:
-    """The classifier's runtime: ``auto`` means tf-keras on GPUs (LiteRT runs on CPUs only)."""
-    return "keras" if config.gpus and config.runtime == "auto" else config.runtime
+def _classify_options(config: LabelConfig, model_path: Path, threads: int) -> dict:
+    """:class:`~fer.video.stages.Classify`'s arguments; ``runtime="auto"`` means tf-keras on
+    GPUs (LiteRT runs on CPUs only)."""
+    runtime = "keras" if config.gpus and config.runtime == "auto" else config.runtime
+    return {"model": str(model_path), "tta": config.tta, "threads": threads, "runtime": runtime}
 
 
 def _decode_options(config: LabelConfig) -> dict:
@@ -418,15 +429,7 @@ def _frame_count(path: str) -> int:
         cap.release()
 
 
-def _label_here(
-    plan: _Plan,
-    config: LabelConfig,
-    model_path: Path,
-    meta: dict,
-    summary: LabelSummary,
-    progress: TextIO | None,
-    t0: float,
-) -> None:
+def _label_here(job: _Run) -> None:
     """:func:`_label` in this process, for short jobs: the same stages called directly (no Ray
     to start). Every video is probed first, so broken files are reported at once; the model
     then loads in a thread while the first video is decoded (and not at all without faces)."""
@@ -435,26 +438,24 @@ def _label_here(
     from fer.video.progress import Counter
     from fer.video.stages import Classify, DecodeDetect, probe_segments, with_probs
 
-    counter = Counter()
-    inputs = {v.video_id: (v, key) for v, key in plan.todo}
-    writer = _VideoWriter(config, meta, inputs, plan.superseded, summary, t0)
-    videos = lambda: (writer.videos_finished, writer.failed, len(plan.todo))  # noqa: E731
-    with Display(counter, videos, progress) as display, ThreadPoolExecutor(1) as pool:
+    config, counter, writer = job.config, Counter(), job.writer()
+    videos = lambda: (writer.videos_finished, writer.failed, len(job.plan.todo))  # noqa: E731
+    with Display(counter, videos, job.progress) as display, ThreadPoolExecutor(1) as pool:
         segments = [
             s
-            for v, _ in plan.todo
+            for v, _ in job.plan.todo
             for s in probe_segments({"path": v.path, "video_id": v.video_id}, segment_seconds=config.segment_seconds,
                                     counter=counter)
         ]  # fmt: skip
         if any(not s["error"] for s in segments):
-            loading = pool.submit(Classify, model=str(model_path), tta=config.tta, threads=0, runtime=config.runtime)
+            loading = pool.submit(Classify, **_classify_options(config, job.model_path, threads=0))
             decoder = DecodeDetect(**_decode_options(config), counter=counter)
         for segment in segments:
             batch = {k: _column(value) for k, value in segment.items()}
             rows = decoder(batch) if not segment["error"] else DecodeDetect.failed(batch)
             writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
     writer.finish_incomplete()
-    summary.startup_s = display.first[0] - t0 if display.first else None
+    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
 
 
 def _column(value) -> np.ndarray:
