@@ -42,15 +42,16 @@ def build_inputs(workdir: Path, scale: int) -> list[Path]:
     out_dir = workdir / f"x{scale}"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    ffmpeg = shutil.which("ffmpeg")
     for clip, loops in INPUTS:
-        src, dst = SAMPLES / clip, out_dir / f"long_{Path(clip).stem}{Path(clip).suffix}"
+        # ffmpeg copies the streams (codecs kept); without it, OpenCV re-encodes to MPEG-4 in MP4.
+        src, dst = SAMPLES / clip, out_dir / f"long_{Path(clip).stem}{Path(clip).suffix if ffmpeg else '.mp4'}"
         if not dst.exists():
             n = loops * scale
-            if shutil.which("ffmpeg"):
+            if ffmpeg:
                 cmd = ["ffmpeg", "-v", "error", "-stream_loop", str(n - 1), "-i", str(src), "-c", "copy", str(dst)]
                 subprocess.run(cmd, check=True)
             else:
-                dst = dst.with_suffix(".mp4")
                 looped(src, dst, n)
         paths.append(dst)
     return paths

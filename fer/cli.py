@@ -344,6 +344,7 @@ def evaluate(
     """
     from fer import console
     from fer import model as bundle
+    from fer.evaluate import evaluate as evaluate_split
     from fer.evaluate import evaluate_detected, format_scores
 
     if detect:
@@ -359,11 +360,7 @@ def evaluate(
                 limit_per_class=limit_per_class,
             )  # fmt: skip
         else:
-            from fer._ray import connect
-            from fer.evaluate import evaluate as run
-
-            connect(None)
-            result = run(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
+            result = evaluate_split(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
     if detect:
         typer.echo(
             f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], detector={detector}, "

@@ -12,8 +12,27 @@ from fer.labels import EMOTIONS, FACE_SIZE
 from fer.metrics import Scores, score
 
 
-def evaluate(model, data: str | Path, split: str, *, tta: str = "none", limit_per_class: int | None = None) -> Scores:
-    """Score ``model`` (an :class:`fer.model.EmotionModel`) on one split of a dataset."""
+def load_model(model, runtime: str = "auto"):
+    """``model`` as a loaded :class:`fer.model.EmotionModel`: a bundle path, None (the shipped
+    model) or an already loaded model (returned as it is)."""
+    from fer import model as bundle
+
+    return model if isinstance(model, bundle.EmotionModel) else bundle.load(model, runtime=runtime)
+
+
+def evaluate(
+    model, data: str | Path, split: str = "val", *, tta: str = "none", runtime: str = "auto",
+    limit_per_class: int | None = None,
+) -> Scores:  # fmt: skip
+    """Score a model (see :func:`load_model`) on one split of a dataset, read with Ray Data
+    (on the Ray this process is connected to, else a local one).
+
+    Example: ``evaluate("runs/deep/model", "fer2013/", "val", tta="flip").accuracy``
+    """
+    from fer._ray import connect
+
+    model = load_model(model, runtime)
+    connect(None)
     faces = fer2013.read_split(data, split, limit_per_class=limit_per_class)
     images, labels = faces.to_numpy()
     return score(labels, model.predict(images, tta=tta))
@@ -43,9 +62,15 @@ def evaluate_detected(
     align: bool = True,
     tta: str = "none",
     limit_per_class: int | None = None,
+    runtime: str = "auto",
 ) -> DetectedScores:
-    """Score ``model`` on the uncropped images of ``data/<split>/<class>/``: each image goes
-    through face detection (its largest face) and cropping as in ``fer label``."""
+    """Score a model (see :func:`load_model`) on the uncropped images of
+    ``data/<split>/<class>/``: each image goes through face detection (its largest face)
+    and cropping as in ``fer label``.
+
+    Example: ``evaluate_detected(None, "photos/", "val", detector="yunet", min_face=20).end_to_end``
+    """
+    model = load_model(model, runtime)
     import cv2
 
     from fer.video.align import crop_face
