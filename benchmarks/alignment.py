@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer import model as bundle  # noqa: E402
+from fer import bundle  # noqa: E402
 from fer.data import fer2013  # noqa: E402
 from fer.evaluate import evaluate_detected  # noqa: E402
 from fer.labels import EMOTIONS  # noqa: E402

@@ -1,7 +1,7 @@
 """The classifier's runtimes side by side: faces/s, val accuracy and labelled timelines.
 
 For a bundle (default: the shipped model), in one run: faces/s of each runtime of
-:data:`fer.model.RUNTIMES` on one and on every core (tf-keras with the float network is
+:data:`fer.bundle.RUNTIMES` on one and on every core (tf-keras with the float network is
 the baseline: what `fer label` ran before LiteRT), accuracy, macro-F1 and the fear and sad
 recall on FER-2013 val per runtime and TTA mode, how often the runtimes agree there, and
 how often the labelled emotion of a face row on the sample clips agrees.
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer import model as bundle
+from fer import bundle
 from fer.labels import EMOTIONS
 from fer.metrics import score
 

@@ -153,7 +153,7 @@ def run_label(paths: list[Path], out: Path, decoders: int) -> dict:
 
 def stage_times(clip: Path, frames: int = 300) -> dict[str, float]:
     """Milliseconds per frame (classify: per face) of each stage, in this process."""
-    from fer import model as bundle
+    from fer import bundle
     from fer.video.align import crop_face
     from fer.video.faces import DEFAULT_DETECTOR, create_detector
 

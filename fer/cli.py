@@ -13,9 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from fer.bundle import RUNTIMES, TTA
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.model import RUNTIMES, TTA
 from fer.train.config import TrainConfig
 from fer.train.models import ARCHITECTURES
 from fer.video.faces import DETECTORS
@@ -303,7 +303,7 @@ def bundle_command(
     Examples: fer bundle training/deep-sgd
               fer bundle --ensemble runs/a/model runs/b/model --tta flip --out ens
     """
-    from fer import model as bundle
+    from fer import bundle
     from fer.train.trainer import export
 
     if not ensemble:
@@ -342,8 +342,7 @@ def evaluate(
     Ray's and TensorFlow's logs go to fer's log folder (~/.local/state/fer/logs/).
     Example: fer evaluate --data fer2013/ --split val --tta flip
     """
-    from fer import console
-    from fer import model as bundle
+    from fer import bundle, console
     from fer.evaluate import evaluate as evaluate_split
     from fer.evaluate import evaluate_detected, format_scores
 

@@ -117,7 +117,7 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     from fer import __version__
-    from fer.model import DEFAULT_BUNDLE, read_meta
+    from fer.bundle import DEFAULT_BUNDLE, read_meta
 
     def first(*dists: str) -> str:
         for dist in dists:

@@ -13,9 +13,9 @@ from fer.metrics import Scores, score
 
 
 def load_model(model, runtime: str = "auto"):
-    """``model`` as a loaded :class:`fer.model.EmotionModel`: a bundle path, None (the shipped
+    """``model`` as a loaded :class:`fer.bundle.EmotionModel`: a bundle path, None (the shipped
     model) or an already loaded model (returned as it is)."""
-    from fer import model as bundle
+    from fer import bundle
 
     return model if isinstance(model, bundle.EmotionModel) else bundle.load(model, runtime=runtime)
 

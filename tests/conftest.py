@@ -83,7 +83,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def untrained_bundle(tmp_path_factory) -> Path:
     """A real bundle of the small architecture (untrained: the pipeline tests check
     structure, not accuracy, and must not wait for training)."""
-    from fer import model as bundle
+    from fer import bundle
     from fer.train import models
 
     return bundle.save(

@@ -69,7 +69,7 @@ def test_user_mistakes_are_one_line_errors(args, message):
 
 
 def test_help_lists_every_registered_choice():
-    from fer.model import TTA
+    from fer.bundle import TTA
     from fer.train.models import ARCHITECTURES
     from fer.video.faces import DETECTORS
 

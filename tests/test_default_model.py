@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer import model as bundle
+from fer import bundle
 from fer.labels import EMOTIONS
 from fer.metrics import score
 from tests.conftest import FER2013

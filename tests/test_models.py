@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fer import model as bundle
+from fer import bundle
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train import models

@@ -111,7 +111,7 @@ class TrainConfig:
         if self.batch_size < self.workers:
             raise FerError(f"--batch-size {self.batch_size} is smaller than --workers {self.workers}")
         if self.teacher is not None:
-            from fer.model import read_meta
+            from fer.bundle import read_meta
 
             read_meta(self.teacher)
         if self.weights not in (None, "none", "imagenet") and not Path(self.weights).is_file():

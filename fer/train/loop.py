@@ -107,7 +107,7 @@ def _compile(model, config: TrainConfig, lr: float) -> None:
 
 
 def _new_model(config: TrainConfig):
-    from fer import model as bundle
+    from fer import bundle
     from fer.train import models
 
     if config.init:
@@ -257,7 +257,7 @@ def _teacher_probs(config: TrainConfig, x: np.ndarray) -> np.ndarray | None:
     """
     if config.teacher is None:
         return None
-    from fer import model as bundle
+    from fer import bundle
 
     teacher = bundle.load(config.teacher, threads=config.resolved_cpus())
     _say(f"teacher {teacher.name} ({teacher.id}): predicting {len(x)} training faces")

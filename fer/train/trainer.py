@@ -54,9 +54,9 @@ def start(config: TrainConfig) -> TrainResult:
     With ``config.init``, the architecture is the initial bundle's, whatever ``arch`` says.
     """
     if config.init:
-        from fer import model as bundle_format
+        from fer import bundle
 
-        config = replace(config, arch=bundle_format.read_meta(config.init).get("architecture", config.arch))
+        config = replace(config, arch=bundle.read_meta(config.init).get("architecture", config.arch))
     run_dir = Path(config.out).resolve()
     if (run_dir / RUN_FILE).exists():
         raise FerError(f"{run_dir} already holds a training run; continue it with --resume {run_dir}")
@@ -137,11 +137,11 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     result = trainer.fit()
     if result.error:
         raise result.error
-    bundle = export(run_dir)
-    best = bundle_meta(bundle)["training"]
-    print(f"[fer] best epoch {best['best_epoch']} of {best['epochs']}: bundle written to {bundle}")
+    written = export(run_dir)
+    best = bundle_meta(written)["training"]
+    print(f"[fer] best epoch {best['best_epoch']} of {best['epochs']}: bundle written to {written}")
     metrics = best["history"][best["best_epoch"] - 1]
-    return TrainResult(run_dir, bundle, best["best_epoch"], metrics, time.time() - t0)
+    return TrainResult(run_dir, written, best["best_epoch"], metrics, time.time() - t0)
 
 
 def _read_splits(config: TrainConfig):
@@ -170,9 +170,9 @@ def _write_data_info(run_dir: Path, train, val) -> None:
 
 
 def bundle_meta(path: Path) -> dict:
-    from fer import model as bundle_format
+    from fer import bundle
 
-    return bundle_format.read_meta(path)
+    return bundle.read_meta(path)
 
 
 def _lineage(parent: dict) -> dict:
@@ -198,7 +198,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ``training.wall_seconds`` is the wall-clock time of the run's epochs (training and
     validation), summed over every invocation (``--resume``) and restart; start-ups excluded.
     """
-    from fer import model as bundle_format
+    from fer import bundle
     from fer._tf import keras
     from fer.train.loop import CHECKPOINT_MODEL, find_checkpoints
 
@@ -232,5 +232,5 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     }
     for parent in ("init", "teacher"):  # the bundles this one was made from
         if getattr(config, parent):
-            meta["training"][parent] = _lineage(bundle_format.read_meta(getattr(config, parent)))
-    return bundle_format.save(model, Path(out) if out else run_dir / BUNDLE_DIR, meta)
+            meta["training"][parent] = _lineage(bundle.read_meta(getattr(config, parent)))
+    return bundle.save(model, Path(out) if out else run_dir / BUNDLE_DIR, meta)

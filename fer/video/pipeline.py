@@ -26,8 +26,7 @@ from typing import TextIO
 import numpy as np
 import pyarrow as pa
 
-from fer import aggregates, console
-from fer import model as bundle
+from fer import aggregates, bundle, console
 from fer.errors import EnvironmentFault
 from fer.labels import EMOTIONS
 from fer.schema import (
@@ -72,7 +71,7 @@ class LabelConfig:
     overwrite: bool = False
     decoders: int | None = None
     tta: str = "none"
-    #: The classifier's runtime (:data:`fer.model.RUNTIMES`); ``auto``: LiteRT when the bundle
+    #: The classifier's runtime (:data:`fer.bundle.RUNTIMES`); ``auto``: LiteRT when the bundle
     #: has it, except on GPUs (tf-keras).
     runtime: str = "auto"
     margin: float = 0.25

@@ -190,13 +190,13 @@ def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) ->
 class Classify:
     """map_batches actor: emotion probabilities for the crops of a batch of rows.
 
-    The model loads once per actor, on ``runtime`` (:data:`fer.model.RUNTIMES`: ``"auto"``
+    The model loads once per actor, on ``runtime`` (:data:`fer.bundle.RUNTIMES`: ``"auto"``
     runs LiteRT on the CPU when the bundle has it, ``"keras"`` is what a GPU needs).
     ``threads`` sets the runtime's CPU threads (0: its default, every core).
     """
 
     def __init__(self, *, model: str | None, tta: str, threads: int, runtime: str = "auto"):
-        from fer import model as bundle
+        from fer import bundle
 
         self.model = bundle.load(model, runtime=runtime, threads=threads)
         self.tta = tta
