@@ -304,12 +304,12 @@ def bundle_command(
               fer bundle --ensemble runs/a/model runs/b/model --tta flip --out ens
     """
     from fer import bundle
-    from fer.train.trainer import export
+    from fer.train.trainer import write_bundle
 
     if not ensemble:
         if len(sources) != 1:
             raise FerError(f"RUN_DIR: one training run (or --ensemble BUNDLE...); got {len(sources)} paths")
-        typer.echo(f"model bundle: {export(sources[0], out)}")
+        typer.echo(f"model bundle: {write_bundle(sources[0], out)}")
         return
     if out is None:
         raise FerError("--ensemble: needs --out DIR, where the ensemble bundle is written")

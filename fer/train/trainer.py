@@ -137,7 +137,7 @@ def _run(config: TrainConfig, run_dir: Path) -> TrainResult:
     result = trainer.fit()
     if result.error:
         raise result.error
-    written = export(run_dir)
+    written = write_bundle(run_dir)
     best = bundle_meta(written)["training"]
     print(f"[fer] best epoch {best['best_epoch']} of {best['epochs']}: bundle written to {written}")
     metrics = best["history"][best["best_epoch"] - 1]
@@ -189,7 +189,7 @@ def _lineage(parent: dict) -> dict:
     }
 
 
-def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_bundle(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the bundle of a run's best checkpoint so far (to ``RUN_DIR/model`` by default).
 
     Works on a finished, interrupted or still running run: it reads the checkpoints on disk.
