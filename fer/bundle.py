@@ -341,7 +341,7 @@ def write_litert(keras_model, directory: Path) -> None:
     """Convert ``keras_model`` to ``directory/model.tflite`` with int8 weights (dynamic-range
     quantisation); a network LiteRT cannot hold is left to tf-keras, with a warning.
 
-    Measured on FER-2013 val with the shipped model: 3.6x the float network's faces/s on one
+    Measured on FER-2013 val with the shipped model: 3.3x the float network's faces/s on one
     core, accuracy 66.82% against 66.87%, the same class for 99.7% of the faces, probabilities
     within 0.04 (``fer label --runtime keras`` gives the float network's exact figures).
     """
