@@ -622,12 +622,12 @@ def plot(
 def export(
     directory: TimelinesArg,
     video: Annotated[Optional[str], typer.Option(help="Video: id, file name or path (default: the only one).")] = None,
-    format: Annotated[str, typer.Option(help="csv (the timeline) | srt (emotion segments as subtitles).")] = "csv",
+    format: Annotated[str, typer.Option(help="csv (the timeline) | srt (emotion episodes as subtitles).")] = "csv",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output).")] = None,
     smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds first.")] = None,
-    min_duration: Annotated[float, typer.Option(help="srt: drop segments shorter than this (s).")] = 0.5,
+    min_duration: Annotated[float, typer.Option(help="srt: drop episodes shorter than this (s).")] = 0.5,
 ) -> None:
-    """Export one video's timeline as CSV, or its emotion segments as SRT subtitles."""
+    """Export one video's timeline as CSV, or its emotion episodes as SRT subtitles."""
     from fer import timelines
 
     if format not in ("csv", "srt"):
@@ -639,7 +639,7 @@ def export(
     if format == "csv":
         text = df.to_csv(index=False)
     else:
-        text = timelines.to_srt(timelines.segments(df, min_duration_s=min_duration))
+        text = timelines.to_srt(timelines.episodes(df, min_duration_s=min_duration))
     if out is None:
         typer.echo(text, nl=False)
     else:

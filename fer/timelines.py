@@ -1,4 +1,4 @@
-"""Query emotion timelines written by ``fer label``: read, smooth, segment, summarise.
+"""Query emotion timelines written by ``fer label``: read, smooth, split into episodes, summarise.
 
 Every function takes and returns plain pandas DataFrames. Timeline rows have the columns
 of :data:`fer.schema.TIMELINE_SCHEMA` (one row per sampled frame and face; ``face_id ==
@@ -270,8 +270,9 @@ def smooth(df: pd.DataFrame, window_s: float = 0.5, method: str = "ema") -> pd.D
     return _redominate(out)
 
 
-def segments(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float = 1.0) -> pd.DataFrame:
-    """Contiguous runs of one dominant emotion per face.
+def episodes(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float = 1.0) -> pd.DataFrame:
+    """Emotion episodes: contiguous runs of one dominant emotion per face ('segments' are
+    only the pieces a video is split into for labelling).
 
     A run ends when the dominant emotion changes or the face is unseen for more than
     ``max_gap_s``; runs shorter than ``min_duration_s`` are dropped.
@@ -329,11 +330,11 @@ def _srt_time(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
-def to_srt(segs: pd.DataFrame) -> str:
-    """SubRip subtitles of emotion segments (from :func:`segments`), one cue per segment,
+def to_srt(episodes: pd.DataFrame) -> str:
+    """SubRip subtitles of emotion episodes (from :func:`episodes`), one cue per episode,
     so the labels can be watched on top of the video in any player."""
     cues = []
-    for i, row in enumerate(segs.sort_values(["start_s", "face_id"]).itertuples(), 1):
+    for i, row in enumerate(episodes.sort_values(["start_s", "face_id"]).itertuples(), 1):
         text = f"face {row.face_id}: {row.emotion} ({row.mean_prob:.0%})"
         cues.append(f"{i}\n{_srt_time(row.start_s)} --> {_srt_time(row.end_s)}\n{text}\n")
     return "\n".join(cues)

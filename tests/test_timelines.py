@@ -83,13 +83,13 @@ def test_summarize_by_video_and_face_hand_computed(archive):
     assert by_face.loc[1, "dominant"] == "angry" and by_face.loc[0, "share_happy"] == pytest.approx(0.4)
 
 
-def test_segments_hand_computed(archive):
-    segs = tl.segments(tl.read(archive, videos="a"))
-    rows = segs[["face_id", "emotion", "start_s", "end_s", "frames"]].values.tolist()
+def test_episodes_hand_computed(archive):
+    episodes = tl.episodes(tl.read(archive, videos="a"))
+    rows = episodes[["face_id", "emotion", "start_s", "end_s", "frames"]].values.tolist()
     assert rows == [[0, "happy", 0.0, 4.0, 4], [0, "sad", 4.0, 10.0, 6], [1, "angry", 0.0, 2.0, 2]]
-    assert segs.mean_prob.round(3).tolist() == [0.9, 0.9, 0.9]
-    assert len(tl.segments(tl.read(archive, videos="a"), min_duration_s=3)) == 2
-    srt = tl.to_srt(segs)
+    assert episodes.mean_prob.round(3).tolist() == [0.9, 0.9, 0.9]
+    assert len(tl.episodes(tl.read(archive, videos="a"), min_duration_s=3)) == 2
+    srt = tl.to_srt(episodes)
     assert srt.startswith("1\n00:00:00,000 --> 00:00:04,000\nface 0: happy (90%)\n\n2\n00:00:00,000 --> 00:00:02,000")
     assert "00:00:04,000 --> 00:00:10,000\nface 0: sad (90%)" in srt
 
