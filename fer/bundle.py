@@ -158,6 +158,10 @@ class LiteNetwork:
         return self._interpreter.get_tensor(self._output["index"]).copy()
 
 
+#: What ``runtime`` may be wherever a bundle is loaded: a runtime, or ``auto`` (:func:`runtime_for`).
+RUNTIME_CHOICES = ("auto", *RUNTIMES.names())
+
+
 def runtime_for(path: Path, runtime: str) -> str:
     """The runtime ``"auto"`` means for the bundle at ``path``: LiteRT when the bundle has its
     file and the package is installed, else tf-keras; any other value is returned as it is."""
@@ -269,6 +273,8 @@ def load(path: str | Path | None = None, *, runtime: str = "auto", threads: int 
     Raises:
         FerError: not a bundle, an unknown format version, or an unreadable model file.
     """
+    if runtime not in RUNTIME_CHOICES:
+        raise FerError(f"--runtime: must be one of {', '.join(RUNTIME_CHOICES)}; got {runtime!r}")
     path = resolve(path)
     meta = read_meta(path)
     if "members" in meta:

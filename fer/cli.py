@@ -349,8 +349,6 @@ def evaluate(
     if detect:
         DETECTORS.get(detector)
     TTA.get(tta)
-    if runtime != "auto":
-        bundle.RUNTIMES.get(runtime)
     with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
         emotion_model = bundle.load(model, runtime=runtime)
         if detect:

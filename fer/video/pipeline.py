@@ -105,7 +105,7 @@ LABEL_CONSTRAINTS = {
     "decoders": (NONE, AT_LEAST_ONE),
     "margin": (PROBABILITY,),
     "engine": (Options(ENGINES),),
-    "runtime": (Options(("auto", *bundle.RUNTIMES.names())),),
+    "runtime": (Options(bundle.RUNTIME_CHOICES),),
 }
 
 
