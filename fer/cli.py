@@ -185,6 +185,9 @@ def train(
     erase: Annotated[
         float, typer.Option(help="Probability of random erasing per training image.")
     ] = TRAIN_DEFAULTS.augment.erase,
+    zoom: Annotated[
+        float, typer.Option(help="Largest random zoom in or out (0.15: 0.85x-1.15x; ten-crop at test is 1.14x).")
+    ] = TRAIN_DEFAULTS.augment.zoom,
     label_smoothing: Annotated[
         float, typer.Option(help="Label smoothing of the loss.")
     ] = TRAIN_DEFAULTS.label_smoothing,
@@ -262,7 +265,7 @@ def train(
             **same,
             epochs=TRAIN_DEFAULTS.epochs if epochs is None else epochs,
             use_augment=augment,
-            augment=AugmentConfig(erase=erase),
+            augment=AugmentConfig(erase=erase, zoom=zoom),
             command=_command_line(),
         )
         run_dir, work = out, lambda: trainer.start(config)

@@ -58,6 +58,15 @@ def test_data_stats_on_shared_fer2013():
             ["train", "--data", "/x", "--out", "/tmp/x", "--optimizer", "adam"],
             "--optimizer: must be one of adamw, sgd; got 'adam'",
         ),
+        (
+            ["train", "--data", "/x", "--out", "/tmp/x", "--zoom", "0.9"],
+            "--zoom: must be a number in [0, 0.5]; got 0.9",
+        ),
+        (
+            ["label", str(SAMPLES), "--out", "/tmp/x", "--runtime", "tflite"],
+            "--runtime: must be one of auto, keras, litert; got 'tflite'",
+        ),
+        (["bundle", "a", "b"], "RUN_DIR: one training run (or --ensemble BUNDLE...); got 2 paths"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args, message):

@@ -28,6 +28,8 @@ SELECT_METRICS = ("val_macro_f1", "val_accuracy")
 OPTIMIZERS = ("adamw", "sgd")
 
 
+#: What the augmentation options accept (a zoom of 0.5 already halves or doubles the face).
+AUGMENT_CONSTRAINTS = {"erase": (Interval(0, 1),), "zoom": (Interval(0, 0.5),)}
 #: What each option of :class:`TrainConfig` accepts (checked once, when it is built).
 TRAIN_CONSTRAINTS = {
     "epochs": (AT_LEAST_ONE,),
@@ -106,8 +108,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         models.spec(self.arch)
         validate(self, TRAIN_CONSTRAINTS)
-        if not 0 <= self.augment.erase <= 1:
-            raise FerError(f"--erase: must be a number in [0, 1]; got {self.augment.erase!r}")
+        validate(self.augment, AUGMENT_CONSTRAINTS)
         if self.batch_size < self.workers:
             raise FerError(f"--batch-size {self.batch_size} is smaller than --workers {self.workers}")
         if self.teacher is not None:
