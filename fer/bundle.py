@@ -351,8 +351,7 @@ def write_litert(keras_model, directory: Path) -> None:
     core, accuracy 66.82% against 66.87%, the same class for 99.7% of the faces, probabilities
     within 0.04 (``fer label --runtime keras`` gives the float network's exact figures).
     """
-    import warnings
-
+    from fer import console
     from fer._tf import tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
@@ -360,7 +359,7 @@ def write_litert(keras_model, directory: Path) -> None:
     try:
         (directory / LITERT_FILE).write_bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - the converter raises many kinds; tf-keras still runs it
-        warnings.warn(f"{directory}: no LiteRT copy of this model ({exc}); it runs on tf-keras", stacklevel=2)
+        console.warn(f"{directory}: no LiteRT copy of this model ({exc}); it runs on tf-keras")
 
 
 def _common_meta() -> dict:

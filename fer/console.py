@@ -28,6 +28,13 @@ MARK = "[fer] "
 _WORKER_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?\([^)]*\)(?:\x1b\[0m)?\s*")
 
 
+def warn(message: str) -> None:
+    """Tell the user of something fer passed over (on stderr, shown even when the frameworks'
+    output is filed: the line carries :data:`MARK`)."""
+    sys.stderr.write(f"{MARK}warning: {message}\n")
+    sys.stderr.flush()
+
+
 class _Sieve(io.TextIOBase):
     """A text stream that writes everything to ``log`` and shows fer's marked lines on ``show``."""
 

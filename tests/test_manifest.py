@@ -96,3 +96,14 @@ def test_readers_ignore_what_a_crash_left_and_fer_check_repairs_it(ray_local, un
     assert report.missing == [vid] and manifest.load(out) == {}
     assert [e.status for e in _label([SAMPLES / "single_face.mp4"], out, untrained_bundle).entries] == ["done"]
     assert check(out).consistent and len(pd.read_parquet(out / "timelines")) == 72
+
+
+def test_an_unreadable_entry_is_named_not_passed_over_silently(tmp_path, capsys):
+    entry = manifest.Entry("clip-0123456789", "/v/clip.mp4", "done", "")
+    (tmp_path / manifest.MANIFEST_DIR).mkdir()
+    manifest.record(manifest.Location.parse(str(tmp_path)), entry)
+    broken = tmp_path / manifest.MANIFEST_DIR / "other-0123456789.json"
+    broken.write_text("{not json")
+    assert list(manifest.load(str(tmp_path))) == ["clip-0123456789"]
+    err = capsys.readouterr().err
+    assert f"warning: {broken}: not a readable manifest entry" in err and "counts as not labelled" in err

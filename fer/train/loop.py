@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer import console
 from fer._ray import quiet_ray_data
 from fer.data.augment import augment
 from fer.data.balance import class_weights, epoch_counts, sample_epoch
@@ -308,8 +309,8 @@ def find_checkpoints(*dirs: Path) -> list[tuple[dict, Path]]:
         try:
             if (d / CHECKPOINT_MODEL).is_file():
                 found.append((json.loads((d / CHECKPOINT_STATE).read_text()), d))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError) as exc:
+            console.warn(f"{d}: not a complete checkpoint ({exc}); passed over")
     return sorted(found, key=lambda sd: sd[0]["epochs_done"], reverse=True)
 
 
@@ -329,8 +330,8 @@ def _restore(checkpoint, run_dir: Path) -> tuple[dict, object] | None:
     for state, d in find_checkpoints(*dirs):
         try:
             return state, keras.models.load_model(str(d / CHECKPOINT_MODEL))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError) as exc:
+            console.warn(f"{d}: cannot load its model ({exc}); resuming from an older checkpoint")
     return None
 
 

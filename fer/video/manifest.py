@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from fer import console
 from fer.storage import Location, read_many
 
 MANIFEST_DIR = "manifest"
@@ -49,11 +50,15 @@ def load(out: Location | str) -> dict[str, Entry]:
     """Every video's entry in the manifest of output ``out`` ({} when there is none)."""
     out = out if isinstance(out, Location) else Location.parse(out)
     entries: dict[str, Entry] = {}
-    for blob in read_many((out / MANIFEST_DIR).files(".json")):
+    files = (out / MANIFEST_DIR).files(".json")
+    for where, blob in zip(files, read_many(files), strict=True):
+        if blob is None:
+            continue  # removed meanwhile (a concurrent check --repair): the video counts as not done
         try:
             entry = Entry(**json.loads(blob))
-        except (TypeError, ValueError):
-            continue  # not ours, or vanished (None): the video counts as not done
+        except (TypeError, ValueError) as exc:
+            console.warn(f"{where}: not a readable manifest entry ({exc}); its video counts as not labelled")
+            continue
         entries[entry.video_id] = entry
     return entries
 
