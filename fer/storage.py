@@ -187,7 +187,8 @@ def _reason(exc: OSError) -> str:
 
 def read_many(locations: list[Location], threads: int = 16) -> list[bytes | None]:
     """The bytes of many small files, read concurrently (object stores answer each request
-    with tens of milliseconds of latency); None for a file that vanished meanwhile."""
+    with tens of milliseconds of latency: 16 requests in flight hide it without tripping
+    request-rate limits); None for a file that vanished meanwhile."""
 
     def one(loc: Location) -> bytes | None:
         try:

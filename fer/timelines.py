@@ -408,6 +408,11 @@ def _aggregate_missing(files: list[Location], address: str | None) -> None:
     ray.get([task.remote(f) for f in files])
 
 
+#: Timeline files per scan task on a cluster: enough that a task's start-up (~10 ms) is small
+#: against its reads, few enough that an archive of thousands of videos spreads over every node.
+FILES_PER_SCAN_TASK = 16
+
+
 def scan(
     path: str | Path | Location,
     where: str | None = None,
@@ -440,7 +445,7 @@ def scan(
 
         connect(address)
         task = ray.remote(_duckdb_scan)
-        chunks = [files[i : i + 16] for i in range(0, len(files), 16)]
+        chunks = [files[i : i + FILES_PER_SCAN_TASK] for i in range(0, len(files), FILES_PER_SCAN_TASK)]
         df = pd.concat(ray.get([task.remote(c, where, cols, limit) for c in chunks]), ignore_index=True)
     order = [c for c in ("video_id", "time_s", "face_id") if c in df.columns]
     df = df.sort_values(order, kind="stable") if order else df

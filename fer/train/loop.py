@@ -48,6 +48,11 @@ def epoch_size(config: TrainConfig, train_counts: list[int]) -> int:
     return max(1, math.ceil(total / config.batch_size)) * config.batch_size
 
 
+#: Where the cosine schedule ends, as a share of its peak: not 0, so the last epochs still
+#: learn and a warm restart (``--init``) from the final weights continues from a live optimum.
+LR_FLOOR = 0.02
+
+
 def learning_rate(config: TrainConfig, epoch: int, transfer: bool) -> float:
     """Cosine decay over the epochs of the current phase (epoch is 0-based).
 
@@ -61,7 +66,7 @@ def learning_rate(config: TrainConfig, epoch: int, transfer: bool) -> float:
     else:
         base, start, end = config.lr, 0, config.epochs
     t = (epoch - start) / max(1, end - start)
-    return float(base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))))
+    return float(base * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))))
 
 
 def _collect(shard) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,9 @@ def create_detector(name: str, *, min_face: int = 20, threads: int = 1):
 
 # --------------------------------------------------------------------------- YuNet
 
+#: Non-maximum suppression's overlap: OpenCV's (FaceDetectorYN) and MediaPipe's value for faces;
+#: two real faces (people side by side, a face over a shoulder) rarely overlap by more than this.
+NMS_IOU = 0.3
 YUNET_MODEL = Path(__file__).resolve().parent.parent / "models" / "yunet" / "yunet_n_dynamic.onnx"
 #: The face size (box side, in the detector's input) down to which YuNet-n finds every face
 #: of the tiled sample frames; recall falls to 91% at 8.4 px and to 0 below 6 px. 10 px
@@ -104,7 +107,9 @@ class YuNet:
 
     STRIDES = (8, 16, 32)
 
-    def __init__(self, *, min_face: int = 20, min_score: float = YUNET_MIN_SCORE, iou: float = 0.3, threads: int = 1):
+    def __init__(
+        self, *, min_face: int = 20, min_score: float = YUNET_MIN_SCORE, iou: float = NMS_IOU, threads: int = 1
+    ):
         import onnxruntime as ort
 
         if min_face < 1:
@@ -264,7 +269,7 @@ class BlazeFace:
     """MediaPipe BlazeFace on the TFLite interpreter. Call with a BGR frame."""
 
     def __init__(
-        self, variant: str = "blazeface", *, min_score: float | None = None, iou: float = 0.3, threads: int = 1
+        self, variant: str = "blazeface", *, min_score: float | None = None, iou: float = NMS_IOU, threads: int = 1
     ):
         self.spec = _BLAZE[variant]
         self.min_score = self.spec.min_score if min_score is None else min_score
