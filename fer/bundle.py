@@ -109,9 +109,9 @@ def resolve(path: str | Path | None) -> Path:
     return DEFAULT_BUNDLE
 
 
-#: Runtimes that run a bundle's network: one decorated loader per runtime, from a bundle
-#: directory (and the threads to use) to a function mapping ``(n, 48, 48, 1)`` float32 faces
-#: to ``(n, 7)`` probabilities.
+#: Runtimes that run a bundle's network: one decorated class per runtime, built from a bundle
+#: directory and a CPU thread count, called on ``(n, 48, 48, 1)`` float32 faces to give
+#: ``(n, 7)`` probabilities.
 RUNTIMES = Registry("runtime")
 
 
@@ -141,8 +141,12 @@ class LiteNetwork:
     """A bundle's ``model.tflite`` on LiteRT (TFLite's successor, without TensorFlow)."""
 
     def __init__(self, path: Path, threads: int):
-        from ai_edge_litert.interpreter import Interpreter
-
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise FerError("--runtime litert: needs the ai-edge-litert package (pip install ai-edge-litert)") from None
+        if not (path / LITERT_FILE).is_file():
+            raise FerError(f"--runtime litert: {path} has no {LITERT_FILE} (a bundle written before LiteRT: use keras)")
         # LiteRT's own default is one thread; 0 means every core here, as for tf-keras.
         self._interpreter = Interpreter(model_path=str(path / LITERT_FILE), num_threads=threads or os.cpu_count())
         (self._input,), (self._output,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()

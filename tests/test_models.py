@@ -102,6 +102,8 @@ def test_runtimes_agree_and_auto_prefers_litert(tmp_path):
         np.testing.assert_allclose(lite.predict(faces, tta=tta), tf_keras.predict(faces, tta=tta), atol=0.02)
     (path / bundle.LITERT_FILE).unlink()  # a bundle written before LiteRT runs on tf-keras
     assert bundle.load(path).runtime == "keras"
+    with pytest.raises(FerError, match="--runtime litert: .* has no model.tflite"):
+        bundle.load(path, runtime="litert")
     with pytest.raises(FerError, match="--runtime: must be one of auto, keras, litert; got 'tflite'"):
         bundle.load(path, runtime="tflite")
 
