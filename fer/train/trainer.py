@@ -52,7 +52,11 @@ def start(config: TrainConfig) -> TrainResult:
     """Start a new run in ``config.out``. Fails if that directory already holds a run.
 
     With ``config.init``, the architecture is the initial bundle's, whatever ``arch`` says.
+    The bundles ``init`` and ``teacher`` are recorded as absolute paths: the workers read them,
+    from a working directory of Ray's.
     """
+    bundles = {k: str(Path(v).resolve()) for k in ("init", "teacher") if (v := getattr(config, k))}
+    config = replace(config, **bundles)
     if config.init:
         from fer import bundle
 
