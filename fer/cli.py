@@ -310,6 +310,8 @@ def bundle_command(
     from fer.train.trainer import write_bundle
 
     if not ensemble:
+        if tta or name:
+            raise FerError("--tta and --name describe an ensemble: add --ensemble")
         if len(sources) != 1:
             raise FerError(f"RUN_DIR: one training run (or --ensemble BUNDLE...); got {len(sources)} paths")
         typer.echo(f"model bundle: {write_bundle(sources[0], out)}")
