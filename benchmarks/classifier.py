@@ -2,9 +2,9 @@
 
 For a bundle (default: the shipped model), in one run: faces/s of each runtime of
 :data:`fer.bundle.RUNTIMES` on one and on every core, against a baseline bundle on tf-keras
-(default: the shipped model's float network, what `fer label` ran before LiteRT), accuracy, macro-F1 and the fear and sad
-recall on FER-2013 val per runtime and TTA mode, how often the runtimes agree there, and
-how often the labelled emotion of a face row on the sample clips agrees.
+(default: the shipped model's float network, what `fer label` ran before LiteRT); accuracy,
+macro-F1 and the fear and sad recall on FER-2013 val per runtime and TTA mode; how often the
+runtimes agree there, and how often the labelled emotion of a face row on the sample clips agrees.
 
 Usage: python benchmarks/classifier.py [--model BUNDLE] [--baseline BUNDLE] [--data ../shared/data/fer2013]
 """
