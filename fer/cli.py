@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json as _json
 import shlex
 import sys
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from fer.bundle import RUNTIMES, TTA
+from fer.bundle import TTA
+from fer.data.augment import AugmentConfig
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train.config import TrainConfig
-from fer.train.models import ARCHITECTURES
 from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
 #: The library's defaults, shown by the CLI (defined once, in the config dataclasses).
 LABEL_DEFAULTS = LabelConfig(inputs=(), out="")
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "augment", "command"}
 TRAIN_DEFAULTS = TrainConfig(data="", out="")
 
 app = typer.Typer(
@@ -94,13 +96,58 @@ def _command_line() -> str:
     return shlex.join(["fer", *sys.argv[1:]])
 
 
-RuntimeOpt = Annotated[
-    str,
-    typer.Option(help=f"Classifier runtime: auto (litert when the bundle has it, keras on GPUs); {RUNTIMES.help()}."),
-]
+RuntimeOpt = Annotated[str, typer.Option(help=LabelConfig.__dataclass_fields__["runtime"].metadata["help"])]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show Ray's and TensorFlow's own logs instead of filing them.")
 ]
+
+
+#: Output switches, listed after a command's config options in its help.
+LAST_OPTIONS = ("json", "verbose")
+
+
+def config_options(*configs: type) -> Callable[[Callable], Callable]:
+    """Give a command an option for every field of ``configs`` declared with a help text
+    (:func:`fer.validation.option`): the field's type, default and help, defined once there.
+
+    The options reach the command in its ``**settings``, after the parameters it declares
+    itself (those win over a field of the same name; ``--json`` and ``--verbose`` are listed
+    last). Modelled on sqlite-utils' commands
+    over its library: the CLI maps flags onto the library's config, it does not restate it.
+    """
+
+    def decorate(command: Callable) -> Callable:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
+        taken = {p.name for p in own}
+        generated = []
+        for config in configs:
+            hints = typing.get_type_hints(config)
+            for f in dataclasses.fields(config):
+                if "help" in f.metadata and f.name not in taken:
+                    option = typer.Option(help=f.metadata["help"])
+                    generated.append(inspect.Parameter(
+                        f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                        annotation=Annotated[hints[f.name], option],
+                    ))  # fmt: skip
+                    taken.add(f.name)
+
+        @functools.wraps(command)
+        def run(**params):
+            return command(**params)
+
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        last = [p for p in own if p.name in LAST_OPTIONS]
+        parameters = [p for p in own if p.name not in LAST_OPTIONS] + generated + last
+        run.__signature__ = inspect.Signature(parameters)
+        return run
+
+    return decorate
+
+
+def _fields_of(config: type, values: dict) -> dict:
+    """The entries of ``values`` that are fields of ``config``."""
+    names = {f.name for f in dataclasses.fields(config)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 @contextmanager
@@ -158,6 +205,7 @@ def data_stats(
 
 
 @app.command()
+@config_options(TrainConfig, AugmentConfig)
 def train(
     ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help="Image-folder root or FER-2013 CSV.")] = None,
@@ -165,82 +213,15 @@ def train(
         Optional[Path], typer.Option(help="Run directory: checkpoints and the final bundle (RUN_DIR/model).")
     ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this directory.")] = None,
-    train_split: Annotated[str, typer.Option(help="Split to train on.")] = TRAIN_DEFAULTS.train_split,
-    val_split: Annotated[str, typer.Option(help="Split to select the best epoch on.")] = TRAIN_DEFAULTS.val_split,
-    arch: Annotated[str, typer.Option(help=f"Architecture: {ARCHITECTURES.help()}.")] = TRAIN_DEFAULTS.arch,
     epochs: Annotated[
         Optional[int],
         typer.Option(
             help=f"Epochs to train (default: {TRAIN_DEFAULTS.epochs}; with --resume: extend the run to this many)."
         ),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option(help="Global batch size, split over the workers.")
-    ] = TRAIN_DEFAULTS.batch_size,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay).")] = TRAIN_DEFAULTS.lr,
-    weight_decay: Annotated[
-        float, typer.Option(help="Weight decay (decoupled, scaled by the learning rate).")
-    ] = TRAIN_DEFAULTS.weight_decay,
-    optimizer: Annotated[str, typer.Option(help="adamw | sgd (Nesterov momentum 0.9).")] = TRAIN_DEFAULTS.optimizer,
-    erase: Annotated[
-        float, typer.Option(help="Probability of random erasing per training image.")
-    ] = TRAIN_DEFAULTS.augment.erase,
-    zoom: Annotated[
-        float, typer.Option(help="Largest random zoom in or out (0.15: 0.85x-1.15x; ten-crop at test is 1.14x).")
-    ] = TRAIN_DEFAULTS.augment.zoom,
-    label_smoothing: Annotated[
-        float, typer.Option(help="Label smoothing of the loss.")
-    ] = TRAIN_DEFAULTS.label_smoothing,
-    balance: Annotated[str, typer.Option(help="augment | class-weight | none.")] = TRAIN_DEFAULTS.balance,
-    balance_target: Annotated[
-        Optional[int], typer.Option(help="Raise smaller classes to this count per epoch (default: the largest class).")
-    ] = None,
     augment: Annotated[bool, typer.Option(help="Randomly augment every training image.")] = TRAIN_DEFAULTS.use_augment,
-    weights: Annotated[
-        Optional[str], typer.Option(help="Transfer backbones: imagenet | none | PATH to a *_notop.h5 file.")
-    ] = None,
-    input_size: Annotated[
-        int, typer.Option(help="Transfer backbones: faces are upscaled to this size.")
-    ] = TRAIN_DEFAULTS.input_size,
-    freeze_epochs: Annotated[
-        int, typer.Option(help="Transfer backbones: epochs with the backbone frozen.")
-    ] = TRAIN_DEFAULTS.freeze_epochs,
-    fine_tune_blocks: Annotated[
-        int, typer.Option(help="Transfer backbones: top blocks unfrozen after that.")
-    ] = TRAIN_DEFAULTS.fine_tune_blocks,
-    fine_tune_lr: Annotated[
-        float, typer.Option(help="Transfer backbones: learning rate after unfreezing.")
-    ] = TRAIN_DEFAULTS.fine_tune_lr,
-    init: Annotated[Optional[Path], typer.Option(help="Start from this model bundle (fine-tune it).")] = None,
-    teacher: Annotated[
-        Optional[Path],
-        typer.Option(help="Distil this bundle (an ensemble, say): its probabilities join each face's target."),
-    ] = None,
-    teacher_weight: Annotated[
-        float, typer.Option(help="With --teacher: the teacher's share of the target (the label has the rest).")
-    ] = TRAIN_DEFAULTS.teacher_weight,
-    workers: Annotated[int, typer.Option(help="Data-parallel training workers.")] = TRAIN_DEFAULTS.workers,
-    cpus_per_worker: Annotated[
-        Optional[int], typer.Option(help="CPUs per worker (default: local cores / workers).")
-    ] = None,
-    gpus_per_worker: Annotated[
-        float, typer.Option(help="GPUs per worker (0: CPU training).")
-    ] = TRAIN_DEFAULTS.gpus_per_worker,
-    max_failures: Annotated[
-        int, typer.Option(help="Worker failures to survive by restarting from the latest checkpoint.")
-    ] = TRAIN_DEFAULTS.max_failures,
-    address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
-    ] = None,
-    select: Annotated[
-        str, typer.Option(help="val_macro_f1 | val_accuracy: how the best epoch is chosen.")
-    ] = TRAIN_DEFAULTS.select,
-    seed: Annotated[int, typer.Option(help="Random seed for sampling and augmentation.")] = TRAIN_DEFAULTS.seed,
-    limit_per_class: Annotated[
-        Optional[int], typer.Option(help="Use at most this many images per class (quick runs).")
-    ] = None,
-    name: Annotated[Optional[str], typer.Option(help="Model name recorded in the bundle.")] = None,
     verbose: VerboseOpt = False,
+    **settings,
 ) -> None:
     """Train an emotion classifier on Ray Train and write a model bundle into RUN_DIR/model.
 
@@ -248,24 +229,24 @@ def train(
     Example: fer train --data fer2013/ --out runs/small --arch small --epochs 10
     """
     from fer import console
-    from fer.data.augment import AugmentConfig
     from fer.train import trainer
 
     if resume is not None:
         if not resume.is_dir():
             raise FerError(f"--resume: no such run directory {resume}")
         _only_with_resume(ctx, allowed=("resume", "epochs", "address", "verbose"))
+        address = settings["address"]
         run_dir, work = resume, lambda: trainer.resume(resume, epochs=epochs, address=address)
     else:
         if data is None or out is None:
             raise FerError("fer train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)")
-        # Options named as TrainConfig's fields pass through as they are; the rest are mapped here.
-        same = {k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items() if k in TRAIN_FIELDS}
         config = TrainConfig(
-            **same,
+            **_fields_of(TrainConfig, settings),
+            data=data,
+            out=str(out),
             epochs=TRAIN_DEFAULTS.epochs if epochs is None else epochs,
             use_augment=augment,
-            augment=AugmentConfig(erase=erase, zoom=zoom),
+            augment=AugmentConfig(**_fields_of(AugmentConfig, settings)),
             command=_command_line(),
         )
         run_dir, work = out, lambda: trainer.start(config)
@@ -385,6 +366,7 @@ def evaluate(
 
 
 @app.command()
+@config_options(LabelConfig)
 def label(
     inputs: Annotated[
         list[str], typer.Argument(help="Video or image files, folders (searched recursively) or .txt lists of paths.")
@@ -393,38 +375,9 @@ def label(
         str,
         typer.Option(help="Output folder or URI (s3://bucket/prefix): timelines/*.parquet and manifest/*.json."),
     ],
-    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frames per second to sample (default: every frame).")] = None,
-    detector: Annotated[str, typer.Option(help=f"Face detector: {DETECTORS.help()}.")] = LABEL_DEFAULTS.detector,
-    min_face: Annotated[
-        int, typer.Option(help="Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
-    ] = LABEL_DEFAULTS.min_face,
-    align: Annotated[
-        bool, typer.Option(help="Level the eyes and frame each face as FER-2013 does before classifying.")
-    ] = LABEL_DEFAULTS.align,
-    batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = LABEL_DEFAULTS.batch_size,
-    gpus: Annotated[
-        int, typer.Option(help="Classifier actors with one GPU each (0: on the CPUs).")
-    ] = LABEL_DEFAULTS.gpus,
-    decoders: Annotated[Optional[int], typer.Option(help="Decode+detect actors (default: one per CPU).")] = None,
-    segment_seconds: Annotated[
-        float, typer.Option(help="Split videos into segments this long.")
-    ] = LABEL_DEFAULTS.segment_seconds,
-    tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = LABEL_DEFAULTS.tta,
-    runtime: RuntimeOpt = LABEL_DEFAULTS.runtime,
-    overwrite: Annotated[bool, typer.Option(help="Redo videos the manifest says are done.")] = LABEL_DEFAULTS.overwrite,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="auto: short jobs on this machine (no GPUs, a few short videos) run in this process, the rest on "
-            "Ray; ray | process force one."
-        ),
-    ] = LABEL_DEFAULTS.engine,
-    address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else local).")
-    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     verbose: VerboseOpt = False,
+    **settings,
 ) -> None:
     """Label videos and images: per-frame, per-face emotion timelines as Parquet, one file per video.
 
@@ -437,12 +390,7 @@ def label(
     from fer.storage import Location
     from fer.video.pipeline import Interrupted, OutputFault, run
 
-    config = LabelConfig(
-        inputs=tuple(inputs), out=str(out), model=str(model) if model else None, fps=fps, detector=detector,
-        min_face=min_face, align=align, batch_size=batch_size, gpus=gpus, decoders=decoders,
-        segment_seconds=segment_seconds, tta=tta, runtime=runtime, overwrite=overwrite, address=address,
-        engine=engine, command=_command_line(),
-    )  # fmt: skip
+    config = LabelConfig(inputs=tuple(inputs), out=out, **settings, command=_command_line())
     name = console.stamp()
     try:
         with _quiet(str(Location.parse(out) / LOGS_DIR), f"run-{name}", verbose) as terminal:

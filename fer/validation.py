@@ -13,7 +13,7 @@ maps names to flags and never repeats a check.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any
 
@@ -71,6 +71,12 @@ AT_LEAST_ONE = Interval(1, None, integer=True)
 NON_NEGATIVE_INT = Interval(0, None, integer=True)
 NON_NEGATIVE = Interval(0, None)
 PROBABILITY = Interval(0, 1)
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field that is also a command-line option (:func:`flag` of its name): its
+    default and its help are declared here, once, and the CLI builds the option from them."""
+    return field(default=default, metadata={"help": help})
 
 
 def flag(name: str) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fer.validation import option
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -31,10 +33,10 @@ class AugmentConfig:
     flip: float = 0.5
     rotation: float = 10.0
     shift: float = 0.1
-    zoom: float = 0.1
+    zoom: float = option(0.1, "Largest random zoom in or out (0.15: 0.85x-1.15x; ten-crop at test is 1.14x).")
     brightness: float = 0.2
     contrast: float = 0.2
-    erase: float = 0.0
+    erase: float = option(0.0, "Probability of random erasing per training image.")
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:

@@ -19,6 +19,7 @@ from fer.validation import (
     POSITIVE,
     Interval,
     Options,
+    option,
     validate,
 )  # fmt: skip
 
@@ -68,41 +69,41 @@ class TrainConfig:
 
     data: str
     out: str
-    train_split: str = "train"
-    val_split: str = "val"
-    arch: str = "deep"
+    train_split: str = option("train", "Split to train on.")
+    val_split: str = option("val", "Split to select the best epoch on.")
+    arch: str = option("deep", f"Architecture: {models.ARCHITECTURES.help()}.")
     epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    label_smoothing: float = 0.1
-    balance: str = "augment"
-    balance_target: int | None = None
+    batch_size: int = option(64, "Global batch size, split over the workers.")
+    lr: float = option(1e-3, "Peak learning rate (cosine decay).")
+    weight_decay: float = option(1e-4, "Weight decay (decoupled, scaled by the learning rate).")
+    optimizer: str = option("adamw", f"{' | '.join(OPTIMIZERS)} (Nesterov momentum 0.9).")
+    label_smoothing: float = option(0.1, "Label smoothing of the loss.")
+    balance: str = option("augment", f"{' | '.join(BALANCE_MODES)}.")
+    balance_target: int | None = option(None, "Raise smaller classes to this count per epoch (default: the largest).")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     use_augment: bool = True
     # Transfer learning (vgg16, resnet50v2).
-    weights: str | None = None
-    input_size: int = 96
-    freeze_epochs: int = 3
-    fine_tune_blocks: int = 1
-    fine_tune_lr: float = 1e-4
-    init: str | None = None
+    weights: str | None = option(None, "Transfer backbones: imagenet | none | PATH to a *_notop.h5 file.")
+    input_size: int = option(96, "Transfer backbones: faces are upscaled to this size.")
+    freeze_epochs: int = option(3, "Transfer backbones: epochs with the backbone frozen.")
+    fine_tune_blocks: int = option(1, "Transfer backbones: top blocks unfrozen after that.")
+    fine_tune_lr: float = option(1e-4, "Transfer backbones: learning rate after unfreezing.")
+    init: str | None = option(None, "Start from this model bundle (fine-tune it).")
     #: Distillation: a bundle (an ensemble, say) whose probabilities for each training face
     #: are mixed into its target with ``teacher_weight`` (the label keeps the rest).
-    teacher: str | None = None
-    teacher_weight: float = 0.5
+    teacher: str | None = option(None, "Distil this bundle (an ensemble, say): its probabilities join each target.")
+    teacher_weight: float = option(0.5, "With --teacher: the teacher's share of the target (the label has the rest).")
     # Scale and fault tolerance.
-    workers: int = 1
-    cpus_per_worker: int | None = None
-    gpus_per_worker: float = 0.0
-    max_failures: int = 2
-    address: str | None = None
-    select: str = "val_macro_f1"
-    keep_checkpoints: int = 2
-    seed: int = 0
-    limit_per_class: int | None = None
-    name: str | None = None
+    workers: int = option(1, "Data-parallel training workers.")
+    cpus_per_worker: int | None = option(None, "CPUs per worker (default: local cores / workers).")
+    gpus_per_worker: float = option(0.0, "GPUs per worker (0: CPU training).")
+    max_failures: int = option(2, "Worker failures to survive by restarting from the latest checkpoint.")
+    address: str | None = option(None, "Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
+    select: str = option("val_macro_f1", f"{' | '.join(SELECT_METRICS)}: how the best epoch is chosen.")
+    keep_checkpoints: int = option(2, "Checkpoints kept on disk: the best ones by --select (and the newest).")
+    seed: int = option(0, "Random seed for sampling and augmentation.")
+    limit_per_class: int | None = option(None, "Use at most this many images per class (quick runs).")
+    name: str | None = option(None, "Model name recorded in the bundle.")
     command: str | None = None
 
     def __post_init__(self) -> None:

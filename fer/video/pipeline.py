@@ -39,7 +39,7 @@ from fer.schema import (
     with_metadata,
 )
 from fer.storage import Location
-from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, Options, validate
+from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, Options, option, validate
 from fer.video import manifest
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS
 from fer.video.inputs import VideoInput, resolve_inputs
@@ -59,27 +59,24 @@ class LabelConfig:
 
     inputs: tuple[str, ...]
     out: str
-    model: str | None = None
-    fps: float | None = None
-    detector: str = DEFAULT_DETECTOR
-    #: Faces smaller than this (box side, pixels) are ignored; YuNet's detection scale
-    #: follows from it. 20 px keeps the faces of 1080p wide shots (24-32 px) with a margin.
-    min_face: int = 20
-    batch_size: int = 256
-    gpus: int = 0
-    segment_seconds: float = 60.0
-    overwrite: bool = False
-    decoders: int | None = None
-    tta: str = "none"
-    #: The classifier's runtime (:data:`fer.bundle.RUNTIMES`); ``auto``: LiteRT when the bundle
-    #: has it, except on GPUs (tf-keras).
-    runtime: str = "auto"
+    model: str | None = option(None, "Model bundle (default: the shipped model).")
+    fps: float | None = option(None, "Frames per second to sample (default: every frame).")
+    detector: str = option(DEFAULT_DETECTOR, f"Face detector: {DETECTORS.help()}.")
+    #: 20 px keeps the faces of 1080p wide shots (24-32 px) with a margin.
+    min_face: int = option(20, "Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
+    align: bool = option(True, "Level the eyes and frame each face as FER-2013 does before classifying.")
+    batch_size: int = option(256, "Faces per classifier batch.")
+    gpus: int = option(0, "Classifier actors with one GPU each (0: on the CPUs).")
+    decoders: int | None = option(None, "Decode+detect actors (default: one per CPU).")
+    segment_seconds: float = option(60.0, "Split videos into segments this long.")
+    tta: str = option("none", f"Test-time augmentation: {bundle.TTA.help()}.")
+    runtime: str = option("auto", f"Classifier runtime: auto (litert when the bundle has it, keras on GPUs); "
+                                  f"{bundle.RUNTIMES.help()}.")  # fmt: skip
+    overwrite: bool = option(False, "Redo videos the manifest says are done.")
+    engine: str = option("auto", "auto: short jobs on this machine (no GPUs, a few short videos) run in this "
+                                 "process, the rest on Ray; ray | process force one.")  # fmt: skip
+    address: str | None = option(None, "Ray cluster address (default: RAY_ADDRESS, else local).")
     margin: float = 0.25
-    align: bool = True
-    address: str | None = None
-    #: ``auto``: a short job here (no cluster, no GPUs, at most PROCESS_MAX_FRAMES frames) runs
-    #: in this process, without starting Ray; everything else on Ray. ``ray`` | ``process`` force one.
-    engine: str = "auto"
     #: The command line that asked for the run, recorded in its run log.
     command: str = ""
 
