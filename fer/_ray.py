@@ -8,6 +8,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: The environment of every process that may import TensorFlow: tf-keras instead of Keras 3
+#: (Keras 3 cannot run ``MultiWorkerMirroredStrategy``, keras-team/keras#20585), and
+#: TensorFlow's C++ log kept to warnings. Set here, in Ray workers and in submitted jobs.
+TF_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
 
 def quiet_ray_data() -> None:
     """Keep Ray Data's per-dataset execution logs out of the user's terminal.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from fer._ray import TF_ENV
+
+for _name, _value in TF_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer._ray import TF_ENV
 from fer.errors import FerError
 
 JOB_KINDS = ("train", "label")
@@ -35,7 +36,6 @@ class SubmitConfig:
     args: tuple[str, ...]
     working_dir: str = "."
     pip: bool = True
-    follow: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
@@ -54,7 +54,7 @@ def runtime_env(config: SubmitConfig) -> dict:
     env: dict = {
         "working_dir": config.working_dir,
         "excludes": EXCLUDES,
-        "env_vars": {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        "env_vars": dict(TF_ENV),
     }
     if config.pip:
         env["pip"] = requirements(Path(config.working_dir))

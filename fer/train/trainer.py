@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fer._ray import connect, require_gpus
+from fer._ray import TF_ENV, connect, require_gpus
 from fer.data import fer2013
 from fer.errors import FerError
 from fer.labels import EMOTIONS
@@ -23,15 +23,13 @@ RUN_FILE = "fer_run.json"
 DATA_FILE = "fer_data.json"
 BUNDLE_DIR = "model"
 
-#: Environment every training worker gets: tf-keras (Keras 2) and quiet TensorFlow logs.
-WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-
 
 def worker_env() -> dict[str, str]:
-    """:data:`WORKER_ENV`, plus the fault-injection switch when the driver has it set."""
+    """The environment of every training worker: :data:`fer._ray.TF_ENV`, plus the
+    fault-injection switch when the driver has it set."""
     from fer.train.loop import CHAOS_ENV
 
-    env = dict(WORKER_ENV)
+    env = dict(TF_ENV)
     if os.environ.get(CHAOS_ENV):
         env[CHAOS_ENV] = os.environ[CHAOS_ENV]
     return env
