@@ -21,6 +21,7 @@ from fer.data.augment import AugmentConfig
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train.config import TrainConfig
+from fer.validation import flag
 from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
@@ -234,9 +235,8 @@ def train(
     if resume is not None:
         if not resume.is_dir():
             raise FerError(f"--resume: no such run directory {resume}")
-        _only_with_resume(ctx, allowed=("resume", "epochs", "address", "verbose"))
-        address = settings["address"]
-        run_dir, work = resume, lambda: trainer.resume(resume, epochs=epochs, address=address)
+        changes = _resume_changes(ctx, trainer.RESUMABLE)
+        run_dir, work = resume, lambda: trainer.resume(resume, **changes)
     else:
         if data is None or out is None:
             raise FerError("fer train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)")
@@ -255,15 +255,18 @@ def train(
     typer.echo(f"model bundle: {result.bundle}")
 
 
-def _only_with_resume(ctx: typer.Context, allowed: tuple[str, ...]) -> None:
-    """A resumed run keeps the settings it was started with: other options are refused, not ignored."""
+def _resume_changes(ctx: typer.Context, allowed: tuple[str, ...]) -> dict:
+    """The options given with ``--resume``: those a resumed run may change (``allowed``), by name.
+    A resumed run keeps the settings it was started with: other options are refused, not ignored."""
     given = [p for p in ctx.command.params if getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
-    changed = [p.opts[0] for p in given if p.name not in allowed]
+    changed = [p.opts[0] for p in given if p.name not in (*allowed, "resume", "verbose")]
     if changed:
+        flags = ", ".join(flag(name) for name in allowed)
         raise FerError(
             f"--resume continues a run with the settings it was started with; {', '.join(changed)} cannot change "
-            "(only --epochs and --address can)"
+            f"(only {flags} can)"
         )
+    return {p.name: ctx.params[p.name] for p in given if p.name in allowed}
 
 
 @app.command("bundle")
@@ -281,13 +284,18 @@ def bundle_command(
         typer.Option(help="With --ensemble: each member's own TTA mode, one for all or one per member (a,b,...)."),
     ] = None,
     name: Annotated[Optional[str], typer.Option(help="With --ensemble: the name recorded in the bundle.")] = None,
+    average: Annotated[
+        int, typer.Option(help="Average the weights of the run's N best checkpoints (scored on val afresh).")
+    ] = 1,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write the model bundle of a training run's best checkpoint so far, or an ensemble of bundles.
 
     Examples: fer bundle training/deep-sgd
+              fer bundle training/deep-sgd --average 5 --out runs/deep-swa
               fer bundle --ensemble runs/a/model runs/b/model --tta flip --out ens
     """
-    from fer import bundle
+    from fer import bundle, console
     from fer.train.trainer import write_bundle
 
     if not ensemble:
@@ -295,8 +303,12 @@ def bundle_command(
             raise FerError("--tta and --name describe an ensemble: add --ensemble")
         if len(sources) != 1:
             raise FerError(f"RUN_DIR: one training run (or --ensemble BUNDLE...); got {len(sources)} paths")
-        typer.echo(f"model bundle: {write_bundle(sources[0], out)}")
+        with _quiet(console.user_logs(), f"bundle-{console.stamp()}", verbose):
+            written = write_bundle(sources[0], out, average=average)
+        typer.echo(f"model bundle: {written}")
         return
+    if average != 1:
+        raise FerError("--average: averages one run's checkpoints; an --ensemble averages bundles' probabilities")
     if out is None:
         raise FerError("--ensemble: needs --out DIR, where the ensemble bundle is written")
     modes = tta.split(",") if tta else [None] * len(sources)

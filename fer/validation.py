@@ -95,8 +95,16 @@ def validate(config: Any, constraints: dict[str, tuple]) -> None:
     for name, allowed in constraints.items():
         if name not in names:
             raise KeyError(f"{type(config).__name__} has no field {name!r}")  # a bug, not a user mistake
-        value = getattr(config, name)
-        if any(value is None if c is NONE else c.accepts(value) for c in allowed):
-            continue
+        check(name, getattr(config, name), *allowed)
+
+
+def check(name: str, value: Any, *allowed) -> None:
+    """Check one value against its constraints (one must hold; ``NONE``: it may be None),
+    for the options of a library call that has no config class.
+
+    Raises:
+        FerError: ``--name: must be <what it accepts>; got <value>``.
+    """
+    if not any(value is None if c is NONE else c.accepts(value) for c in allowed):
         accepted = " or ".join("None" if c is NONE else str(c) for c in allowed)
         raise FerError(f"{flag(name)}: must be {accepted}; got {value!r}")

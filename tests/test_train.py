@@ -16,10 +16,15 @@ from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE, _epoch_sample
 from tests.conftest import fer_cli, write_folder_dataset
 
 
-def _history(run_dir) -> list[dict]:
+def _checkpoints(run_dir) -> list[tuple[dict, object]]:
+    """(state, directory) of every checkpoint in a run directory."""
+    found = [p for p in run_dir.glob("checkpoint_*") if p.is_dir()]
+    return [(json.loads((p / CHECKPOINT_STATE).read_text()), p) for p in found]
+
+
+def _history(run_dir) -> dict:
     """Epoch metrics of the latest checkpoint in a run directory."""
-    states = [json.loads((p / CHECKPOINT_STATE).read_text()) for p in run_dir.glob("checkpoint_*") if p.is_dir()]
-    return max(states, key=lambda s: s["epochs_done"])
+    return max((state for state, _ in _checkpoints(run_dir)), key=lambda s: s["epochs_done"])
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +87,37 @@ def test_augment_balancing_raises_the_minority_class(cli_run):
 
 def test_resume_continues_without_redoing_epochs(ray_local, cli_run):
     run_dir, _ = cli_run
-    result = trainer.resume(run_dir, epochs=3)
+    result = trainer.resume(run_dir, epochs=3, keep_checkpoints=3)
     state = _history(run_dir)
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
     assert state["resumed_at_epoch"] == 3
     assert result.bundle == run_dir / "model"
+    assert len(_checkpoints(run_dir)) == 3  # the first two kept under the larger --keep-checkpoints
+    assert json.loads((run_dir / trainer.RUN_FILE).read_text())["keep_checkpoints"] == 3
+
+
+def test_average_bundles_the_mean_weights_of_the_best_checkpoints_scored_afresh(cli_run, tiny_dataset, tmp_path):
+    from fer._tf import keras
+    from fer.evaluate import evaluate
+    from fer.train.loop import CHECKPOINT_MODEL
+
+    run_dir, _ = cli_run
+    proc = fer_cli("bundle", str(run_dir), "--average", "2", "--out", str(tmp_path / "avg"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    averaged = bundle.load(tmp_path / "avg", runtime="keras")
+    epochs = averaged.meta["training"]["averaged_epochs"]
+    states = {s["epochs_done"]: p for s, p in _checkpoints(run_dir)}
+    assert len(epochs) == 2 and set(epochs) <= set(states)
+    parts = [keras.models.load_model(str(states[e] / CHECKPOINT_MODEL), compile=False) for e in epochs]
+    for got, *each in zip(averaged.keras_model.get_weights(), *(m.get_weights() for m in parts), strict=True):
+        np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(parts[0].get_weights()[0], parts[1].get_weights()[0])  # two different epochs
+    fresh = evaluate(averaged, tiny_dataset, "val")
+    assert averaged.meta["validation"]["accuracy"] == pytest.approx(fresh.accuracy)
+    assert averaged.meta["validation"]["confusion_matrix"] == fresh.to_dict()["confusion_matrix"]
+    too_many = fer_cli("bundle", str(run_dir), "--average", "9", "--out", str(tmp_path / "no"))
+    assert too_many.returncode == 2 and "--average: " in too_many.stderr and "fewer than 9" in too_many.stderr
+    assert not (tmp_path / "no").exists()
 
 
 def test_new_run_refuses_an_existing_run_dir(cli_run, tiny_dataset):
@@ -102,7 +133,7 @@ def test_resume_refuses_options_it_would_ignore(cli_run):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: --resume continues a run with the settings it was started with; --arch, --lr cannot change "
-        "(only --epochs and --address can)"
+        "(only --epochs, --address, --keep-checkpoints can)"
     ]
 
 

@@ -17,7 +17,9 @@ from fer._ray import TF_ENV, connect, require_gpus
 from fer.data import fer2013
 from fer.errors import FerError
 from fer.labels import EMOTIONS
+from fer.metrics import score
 from fer.train.config import TrainConfig
+from fer.validation import AT_LEAST_ONE, check
 
 RUN_FILE = "fer_run.json"
 DATA_FILE = "fer_data.json"
@@ -75,14 +77,22 @@ def start(config: TrainConfig) -> TrainResult:
         raise
 
 
-def resume(run_dir: str | Path, *, epochs: int | None = None, address: str | None = None) -> TrainResult:
-    """Continue an interrupted run from its latest checkpoint (optionally to more epochs)."""
+#: What ``--resume`` may change: how long the run goes, where it runs, what it keeps; nothing
+#: that would make its epochs differ from those of an uninterrupted run.
+RESUMABLE = ("epochs", "address", "keep_checkpoints")
+
+
+def resume(run_dir: str | Path, **changes) -> TrainResult:
+    """Continue an interrupted run from its latest checkpoint, with any of :data:`RESUMABLE`
+    changed (``None``: unchanged), e.g. ``resume("runs/deep", epochs=100)``."""
     run_dir = Path(run_dir).resolve()
     path = run_dir / RUN_FILE
     if not path.is_file():
         raise FerError(f"{run_dir} is not a fer training run (no {RUN_FILE})")
+    if unknown := set(changes) - set(RESUMABLE):
+        raise TypeError(f"resume() cannot change {', '.join(sorted(unknown))}")  # a caller's bug
     config = TrainConfig.from_dict(json.loads(path.read_text()))
-    changes = {k: v for k, v in {"epochs": epochs, "address": address}.items() if v is not None}
+    changes = {k: v for k, v in changes.items() if v is not None}
     if changes:
         config = replace(config, **changes)
         path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -191,7 +201,7 @@ def _lineage(parent: dict) -> dict:
     }
 
 
-def write_bundle(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_bundle(run_dir: str | Path, out: str | Path | None = None, *, average: int = 1) -> Path:
     """Write the bundle of a run's best checkpoint so far (to ``RUN_DIR/model`` by default).
 
     Works on a finished, interrupted or still running run: it reads the checkpoints on disk.
@@ -199,11 +209,15 @@ def write_bundle(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ``select`` metric; the history, epoch count and training time from the latest.
     ``training.wall_seconds`` is the wall-clock time of the run's epochs (training and
     validation), summed over every invocation (``--resume``) and restart; start-ups excluded.
+
+    ``average`` > 1 averages the weights of the run's ``average`` best checkpoints (Izmailov
+    et al. 2018: a flatter, better minimum than any one of them, at one model's cost) and
+    scores the result on the validation split afresh.
     """
     from fer import bundle
-    from fer._tf import keras
-    from fer.train.loop import CHECKPOINT_MODEL, find_checkpoints
+    from fer.train.loop import find_checkpoints
 
+    check("average", average, AT_LEAST_ONE)
     run_dir = Path(run_dir).resolve()
     if not (run_dir / RUN_FILE).is_file():
         raise FerError(f"{run_dir} is not a fer training run (no {RUN_FILE})")
@@ -211,13 +225,20 @@ def write_bundle(run_dir: str | Path, out: str | Path | None = None) -> Path:
     found = find_checkpoints(run_dir)
     if not found:
         raise FerError(f"{run_dir} has no checkpoint yet: wait for the first epoch to finish")
-    best_state, best_dir = max(found, key=lambda sd: sd[0]["history"][-1][config.select])
+    if average > len(found):
+        raise FerError(
+            f"--average: {run_dir} holds {len(found)} checkpoint(s), fewer than {average} "
+            "(a run keeps --keep-checkpoints of them; resume it with a larger one)"
+        )
+    ranked = sorted(found, key=lambda sd: sd[0]["history"][-1][config.select], reverse=True)
+    chosen = ranked[:average]
     run_state, _ = max(found, key=lambda sd: sd[0]["epochs_done"])
     if not (run_dir / DATA_FILE).is_file():  # runs started before fer recorded it
         connect(config.address)
         _write_data_info(run_dir, *(_read_splits(config)))
     data = json.loads((run_dir / DATA_FILE).read_text())
-    model = keras.models.load_model(str(best_dir / CHECKPOINT_MODEL), compile=False)
+    model = _averaged_model([path for _, path in chosen])
+    validation = chosen[0][0]["validation"] if average == 1 else _validate(model, config)
     meta = {
         "name": config.name or f"fer-{config.arch}",
         "architecture": config.arch,
@@ -225,14 +246,40 @@ def write_bundle(run_dir: str | Path, out: str | Path | None = None) -> Path:
             "command": config.command,
             "config": config.to_dict(),
             "epochs": run_state["epochs_done"],
-            "best_epoch": best_state["epochs_done"],
+            "best_epoch": chosen[0][0]["epochs_done"],
+            **({"averaged_epochs": sorted(s["epochs_done"] for s, _ in chosen)} if average > 1 else {}),
             "wall_seconds": round(run_state["train_seconds"], 1),
             "data": data,
             "history": run_state["history"],
         },
-        "validation": {"split": data["val"]["source"], **best_state["validation"]},
+        "validation": {"split": data["val"]["source"], **validation},
     }
     for parent in ("init", "teacher"):  # the bundles this one was made from
         if getattr(config, parent):
             meta["training"][parent] = _lineage(bundle.read_meta(getattr(config, parent)))
     return bundle.save(model, Path(out) if out else run_dir / BUNDLE_DIR, meta)
+
+
+def _averaged_model(checkpoints: list[Path]):
+    """The tf-keras model of the first checkpoint with every weight (batch-norm statistics
+    included) the mean of the checkpoints' weights."""
+    import numpy as np
+
+    from fer._tf import keras
+    from fer.train.loop import CHECKPOINT_MODEL
+
+    models = [keras.models.load_model(str(path / CHECKPOINT_MODEL), compile=False) for path in checkpoints]
+    if len(models) > 1:
+        models[0].set_weights([np.mean(ws, axis=0) for ws in zip(*(m.get_weights() for m in models), strict=True)])
+    return models[0]
+
+
+def _validate(model, config: TrainConfig) -> dict:
+    """``model``'s scores on the run's validation split, as a checkpoint records them."""
+    import numpy as np
+
+    connect(config.address)
+    faces = fer2013.read_split(config.data, config.val_split, limit_per_class=config.limit_per_class)
+    images, labels = faces.to_numpy()
+    probs = model.predict(images[..., None].astype(np.float32), batch_size=256, verbose=0)
+    return score(labels, probs).to_dict()
