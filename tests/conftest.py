@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ FER2013 = SHARED / "fer2013"
 SAMPLES = ROOT / "data" / "samples"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A suite started in the background (`nohup pytest &`) inherits Ctrl-C ignored, and so would every
+# fer it starts (Python keeps an inherited SIG_IGN): the Ctrl-C tests need what a terminal gives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def fer_cli(*args: str) -> subprocess.CompletedProcess:
