@@ -17,7 +17,8 @@ order, ``input`` (size, channels, dtype, value range: the model normalises insid
 ``architecture``, ``params``, ``training`` (config, command, wall time, data
 fingerprints, class counts), ``validation`` (accuracy, macro-F1, per-class
 precision/recall/F1, confusion matrix, see :meth:`fer.metrics.Scores.to_dict`),
-``fer_version`` and ``created``.
+``fer_version`` and ``created``; a calibrated bundle (:mod:`fer.calibrate`) adds
+``class_bias`` (per-class log-probability offsets its ``predict`` applies) and ``calibration``.
 
 :func:`load` returns an :class:`EmotionModel` whose :meth:`~EmotionModel.predict` every
 other part of fer uses.
@@ -225,11 +226,14 @@ class EmotionModel:
         faces = to_faces(faces)
         if self.members:
             probs = np.mean([m.predict(faces, tta=own or tta, batch_size=batch_size) for m, own in self.members], 0)
-            return probs.astype(np.float32)
-        view = TTA.get(tta).factory
-        views = view(faces) if len(faces) else [faces]
-        batch = batch_size or RUNTIMES.get(self.runtime).info["batch"]
-        return np.mean([self._predict_raw(v, batch) for v in views], axis=0).astype(np.float32)
+        else:
+            view = TTA.get(tta).factory
+            views = view(faces) if len(faces) else [faces]
+            batch = batch_size or RUNTIMES.get(self.runtime).info["batch"]
+            probs = np.mean([self._predict_raw(v, batch) for v in views], axis=0)
+        if "class_bias" in self.meta:
+            probs = reweighted(probs, np.asarray(self.meta["class_bias"]))
+        return probs.astype(np.float32)
 
     def _predict_raw(self, faces: np.ndarray, batch_size: int) -> np.ndarray:
         out = np.zeros((len(faces), len(self.labels)), np.float32)
@@ -264,6 +268,13 @@ def _ten_crop(faces: np.ndarray) -> list[np.ndarray]:
 
 #: The mode names, for callers that only list them.
 TTA_MODES = TTA.names()
+
+
+def reweighted(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``probs`` with each class's log-probability shifted by ``bias`` and renormalised (a
+    calibrated bundle's ``class_bias``, see :mod:`fer.calibrate`)."""
+    weighted = probs * np.exp(bias)
+    return weighted / weighted.sum(axis=1, keepdims=True)
 
 
 def load(path: str | Path | None = None, *, runtime: str = "auto", threads: int = 0) -> EmotionModel:
@@ -343,6 +354,25 @@ def save_ensemble(members: list[str | Path], path: str | Path, meta: dict, tta: 
         head = {"format": BUNDLE_FORMAT, "format_version": ENSEMBLE_FORMAT_VERSION}
         return {**head, "id": hashlib.sha256(key).hexdigest()[:16], **_common_meta(),
                 "params": sum(int(m.get("params", 0)) for m in metas), "members": entries, **meta}  # fmt: skip
+
+    return _write_atomically(path, write)
+
+
+def save_calibrated(source: str | Path, path: str | Path, bias: np.ndarray, updates: dict) -> Path:
+    """Write a copy of the bundle ``source`` whose probabilities are reweighted per class by
+    ``bias`` (added to any it had), its ``model.json`` updated with ``updates`` (how the bias
+    was fitted, the new validation figures). Its id is new: its outputs differ from the source's.
+    """
+    meta = read_meta(source)
+    total = np.asarray(meta.get("class_bias", np.zeros(len(EMOTIONS)))) + bias
+
+    def write(tmp: Path) -> dict:
+        for item in Path(source).iterdir():
+            if item.name != META_FILE:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        key = json.dumps([meta["id"], np.round(bias, 6).tolist()]).encode()
+        return {**meta, "id": hashlib.sha256(key).hexdigest()[:16], "class_bias": np.round(total, 6).tolist(),
+                **updates}  # fmt: skip
 
     return _write_atomically(path, write)
 
