@@ -21,6 +21,18 @@ def test_every_architecture_builds_and_predicts(arch):
     assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
 
 
+def test_wide_sees_the_central_40_pixels_only():
+    m = models.build("wide")
+    faces = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32")
+    border, centre = faces.copy(), faces.copy()
+    cut = models.CROP_MARGIN
+    border[:, :cut] = border[:, -cut:] = border[:, :, :cut] = border[:, :, -cut:] = 0
+    centre[:, 20:28, 20:28] = 0
+    out = m.predict(faces, verbose=0)
+    np.testing.assert_allclose(m.predict(border, verbose=0), out, atol=1e-6)
+    assert np.abs(m.predict(centre, verbose=0) - out).max() > 1e-4
+
+
 def test_transfer_backbone_loads_local_weights_file_and_freezes(tmp_path):
     from fer._tf import keras
 
