@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 
 from fer.labels import EMOTIONS
@@ -88,6 +89,16 @@ AGGREGATE_SCHEMA = pa.schema(
         *[(f"sum_{name}", pa.float64()) for name in EMOTIONS],
     ]
 )
+
+
+def dominant(probs: np.ndarray, has_face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A timeline's ``emotion`` and ``confidence`` columns from its probabilities ``(n, 7)``:
+    the most probable emotion and its probability, None and NaN on rows without a face."""
+    scores = np.where(has_face[:, None], np.nan_to_num(probs), 0)
+    best = scores.argmax(axis=1)
+    emotion = np.where(has_face, np.asarray(EMOTIONS, dtype=object)[best], None)
+    confidence = np.where(has_face, scores[np.arange(len(best)), best], np.nan).astype(np.float32)
+    return emotion, confidence
 
 
 def with_metadata(meta: dict) -> pa.Schema:

@@ -19,7 +19,7 @@ from fer import aggregates
 from fer.aggregates import durations
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, read_metadata
+from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, read_metadata
 from fer.storage import Location
 from fer.video import manifest
 
@@ -228,10 +228,9 @@ def _named(ids: list[str], paths: dict[str, str], n: int = 5) -> str:
 def _redominate(df: pd.DataFrame) -> pd.DataFrame:
     """Recompute ``emotion`` and ``confidence`` from the probability columns."""
     probs = df[PROBS].to_numpy()
-    has = ~np.isnan(probs).any(axis=1)
-    best = np.where(has, np.nan_to_num(probs).argmax(axis=1), 0)
-    df["emotion"] = pd.Series(np.where(has, np.array(EMOTIONS, dtype=object)[best], None), index=df.index)
-    df["confidence"] = np.where(has, np.nan_to_num(probs).max(axis=1), np.nan).astype(np.float32)
+    emotion, confidence = dominant(probs, ~np.isnan(probs).any(axis=1))
+    df["emotion"] = pd.Series(emotion, index=df.index)
+    df["confidence"] = confidence
     return df
 
 

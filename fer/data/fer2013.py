@@ -33,6 +33,18 @@ CSV_SPLIT_ALIASES = {"train": "Training", "val": "PublicTest", "test": "PrivateT
 OK, CONVERTED, UNREADABLE = 0, 1, 2
 
 
+def to_arrays(faces) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 48, 48)`` uint8 and labels ``(n,)`` int64 of a dataset of faces (a Ray
+    dataset, or a training worker's shard of one), in its order."""
+    batches = list(faces.iter_batches(batch_size=4096, batch_format="numpy"))
+    if not batches:
+        return np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), np.zeros((0,), np.int64)
+    return (
+        np.concatenate([b["image"] for b in batches]),
+        np.concatenate([b["label"] for b in batches]).astype(np.int64),
+    )
+
+
 @dataclass
 class FaceSplit:
     """One split of a labelled face dataset, read and validated.
@@ -60,13 +72,7 @@ class FaceSplit:
 
     def to_numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """All images ``(n, 48, 48)`` uint8 and labels ``(n,)`` int64, in dataset order."""
-        batches = list(self.dataset.iter_batches(batch_size=4096, batch_format="numpy"))
-        if not batches:
-            return np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), np.zeros((0,), np.int64)
-        return (
-            np.concatenate([b["image"] for b in batches]),
-            np.concatenate([b["label"] for b in batches]).astype(np.int64),
-        )
+        return to_arrays(self.dataset)
 
     def describe(self) -> str:
         """A one-line summary for logs."""

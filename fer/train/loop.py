@@ -27,6 +27,7 @@ from fer import console
 from fer._ray import quiet_ray_data
 from fer.data.augment import augment
 from fer.data.balance import class_weights, epoch_counts, sample_epoch
+from fer.data.fer2013 import to_arrays
 from fer.labels import NUM_CLASSES
 from fer.metrics import score
 from fer.train.config import TrainConfig
@@ -70,13 +71,10 @@ def learning_rate(config: TrainConfig, epoch: int, transfer: bool) -> float:
 
 
 def _collect(shard) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy"):
-        images.append(batch["image"])
-        labels.append(batch["label"])
-    if not images:
+    images, labels = to_arrays(shard)
+    if not len(labels):
         raise RuntimeError("a training worker received no data")
-    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+    return images, labels
 
 
 def _chaos(epoch: int, rank: int, world: int) -> None:

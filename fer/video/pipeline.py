@@ -36,6 +36,7 @@ from fer.schema import (
     NO_FACE,
     TIMELINE_SCHEMA,
     TIMELINES_DIR,
+    dominant,
     with_metadata,
 )
 from fer.storage import Location
@@ -607,11 +608,8 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
     data = {k: v[order] for k, v in data.items()}
     box = data["box"]
     face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan))
-    probs = data["probs"]
-    has = data["has_face"]
-    best = np.where(has, np.nanargmax(np.where(has[:, None], probs, 0), axis=1), 0)
-    emotion = np.where(has, np.asarray(EMOTIONS, dtype=object)[best], None)
-    confidence = np.where(has, probs[np.arange(len(best)), best], np.nan).astype(np.float32)
+    probs, has = data["probs"], data["has_face"]
+    emotion, confidence = dominant(probs, has)
     n = len(face_ids)
     columns = {
         "video_id": data["video_id"].astype(str),
