@@ -1,13 +1,13 @@
 """Class calibration of a bundle: per-class offsets on its log-probabilities, fitted on a
 labelled split by maximum likelihood.
 
-A classifier trained on class-balanced epochs still leans towards the classes that are easy
-to see (happy, surprise) and neutral, and away from fear and sad, which it confuses with
-each other and with neutral. Shifting each class's log-probability by a constant (post-hoc
-logit adjustment, Menon et al. 2021) trades a little of the easy classes' recall for the hard
-ones' at no cost per face. The offsets are fitted on the split the model was selected on
-(FER-2013's PublicTest, ``val``): their in-sample figures flatter them, so :func:`calibrate`
-also reports a cross-validated estimate (fitted on half the split, scored on the other half).
+A classifier trained on class-balanced epochs has learnt the priors of its epochs, not those
+of the faces it will see. Shifting each class's log-probability by a constant adapts them at no
+cost per face (prior-shift correction, Saerens et al. 2002); on FER-2013 the shift moves sad
+faces out of neutral and costs disgust, the rarest class, a little recall. The offsets are
+fitted on the split the model was selected on (FER-2013's PublicTest, ``val``): in-sample
+figures could flatter them, so :func:`calibrate` also reports a cross-validated estimate
+(fitted on half the split, scored on the other half).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def fit_class_bias(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     trained on class-balanced epochs (Saerens et al. 2002). A convex fit, by Newton's method.
 
     Measured on FER-2013 val (cross-validated, shipped model): +0.7 point of accuracy and
-    +1.4 of macro-F1; maximising macro-F1 directly or weighting the classes equally fitted
-    the half it saw better and the other half worse.
+    +1.4 of macro-F1; maximising macro-F1 directly, or the likelihood with the classes
+    weighted equally, scored lower on the halves they were not fitted on.
     """
     logp = np.log(np.clip(probs, 1e-12, None))
     target = np.bincount(labels, minlength=NUM_CLASSES) / len(labels)

@@ -113,8 +113,8 @@ def config_options(*configs: type) -> Callable[[Callable], Callable]:
 
     The options reach the command in its ``**settings``, after the parameters it declares
     itself (those win over a field of the same name; ``--json`` and ``--verbose`` are listed
-    last). Modelled on sqlite-utils' commands
-    over its library: the CLI maps flags onto the library's config, it does not restate it.
+    last). Modelled on sqlite-utils' commands over its library: the CLI maps flags onto the
+    library's config, it does not restate it.
     """
 
     def decorate(command: Callable) -> Callable:
