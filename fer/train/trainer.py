@@ -211,8 +211,9 @@ def write_bundle(run_dir: str | Path, out: str | Path | None = None, *, average:
     validation), summed over every invocation (``--resume``) and restart; start-ups excluded.
 
     ``average`` > 1 averages the weights of the run's ``average`` best checkpoints (Izmailov
-    et al. 2018: a flatter, better minimum than any one of them, at one model's cost) and
-    scores the result on the validation split afresh.
+    et al. 2018; one model's cost) and scores the result on the validation split afresh. On
+    FER-2013 it gained 0.5 point over checkpoints from the middle of a cosine schedule and lost
+    0.3-0.5 at its end, where the checkpoints are nearly one model: the scores say which.
     """
     from fer import bundle
     from fer.train.loop import find_checkpoints
