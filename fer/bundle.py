@@ -266,6 +266,26 @@ def _ten_crop(faces: np.ndarray) -> list[np.ndarray]:
     return views
 
 
+#: ``shift``'s offset in pixels: 1/12 of the face, inside training's random shift (10%), and
+#: what moves ``wide``'s central 40x40 window onto the corners of the 48x48 face.
+SHIFT_PX = 4
+
+
+@TTA.register("shift", "the face and four diagonal 4-px shifts of it, each mirrored (10 passes)", passes=10)
+def _shift(faces: np.ndarray) -> list[np.ndarray]:
+    # Shifted views with reflected borders are what training's augmentation shows the model
+    # (ten-crop's 1.14x zoom is outside it); for a network that crops its centre (``wide``)
+    # they are the published ten-crop exactly.
+    d = SHIFT_PX
+    padded = np.pad(faces, ((0, 0), (d, d), (d, d)), mode="reflect")
+    s = FACE_SIZE
+    views = []
+    for y, x in [(d, d), (0, 0), (0, 2 * d), (2 * d, 0), (2 * d, 2 * d)]:
+        view = padded[:, y : y + s, x : x + s]
+        views += [view, view[:, :, ::-1]]
+    return views
+
+
 #: The mode names, for callers that only list them.
 TTA_MODES = TTA.names()
 

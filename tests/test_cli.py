@@ -38,7 +38,7 @@ def test_data_stats_on_shared_fer2013():
         ),
         (
             ["label", str(SAMPLES), "--out", "/tmp/x", "--tta", "twelve"],
-            "--tta: unknown test-time augmentation 'twelve'; choose one of none, flip, ten-crop",
+            "--tta: unknown test-time augmentation 'twelve'; choose one of none, flip, ten-crop, shift",
         ),
         (["evaluate", "--model", "/no/bundle", "--data", "/x"], "no such model bundle: /no/bundle"),
         (["label", str(SAMPLES), "--out", "/tmp/x", "--model", str(SAMPLES)], "is not a model bundle (no model.json)"),

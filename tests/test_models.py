@@ -33,6 +33,18 @@ def test_wide_sees_the_central_40_pixels_only():
     assert np.abs(m.predict(centre, verbose=0) - out).max() > 1e-4
 
 
+def test_shift_tta_shows_wide_the_five_40_pixel_crops_and_their_mirrors():
+    faces = np.random.default_rng(2).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    views = bundle.TTA.get("shift").factory(faces)
+    assert len(views) == bundle.TTA.get("shift").info["passes"]
+    m, c = models.CROP_MARGIN, 48 - 2 * models.CROP_MARGIN
+    seen = [v[:, m : m + c, m : m + c] for v in views]  # what wide's centre crop keeps of each view
+    for y, x in [(4, 4), (0, 0), (0, 8), (8, 0), (8, 8)]:
+        crop = faces[:, y : y + c, x : x + c]
+        assert any(np.array_equal(s, crop) for s in seen)
+        assert any(np.array_equal(s, crop[:, :, ::-1]) for s in seen)
+
+
 def test_transfer_backbone_loads_local_weights_file_and_freezes(tmp_path):
     from fer._tf import keras
 
