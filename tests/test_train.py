@@ -12,7 +12,7 @@ from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train import trainer
 from fer.train.config import TrainConfig
-from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE, _epoch_sample
+from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE, _batches, _epoch_sample
 from tests.conftest import fer_cli, write_folder_dataset
 
 
@@ -243,3 +243,17 @@ def test_epoch_targets_mix_the_label_with_the_teacher(tiny_dataset, tmp_path):
     want = 0.3 * np.eye(7)[y[idx]] + 0.7 * soft[idx]
     np.testing.assert_allclose(targets, want, atol=1e-6)
     assert weights is None and sum(seen) == 21
+
+
+def test_epoch_batches_are_the_sample_in_order_without_autotuning(tiny_dataset, tmp_path):
+    # Autotuning made every epoch wait up to a minute for its iterator to be freed (see _plain_pipeline).
+    from fer._tf import tf
+
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), batch_size=4)
+    xb = np.arange(8 * 48 * 48, dtype=np.uint32).reshape(8, 48, 48).astype(np.uint8)
+    targets = np.eye(7, dtype=np.float32)[np.arange(8) % 7]
+    ds = _batches(config, xb, targets, None)(tf.distribute.InputContext())
+    assert ds.options().autotune.enabled is False
+    first, second = list(ds.take(2).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([first[0], second[0]])[..., 0], xb)
+    np.testing.assert_array_equal(np.concatenate([first[1], second[1]]), targets)

@@ -296,9 +296,22 @@ def _batches(config: TrainConfig, xb: np.ndarray, targets: np.ndarray, weights: 
         ds = tf.data.Dataset.from_tensor_slices(tensors)
         ds = ds.batch(input_context.get_per_replica_batch_size(config.batch_size), drop_remainder=True)
         ds = ds.map(lambda img, *rest: (tf.cast(img, tf.float32)[..., None], *rest))
-        return ds.repeat().prefetch(2)
+        return ds.repeat().prefetch(2).with_options(_plain_pipeline())
 
     return dataset_fn
+
+
+def _plain_pipeline():
+    """tf.data options without autotuning: an epoch's iterator is freed only when tf.data's
+    autotuning thread wakes from its sleep (which grows to 60 s), so every epoch of `wide`
+    stalled ~40 s at its end (a quarter of it on 2 CPUs; seen with gdb in
+    ``~IteratorResource`` waiting on ``Model::OptimizeLoop``). This pipeline (slices, a cast, a
+    fixed prefetch) has nothing to tune."""
+    from fer._tf import tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def find_checkpoints(*dirs: Path) -> list[tuple[dict, Path]]:
