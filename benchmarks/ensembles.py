@@ -62,8 +62,10 @@ def main() -> None:
     baseline = faces_per_s(None, "keras", threads, faces[:2000])
     speed = {b: faces_per_s(b, "litert", threads, faces[:2000]) for b in args.bundles}
     probs = {(b, t): val_probs(b, t, faces, args.cache) for b in args.bundles for t in args.tta}
-    print(f"baseline (issue 16): the shipped model's float network on tf-keras, {baseline:,.0f} faces/s "
-          f"on {threads} threads")
+    print(
+        f"baseline (issue 16): the shipped model's float network on tf-keras, {baseline:,.0f} faces/s "
+        f"on {threads} threads"
+    )
     for b in args.bundles:
         print(f"  {b}: int8 {speed[b]:,.0f} faces/s, {bundle.read_meta(b)['name']}")
 
@@ -79,13 +81,29 @@ def main() -> None:
     print("\ncv acc | calibrated | raw | cv macro-F1 | fear/sad | faces/s (x baseline) | members")
     for cv_acc, cal, raw, f1, fear, sad, fps, combo in rows[: args.top]:
         members = " + ".join(f"{Path(b).name}:{t}" for b, t in combo)
-        print(f"{cv_acc:.2%} | {cal:.2%} | {raw:.2%} | {f1:.2%} | {fear:.2f}/{sad:.2f} | "
-              f"{fps:,.0f} ({fps / baseline:.2f}x) | {members}")
+        print(
+            f"{cv_acc:.2%} | {cal:.2%} | {raw:.2%} | {f1:.2%} | {fear:.2f}/{sad:.2f} | "
+            f"{fps:,.0f} ({fps / baseline:.2f}x) | {members}"
+        )
     affordable = [r for r in rows if r[6] >= baseline]
     if affordable:
         best = affordable[0]
-        print(f"\nbest at or above the baseline's faces/s: {best[0]:.2%} cross-validated, {best[6]:,.0f} faces/s: "
-              + " + ".join(f"{b}:{t}" for b, t in best[7]))
+        print(
+            f"\nbest at or above the baseline's faces/s: {best[0]:.2%} cross-validated, {best[6]:,.0f} faces/s; "
+            f"to make it:\n{make_commands(best[7], args.data)}"
+        )
+
+
+def make_commands(combo: list[tuple[str, str]], data: Path) -> str:
+    """The fer commands that write ``combo`` as one calibrated bundle."""
+    if len(combo) == 1:
+        ((b, t),) = combo
+        return f"fer calibrate {b} --data {data} --tta {t} --out OUT  # then label with --tta {t}"
+    members = " ".join(b for b, _ in combo)
+    return (
+        f"fer bundle --ensemble {members} --tta {','.join(t for _, t in combo)} --out OUT-raw\n"
+        f"fer calibrate OUT-raw --data {data} --out OUT"
+    )
 
 
 if __name__ == "__main__":
