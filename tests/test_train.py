@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fer import bundle
+from fer.data.augment import AugmentConfig, mixup
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train import trainer
@@ -231,18 +232,32 @@ def test_teacher_is_distilled_and_recorded(ray_local, tiny_dataset, untrained_bu
         TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "x"), teacher=str(tmp_path / "none"))
 
 
-def test_epoch_targets_mix_the_label_with_the_teacher(tiny_dataset, tmp_path):
-    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), teacher_weight=0.7, use_augment=False)
+def test_the_teacher_labels_each_face_as_the_student_sees_it(tiny_dataset, untrained_bundle, tmp_path):
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), teacher_weight=0.7, balance="none")
+    teacher = bundle.load(untrained_bundle)
     rng = np.random.default_rng(0)
-    x, y = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), np.arange(20) % 7
-    soft = rng.dirichlet(np.ones(7), 20).astype(np.float32)
-    per_class = np.full(7, 3)
-    xb, targets, weights, seen = _epoch_sample(config, x, y, soft, per_class, 21, epoch=0, rank=0)
-    # Each drawn face is one of x's; its target is 0.3 x its one-hot label + 0.7 x its teacher's probabilities.
-    idx = [int(np.flatnonzero((x == face).all(axis=(1, 2)))[0]) for face in xb]
-    want = 0.3 * np.eye(7)[y[idx]] + 0.7 * soft[idx]
-    np.testing.assert_allclose(targets, want, atol=1e-6)
-    assert weights is None and sum(seen) == 21
+    x, y = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), np.full(20, 3)  # all sad: one label to mix
+    xb, targets, weights, seen = _epoch_sample(config, x, y, teacher, None, 21, epoch=0, rank=0)
+    assert not any(np.array_equal(view, face) for view in xb for face in x)  # augmented views, not the faces
+    # Each target is 0.3 x the one-hot label + 0.7 x the teacher's probabilities for the view.
+    np.testing.assert_allclose(targets, 0.3 * np.eye(7)[3] + 0.7 * teacher.predict(xb), atol=1e-6)
+    assert weights is None and seen == [0, 0, 0, 21, 0, 0, 0]
+
+
+def test_mixup_blends_faces_and_targets_alike(tiny_dataset, tmp_path):
+    augment = AugmentConfig(mixup=0.4, brightness=0, contrast=0)  # geometry alone keeps a flat face flat
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), augment=augment)
+    faces = np.stack([np.full((48, 48), 10 * i, np.uint8) for i in range(7)])  # face i is grey level 10 i
+    blends, partners, shares = mixup(faces, np.random.default_rng(0), 0.4)
+    np.testing.assert_array_equal(blends[:, 0, 0], np.rint(shares * faces[:, 0, 0] + (1 - shares) * 10 * partners))
+    assert sorted(partners) == list(range(7)) and ((shares > 0) & (shares < 1)).all()
+    with pytest.raises(FerError, match="--mixup: must be a number >= 0; got -1"):
+        TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "x"), augment=AugmentConfig(mixup=-1))
+    xb, targets, _, _ = _epoch_sample(config, faces, np.arange(7), None, np.full(7, 4), 28, epoch=0, rank=0)
+    # A blend of classes i and j at share s is grey s 10 i + (1 - s) 10 j; its target weighs i and j alike.
+    np.testing.assert_allclose(targets.sum(axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(targets @ (10 * np.arange(7)), xb[:, 24, 24], atol=0.5 + 1e-4)
+    assert (np.count_nonzero(targets, axis=1) == 2).mean() > 0.5  # most blends are of two classes
 
 
 def test_epoch_batches_are_the_sample_in_order_without_autotuning(tiny_dataset, tmp_path):

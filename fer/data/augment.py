@@ -28,6 +28,9 @@ class AugmentConfig:
         erase: probability of random erasing (Zhong et al. 2017): a rectangle of 2-25% of
             the face, aspect 0.3-3.3, filled with noise, so the model cannot lean on any
             one region (a mouth or eyes hidden by a hand, a microphone, a shadow).
+        mixup: alpha of mixup (Zhang et al. 2018; 0 is off): each face blended with another
+            of the epoch at a Beta(alpha, alpha) share, its target blended alike (see
+            :func:`mixup`); with a teacher, the teacher labels the blend.
     """
 
     flip: float = 0.5
@@ -37,6 +40,7 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     erase: float = option(0.0, "Probability of random erasing per training image.")
+    mixup: float = option(0.0, "Mixup's alpha: faces blended in pairs at a Beta(alpha, alpha) share (0: off).")
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
@@ -87,3 +91,16 @@ def _erase(images: np.ndarray, rng: np.random.Generator, p: float) -> None:
     for i, rh, rw in zip(chosen, eh, ew, strict=True):
         y, x = rng.integers(0, h - rh + 1), rng.integers(0, w - rw + 1)
         images[i, y : y + rh, x : x + rw] = rng.integers(0, 256, (rh, rw), dtype=np.uint8)
+
+
+def mixup(images: np.ndarray, rng: np.random.Generator, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blend each of ``images`` with a random other one: ``(blends, partners, shares)``, where
+    blend ``i`` is ``shares[i] * images[i] + (1 - shares[i]) * images[partners[i]]`` (rounded to
+    uint8) and ``shares`` are drawn from Beta(alpha, alpha). Partners are a permutation of the
+    batch, so a class-balanced sample stays balanced."""
+    n = len(images)
+    partners = rng.permutation(n)
+    shares = rng.beta(alpha, alpha, n).astype(np.float32)
+    w = shares[:, None, None]
+    blends = w * images.astype(np.float32) + (1 - w) * images[partners].astype(np.float32)
+    return np.rint(blends).astype(np.uint8), partners, shares

@@ -25,7 +25,7 @@ import numpy as np
 
 from fer import console
 from fer._ray import quiet_ray_data
-from fer.data.augment import augment
+from fer.data.augment import augment, mixup
 from fer.data.balance import class_weights, epoch_counts, sample_epoch
 from fer.data.fer2013 import to_arrays
 from fer.labels import NUM_CLASSES
@@ -144,8 +144,8 @@ class _Worker:
     eval_model: object
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
-    #: The teacher's probabilities for ``train``'s faces (None without a teacher).
-    soft: np.ndarray | None
+    #: The bundle distilled (``--teacher``; None without), loaded once.
+    teacher: object | None
     state: dict
     rank: int
     world: int
@@ -177,7 +177,7 @@ class _Worker:
                 model = _new_model(config)
                 _compile(model, config, learning_rate(config, 0, _transfer(config)))
         worker = cls(config, plan, strategy, model, keras.models.clone_model(model), train, val,
-                     _teacher_probs(config, train[0]), state, ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
+                     _load_teacher(config), state, ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
         if worker.rank == 0:
             _say(
                 f"{worker.world} worker(s), {len(train[0])} train faces on this worker, {worker.local_size} "
@@ -206,7 +206,7 @@ class _Worker:
         lr = learning_rate(config, epoch, _transfer(config))
         self.model.optimizer.learning_rate.assign(lr)
         per_class = epoch_counts(self.plan["train_counts"], config.balance_target)
-        xb, targets, weights, seen = _epoch_sample(config, *self.train, self.soft, per_class, self.local_size,
+        xb, targets, weights, seen = _epoch_sample(config, *self.train, self.teacher, per_class, self.local_size,
                                                    epoch, self.rank)  # fmt: skip
         progress = [_progress_callback(epoch, config.epochs, self.steps, config.batch_size)] if self.rank == 0 else []
         hist = self.model.fit(
@@ -253,25 +253,26 @@ def _transfer(config: TrainConfig) -> bool:
     return models.is_transfer(config.arch) and config.init is None
 
 
-def _teacher_probs(config: TrainConfig, x: np.ndarray) -> np.ndarray | None:
-    """The teacher's probabilities for this worker's training faces (None without a teacher).
-
-    Computed once, on the faces as they are: every augmented view of a face is taught its
-    face's probabilities (LiteRT when the bundle has it, so TensorFlow's session is left alone).
-    """
+def _load_teacher(config: TrainConfig):
+    """The ``--teacher`` bundle (None without one), on LiteRT when it has it: its passes then
+    leave TensorFlow's session alone and cost a fraction of a training step."""
     if config.teacher is None:
         return None
     from fer import bundle
 
     teacher = bundle.load(config.teacher, threads=config.resolved_cpus())
-    _say(f"teacher {teacher.name} ({teacher.id}): predicting {len(x)} training faces")
-    return teacher.predict(x)
+    _say(f"teacher {teacher.name} ({teacher.id}) labels every augmented face of each epoch")
+    return teacher
 
 
-def _epoch_sample(config: TrainConfig, x, y, soft, per_class, size: int, epoch: int, rank: int):
-    """One epoch's ``size`` faces (balanced and augmented as configured), their targets (the
-    one-hot label, mixed with the teacher's probabilities), their weights (None unless
-    ``balance`` is ``class-weight``) and how many of each class were drawn."""
+def _epoch_sample(config: TrainConfig, x, y, teacher, per_class, size: int, epoch: int, rank: int):
+    """One epoch's ``size`` faces (balanced, augmented and blended as configured), their
+    targets (the one-hot label, blended with the partner's under mixup, mixed with the teacher's
+    probabilities for the face as the student sees it), their weights (None unless ``balance``
+    is ``class-weight``) and how many of each class were drawn.
+
+    The teacher labels each augmented view rather than the face as it is: "consistent
+    teaching" (Beyer et al. 2022), which is what lets a student match its teacher."""
     rng = np.random.default_rng([config.seed, epoch, rank])
     if config.balance == "augment":
         idx = sample_epoch(y, per_class, size, rng)
@@ -279,8 +280,11 @@ def _epoch_sample(config: TrainConfig, x, y, soft, per_class, size: int, epoch: 
         idx = rng.choice(len(y), size, replace=size > len(y))
     xb = augment(x[idx], rng, config.augment) if config.use_augment else x[idx]
     targets = np.eye(NUM_CLASSES, dtype=np.float32)[y[idx]]
-    if soft is not None:
-        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * soft[idx]
+    if config.use_augment and config.augment.mixup:
+        xb, partners, shares = mixup(xb, rng, config.augment.mixup)
+        targets = shares[:, None] * targets + (1 - shares[:, None]) * targets[partners]
+    if teacher is not None:
+        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * teacher.predict(xb)
     weights = None
     if config.balance == "class-weight":
         weights = class_weights(np.bincount(y, minlength=NUM_CLASSES))[y[idx]].astype(np.float32)
