@@ -210,7 +210,7 @@ class _Worker:
                                                    epoch, self.rank)  # fmt: skip
         progress = [_progress_callback(epoch, config.epochs, self.steps, config.batch_size)] if self.rank == 0 else []
         hist = self.model.fit(
-            self.strategy.distribute_datasets_from_function(_batches(config, xb, targets, weights), _host_input()),
+            self.strategy.distribute_datasets_from_function(_batches(config, xb, targets, weights)),
             epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=self.steps, verbose=0, callbacks=progress,
         )  # fmt: skip
         train_s = time.time() - t0
@@ -305,22 +305,12 @@ def _batches(config: TrainConfig, xb: np.ndarray, targets: np.ndarray, weights: 
     return dataset_fn
 
 
-def _host_input():
-    """The strategy's input options: batches fetched to host memory. Fetching them to the
-    device goes through a per-device iterator with tf.data's default options, whose own
-    autotuning thread stalled epochs like :func:`_plain_pipeline`'s did (one in every few);
-    a 64-face batch of 48x48 is copied to a GPU in the step at no measurable cost."""
-    from fer._tf import tf
-
-    return tf.distribute.InputOptions(experimental_fetch_to_device=False)
-
-
 def _plain_pipeline():
     """tf.data options without autotuning: an epoch's iterator is freed only when tf.data's
     autotuning thread wakes from its sleep (which grows to 60 s), so every epoch of `wide`
     stalled ~40 s at its end (a quarter of it on 2 CPUs; seen with gdb in
     ``~IteratorResource`` waiting on ``Model::OptimizeLoop``). This pipeline (slices, a cast, a
-    fixed prefetch) has nothing to tune. See also :func:`_host_input`."""
+    fixed prefetch) has nothing to tune."""
     from fer._tf import tf
 
     options = tf.data.Options()
