@@ -310,7 +310,8 @@ def _plain_pipeline():
     autotuning thread wakes from its sleep (which grows to 60 s), so every epoch of `wide`
     stalled ~40 s at its end (a quarter of it on 2 CPUs; seen with gdb in
     ``~IteratorResource`` waiting on ``Model::OptimizeLoop``). This pipeline (slices, a cast, a
-    fixed prefetch) has nothing to tune."""
+    fixed prefetch) has nothing to tune. The strategy's per-device iterator keeps an autotuning
+    thread of its own, so one epoch in a few still stalls: one iterator per run is the full fix."""
     from fer._tf import tf
 
     options = tf.data.Options()
