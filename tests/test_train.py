@@ -13,7 +13,7 @@ from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train import trainer
 from fer.train.config import TrainConfig
-from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE, _batches, _epoch_sample
+from fer.train.loop import CHAOS_ENV, CHECKPOINT_STATE, _epoch_batches, _epoch_sample, phases
 from tests.conftest import fer_cli, write_folder_dataset
 
 
@@ -260,15 +260,31 @@ def test_mixup_blends_faces_and_targets_alike(tiny_dataset, tmp_path):
     assert (np.count_nonzero(targets, axis=1) == 2).mean() > 0.5  # most blends are of two classes
 
 
-def test_epoch_batches_are_the_sample_in_order_without_autotuning(tiny_dataset, tmp_path):
-    # Autotuning made every epoch wait up to a minute for its iterator to be freed (see _plain_pipeline).
+def test_a_phase_is_its_epochs_samples_in_order_through_one_iterator(tiny_dataset, tmp_path):
+    # Each epoch's own iterator made the epoch wait up to a minute for tf.data's autotuning
+    # thread as it was freed (see _epoch_batches): a phase is one dataset over its epochs.
     from fer._tf import tf
 
     config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), batch_size=4)
-    xb = np.arange(8 * 48 * 48, dtype=np.uint32).reshape(8, 48, 48).astype(np.uint8)
+    faces = np.arange(3 * 8 * 48 * 48, dtype=np.uint32).reshape(3, 8, 48, 48).astype(np.uint8)
     targets = np.eye(7, dtype=np.float32)[np.arange(8) % 7]
-    ds = _batches(config, xb, targets, None)(tf.distribute.InputContext())
+    asked = []
+
+    def sample(epoch):
+        asked.append(epoch)
+        return faces[epoch], targets, None
+
+    ds = _epoch_batches(config, range(1, 3), sample, steps=2)(tf.distribute.InputContext())
     assert ds.options().autotune.enabled is False
-    first, second = list(ds.take(2).as_numpy_iterator())
-    np.testing.assert_array_equal(np.concatenate([first[0], second[0]])[..., 0], xb)
-    np.testing.assert_array_equal(np.concatenate([first[1], second[1]]), targets)
+    batches = list(ds.as_numpy_iterator())
+    assert asked == [1, 2] and len(batches) == 4
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches])[..., 0], faces[1:].reshape(16, 48, 48))
+    np.testing.assert_array_equal(np.concatenate([t for _, t in batches]), np.concatenate([targets, targets]))
+
+
+def test_phases_split_transfer_runs_at_the_unfreezing_and_skip_what_is_done(tiny_dataset, tmp_path):
+    config = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "r"), arch="deep", epochs=10)
+    assert phases(config, 0) == [(0, 10)] and phases(config, 4) == [(4, 10)] and phases(config, 10) == []
+    transfer = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "t"), arch="vgg16", epochs=10, freeze_epochs=3)
+    assert phases(transfer, 0) == [(0, 3), (3, 10)] and phases(transfer, 2) == [(2, 3), (3, 10)]
+    assert phases(transfer, 5) == [(5, 10)]

@@ -12,6 +12,7 @@ A checkpoint directory holds ``model.keras`` (with optimizer state) and ``state.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -127,9 +128,18 @@ def train_loop_per_worker(plan: dict) -> None:
     ``train_counts`` (images per class over all workers), ``epoch_size`` and ``run_dir``
     (the run's storage directory, which every worker must see)."""
     worker = _Worker.start(plan)
-    for epoch in range(worker.state["epochs_done"], worker.config.epochs):
-        _chaos(epoch, worker.rank, worker.world)
-        worker.train_epoch(epoch)
+    for first, end in phases(worker.config, worker.state["epochs_done"]):
+        worker.train_phase(first, end)
+
+
+def phases(config: TrainConfig, done: int) -> list[tuple[int, int]]:
+    """The (first, end) epochs (0-based, end exclusive) of the run's phases still to train:
+    one for most runs; a frozen and a fine-tuned one for transfer models. Each phase is one
+    ``fit`` with one input iterator (see :func:`_epoch_batches`)."""
+    bounds = [0, config.epochs]
+    if _transfer(config) and 0 < config.freeze_epochs < config.epochs:
+        bounds.insert(1, config.freeze_epochs)
+    return [(max(a, done), b) for a, b in itertools.pairwise(bounds) if b > done]
 
 
 @dataclass
@@ -194,39 +204,47 @@ class _Worker:
     def local_size(self) -> int:
         return self.steps * self.config.per_worker_batch
 
-    def train_epoch(self, epoch: int) -> None:
-        """Train epoch ``epoch`` (0-based), validate, and report its metrics and checkpoint."""
+    def train_phase(self, first: int, end: int) -> None:
+        """Train epochs ``first`` to ``end`` - 1 (0-based) in one ``fit``; each epoch is
+        validated, reported and checkpointed as it ends (:func:`_epoch_callback`)."""
         from fer.train import models
 
-        config, t0 = self.config, time.time()
-        if _transfer(config) and config.freeze_epochs > 0 and epoch == config.freeze_epochs:
+        config = self.config
+        if _transfer(config) and first == config.freeze_epochs > 0:
             with self.strategy.scope():
                 models.set_backbone_trainable(self.model, config.arch, config.fine_tune_blocks)
                 _compile(self.model, config, config.fine_tune_lr)
-        lr = learning_rate(config, epoch, _transfer(config))
-        self.model.optimizer.learning_rate.assign(lr)
-        per_class = epoch_counts(self.plan["train_counts"], config.balance_target)
-        xb, targets, weights, seen = _epoch_sample(config, *self.train, self.teacher, per_class, self.local_size,
-                                                   epoch, self.rank)  # fmt: skip
-        progress = [_progress_callback(epoch, config.epochs, self.steps, config.batch_size)] if self.rank == 0 else []
-        hist = self.model.fit(
-            self.strategy.distribute_datasets_from_function(_batches(config, xb, targets, weights)),
-            epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=self.steps, verbose=0, callbacks=progress,
+        seen: dict[int, list[int]] = {}
+        dataset_fn = _epoch_batches(config, range(first, end), lambda epoch: self.sample(epoch, seen), self.steps)
+        self.model.fit(
+            self.strategy.distribute_datasets_from_function(dataset_fn),
+            epochs=end, initial_epoch=first, steps_per_epoch=self.steps, verbose=0,
+            callbacks=[_epoch_callback(self, seen)],
         )  # fmt: skip
-        train_s = time.time() - t0
+
+    def sample(self, epoch: int, seen: dict[int, list[int]]):
+        """Epoch ``epoch``'s faces, targets and weights (see :func:`_epoch_sample`); the classes
+        drawn go to ``seen[epoch]``."""
+        per_class = epoch_counts(self.plan["train_counts"], self.config.balance_target)
+        xb, targets, weights, seen[epoch] = _epoch_sample(self.config, *self.train, self.teacher, per_class,
+                                                          self.local_size, epoch, self.rank)  # fmt: skip
+        return xb, targets, weights
+
+    def validate(self):
+        """Scores of the current weights on the validation split (run locally on each worker)."""
         self.eval_model.set_weights(self.model.get_weights())
         xv, yv = self.val
-        val = score(yv, self.eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0))
-        self._record(epoch, hist, val, lr, train_s, time.time() - t0, seen)
+        return score(yv, self.eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0))
 
-    def _record(self, epoch: int, hist, val, lr: float, train_s: float, epoch_s: float, seen: list[int]) -> None:
+    def record(self, epoch: int, logs: dict, val, lr: float, train_s: float, epoch_s: float, seen: list[int]):
+        """Add epoch ``epoch``'s figures to the state, say them, and report them with a checkpoint."""
         state, config = self.state, self.config
         state["train_seconds"] += epoch_s
         state["epochs_done"] = epoch + 1
         metrics = {
             "epoch": epoch + 1,
-            "train_loss": float(hist.history["loss"][-1]),
-            "train_accuracy": float(hist.history["accuracy"][-1]),
+            "train_loss": float(logs["loss"]),
+            "train_accuracy": float(logs["accuracy"]),
             "val_accuracy": val.accuracy,
             "val_macro_f1": val.macro_f1,
             "lr": lr,
@@ -291,32 +309,69 @@ def _epoch_sample(config: TrainConfig, x, y, teacher, per_class, size: int, epoc
     return xb, targets, weights, np.bincount(y[idx], minlength=NUM_CLASSES).tolist()
 
 
-def _batches(config: TrainConfig, xb: np.ndarray, targets: np.ndarray, weights: np.ndarray | None):
-    """The ``dataset_fn`` of one epoch for ``distribute_datasets_from_function``."""
+def _epoch_batches(config: TrainConfig, epochs: range, sample, steps: int):
+    """The ``dataset_fn`` (for ``distribute_datasets_from_function``) of a phase: ``steps``
+    batches of ``sample(epoch)`` (faces, targets, weights or None) for each epoch in turn.
+
+    One dataset, hence one iterator, for all the phase's epochs: freeing an iterator waits
+    for tf.data's autotuning threads to wake from their sleep (up to 60 s), which stalled
+    the end of most epochs when each had its own (seen with gdb: ``~IteratorResource``
+    waiting on ``Model::OptimizeLoop``). Autotuning is off too: the pipeline has nothing to tune.
+    """
     from fer._tf import tf
 
+    weighted = config.balance == "class-weight"
+
     def dataset_fn(input_context):
-        tensors = (xb, targets) if weights is None else (xb, targets, weights)
-        ds = tf.data.Dataset.from_tensor_slices(tensors)
-        ds = ds.batch(input_context.get_per_replica_batch_size(config.batch_size), drop_remainder=True)
+        size = input_context.get_per_replica_batch_size(config.batch_size)
+
+        def batches():
+            for epoch in epochs:
+                xb, targets, weights = sample(epoch)
+                for i in range(0, steps * size, size):
+                    yield (xb[i : i + size], targets[i : i + size]) + ((weights[i : i + size],) if weighted else ())
+
+        spec = [tf.TensorSpec((size, 48, 48), tf.uint8), tf.TensorSpec((size, NUM_CLASSES), tf.float32)]
+        spec += [tf.TensorSpec((size,), tf.float32)] if weighted else []
+        ds = tf.data.Dataset.from_generator(batches, output_signature=tuple(spec))
         ds = ds.map(lambda img, *rest: (tf.cast(img, tf.float32)[..., None], *rest))
-        return ds.repeat().prefetch(2).with_options(_plain_pipeline())
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return ds.prefetch(2).with_options(options)
 
     return dataset_fn
 
 
-def _plain_pipeline():
-    """tf.data options without autotuning: an epoch's iterator is freed only when tf.data's
-    autotuning thread wakes from its sleep (which grows to 60 s), so every epoch of `wide`
-    stalled ~40 s at its end (a quarter of it on 2 CPUs; seen with gdb in
-    ``~IteratorResource`` waiting on ``Model::OptimizeLoop``). This pipeline (slices, a cast, a
-    fixed prefetch) has nothing to tune. The strategy's per-device iterator keeps an autotuning
-    thread of its own, so one epoch in a few still stalls: one iterator per run is the full fix."""
-    from fer._tf import tf
+def _epoch_callback(worker: _Worker, seen: dict[int, list[int]]):
+    """The Keras callback that does a worker's per-epoch work inside ``fit``: the fault
+    injection and learning rate as an epoch begins, a progress line every
+    ``PROGRESS_EVERY_S`` seconds (rank 0), and validation, report and checkpoint as it ends."""
+    from fer._tf import keras
 
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options
+    config = worker.config
+
+    class EpochWork(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            _chaos(epoch, worker.rank, worker.world)
+            self.epoch, self.lr = epoch, learning_rate(config, epoch, _transfer(config))
+            worker.model.optimizer.learning_rate.assign(self.lr)
+            self.t0 = self.last = time.time()
+
+        def on_train_batch_end(self, step, logs=None):
+            now = time.time()
+            if worker.rank == 0 and now - self.last >= PROGRESS_EVERY_S:
+                self.last = now
+                rate = (step + 1) * config.batch_size / (now - self.t0)
+                loss = (logs or {}).get("loss", float("nan"))
+                _say(f"epoch {self.epoch + 1}/{config.epochs}  step {step + 1}/{worker.steps}  loss {loss:.4f}  "
+                     f"{rate:.0f} img/s")  # fmt: skip
+
+        def on_epoch_end(self, epoch, logs=None):
+            train_s = time.time() - self.t0
+            val = worker.validate()
+            worker.record(epoch, logs, val, self.lr, train_s, time.time() - self.t0, seen.pop(epoch))
+
+    return EpochWork()
 
 
 def find_checkpoints(*dirs: Path) -> list[tuple[dict, Path]]:
@@ -368,22 +423,3 @@ def _report(model, state: dict, metrics: dict, rank: int) -> None:
         (Path(d) / CHECKPOINT_STATE).write_text(json.dumps(state))
         checkpoint = ray.train.Checkpoint.from_directory(d) if rank == 0 else None
         ray.train.report({k: v for k, v in metrics.items() if v is not None}, checkpoint=checkpoint)
-
-
-def _progress_callback(epoch: int, epochs: int, steps: int, batch: int):
-    """A Keras callback that prints a line every ``PROGRESS_EVERY_S`` seconds of an epoch."""
-    from fer._tf import keras
-
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, _epoch, logs=None):
-            self.t0 = self.last = time.time()
-
-        def on_train_batch_end(self, step, logs=None):
-            now = time.time()
-            if now - self.last >= PROGRESS_EVERY_S:
-                self.last = now
-                rate = (step + 1) * batch / (now - self.t0)
-                loss = (logs or {}).get("loss", float("nan"))
-                _say(f"epoch {epoch + 1}/{epochs}  step {step + 1}/{steps}  loss {loss:.4f}  {rate:.0f} img/s")
-
-    return Progress()
