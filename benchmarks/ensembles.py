@@ -80,7 +80,7 @@ def main() -> None:
     rows.sort(key=lambda r: r[0], reverse=True)
     print("\ncv acc | calibrated | raw | cv macro-F1 | fear/sad | faces/s (x baseline) | members")
     for cv_acc, cal, raw, f1, fear, sad, fps, combo in rows[: args.top]:
-        members = " + ".join(f"{Path(b).name}:{t}" for b, t in combo)
+        members = " + ".join(f"{short_name(b)}:{t}" for b, t in combo)
         print(
             f"{cv_acc:.2%} | {cal:.2%} | {raw:.2%} | {f1:.2%} | {fear:.2f}/{sad:.2f} | "
             f"{fps:,.0f} ({fps / baseline:.2f}x) | {members}"
@@ -92,6 +92,12 @@ def main() -> None:
             f"\nbest at or above the baseline's faces/s: {best[0]:.2%} cross-validated, {best[6]:,.0f} faces/s; "
             f"to make it:\n{make_commands(best[7], args.data)}"
         )
+
+
+def short_name(path: str) -> str:
+    """A bundle's name in the table: its directory, or its run's for a run's ``model`` bundle."""
+    p = Path(path)
+    return p.parent.name if p.name == "model" else p.name
 
 
 def make_commands(combo: list[tuple[str, str]], data: Path) -> str:
