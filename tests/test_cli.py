@@ -63,6 +63,10 @@ def test_data_stats_on_shared_fer2013():
             "--zoom: must be a number in [0, 0.5]; got 0.9",
         ),
         (
+            ["train", "--data", "/x", "--out", "/tmp/x", "--shift", "0.7"],
+            "--shift: must be a number in [0, 0.5]; got 0.7",
+        ),
+        (
             ["label", str(SAMPLES), "--out", "/tmp/x", "--runtime", "tflite"],
             "--runtime: must be one of auto, keras, litert; got 'tflite'",
         ),

@@ -35,7 +35,7 @@ class AugmentConfig:
 
     flip: float = 0.5
     rotation: float = 10.0
-    shift: float = 0.1
+    shift: float = option(0.1, "Largest random shift, a fraction of the face per axis (0.2: up to 9.6 px).")
     zoom: float = option(0.1, "Largest random zoom in or out (0.15: 0.85x-1.15x; ten-crop at test is 1.14x).")
     brightness: float = 0.2
     contrast: float = 0.2

@@ -30,7 +30,12 @@ OPTIMIZERS = ("adamw", "sgd")
 
 
 #: What the augmentation options accept (a zoom of 0.5 already halves or doubles the face).
-AUGMENT_CONSTRAINTS = {"erase": (Interval(0, 1),), "zoom": (Interval(0, 0.5),), "mixup": (Interval(0, None),)}
+AUGMENT_CONSTRAINTS = {
+    "erase": (Interval(0, 1),),
+    "zoom": (Interval(0, 0.5),),
+    "shift": (Interval(0, 0.5),),
+    "mixup": (Interval(0, None),),
+}
 #: What each option of :class:`TrainConfig` accepts (checked once, when it is built).
 TRAIN_CONSTRAINTS = {
     "epochs": (AT_LEAST_ONE,),
