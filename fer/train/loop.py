@@ -1,10 +1,10 @@
 """The per-worker training loop run by Ray Train's ``TensorflowTrainer``.
 
 Each worker holds its shard of the training split and the whole validation split in
-memory (FER-2013 is 66 MB), draws a class-balanced, augmented sample each epoch, trains
-one epoch under ``MultiWorkerMirroredStrategy``, validates, and reports metrics with a
-checkpoint. A restarted worker group resumes from the latest checkpoint, so finished
-epochs are never redone.
+memory (FER-2013 is 66 MB), draws a class-balanced, augmented sample each epoch, and trains
+under ``MultiWorkerMirroredStrategy``: one ``fit`` per phase (see :func:`phases`), with each
+epoch validated and reported with a checkpoint as it ends. A restarted worker group resumes
+from the latest checkpoint, so finished epochs are never redone.
 
 A checkpoint directory holds ``model.keras`` (with optimizer state) and ``state.json``
 (epochs done, training seconds, metric history, the latest validation scores).
