@@ -29,7 +29,7 @@ from fer._ray import quiet_ray_data
 from fer.data.augment import augment, mixup
 from fer.data.balance import class_weights, epoch_counts, sample_epoch
 from fer.data.fer2013 import to_arrays
-from fer.labels import NUM_CLASSES
+from fer.labels import FACE_SIZE, NUM_CLASSES
 from fer.metrics import score
 from fer.train.config import TrainConfig
 
@@ -331,7 +331,7 @@ def _epoch_batches(config: TrainConfig, epochs: range, sample, steps: int):
                 for i in range(0, steps * size, size):
                     yield (xb[i : i + size], targets[i : i + size]) + ((weights[i : i + size],) if weighted else ())
 
-        spec = [tf.TensorSpec((size, 48, 48), tf.uint8), tf.TensorSpec((size, NUM_CLASSES), tf.float32)]
+        spec = [tf.TensorSpec((size, FACE_SIZE, FACE_SIZE), tf.uint8), tf.TensorSpec((size, NUM_CLASSES), tf.float32)]
         spec += [tf.TensorSpec((size,), tf.float32)] if weighted else []
         ds = tf.data.Dataset.from_generator(batches, output_signature=tuple(spec))
         ds = ds.map(lambda img, *rest: (tf.cast(img, tf.float32)[..., None], *rest))
