@@ -3,7 +3,8 @@
 Both train the same architecture on the same images with the same batch size and thread
 count, without augmentation or balancing (those are fer's features, not overhead), in one
 run. Epoch 1 (graph tracing) is left out of both. The ratio plain / fer is Ray Train's
-overhead (target: at most 1.15).
+overhead (target: at most 1.15). Then `fer train` again in mixed bfloat16 (``--precision
+bfloat16``): the ratio bfloat16 / float32 is what mixed precision gains on this machine's CPUs.
 
 Usage: python benchmarks/train_throughput.py [--data ../shared/data/fer2013] [--arch deep] [--per-class 600]
 """
@@ -45,15 +46,15 @@ def plain_fit(images: np.ndarray, labels: np.ndarray, arch: str, batch: int, epo
     return float(np.mean(rates[1:]))
 
 
-def fer_fit(data: str, arch: str, batch: int, epochs: int, per_class: int, threads: int) -> float:
-    """Images/s that `fer train` (one worker) reports, epochs 2..N."""
+def fer_fit(data: str, arch: str, batch: int, epochs: int, per_class: int, threads: int, precision: str) -> float:
+    """Images/s that `fer train` (one worker, in ``precision``) reports, epochs 2..N."""
     from fer.train import trainer
     from fer.train.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as d:
         config = TrainConfig(
             data=data, out=str(Path(d) / "run"), arch=arch, epochs=epochs, batch_size=batch, balance="none",
-            use_augment=False, workers=1, cpus_per_worker=threads, limit_per_class=per_class,
+            use_augment=False, workers=1, cpus_per_worker=threads, limit_per_class=per_class, precision=precision,
         )  # fmt: skip
         result = trainer.start(config)
         history = json.loads((result.bundle / "model.json").read_text())["training"]["history"]
@@ -78,9 +79,11 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(labels))
     plain = plain_fit(images[order], labels[order], args.arch, args.batch_size, args.epochs, threads)
     print(f"plain tf-keras fit: {plain:.0f} images/s ({len(labels)} images, {args.arch}, batch {args.batch_size})")
-    ours = fer_fit(args.data, args.arch, args.batch_size, args.epochs, args.per_class, threads)
+    ours = fer_fit(args.data, args.arch, args.batch_size, args.epochs, args.per_class, threads, "float32")
     print(f"fer train, 1 worker: {ours:.0f} images/s")
     print(f"ratio plain / fer train: {plain / ours:.3f} (target <= 1.15)")
+    mixed = fer_fit(args.data, args.arch, args.batch_size, args.epochs, args.per_class, threads, "bfloat16")
+    print(f"fer train --precision bfloat16: {mixed:.0f} images/s, {mixed / ours:.2f}x float32")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,10 @@ def test_data_stats_on_shared_fer2013():
             "--optimizer: must be one of adamw, sgd; got 'adam'",
         ),
         (
+            ["train", "--data", "/x", "--out", "/tmp/x", "--precision", "float16"],
+            "--precision: must be one of auto, float32, bfloat16; got 'float16'",
+        ),
+        (
             ["train", "--data", "/x", "--out", "/tmp/x", "--zoom", "0.9"],
             "--zoom: must be a number in [0, 0.5]; got 0.9",
         ),

@@ -46,6 +46,8 @@ def cli_run(tiny_dataset, tmp_path_factory):
         "2",
         "--batch-size",
         "32",
+        "--precision",
+        "bfloat16",  # explicit, not auto: the resume test below switches it, on any CPU
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir, proc
@@ -86,15 +88,20 @@ def test_augment_balancing_raises_the_minority_class(cli_run):
     assert min(seen) >= 0.8 * max(seen)
 
 
-def test_resume_continues_without_redoing_epochs(ray_local, cli_run):
+def test_resume_continues_without_redoing_epochs_in_the_precision_asked(ray_local, cli_run):
+    from fer.train.precision import policy_of
+
     run_dir, _ = cli_run
-    result = trainer.resume(run_dir, epochs=3, keep_checkpoints=3)
+    result = trainer.resume(run_dir, epochs=3, keep_checkpoints=3, precision="float32")
     state = _history(run_dir)
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert [h["precision"] for h in state["history"]] == ["bfloat16", "bfloat16", "float32"]
     assert state["resumed_at_epoch"] == 3
     assert result.bundle == run_dir / "model"
+    assert policy_of(bundle.load(result.bundle, runtime="keras").keras_model) == "float32"
     assert len(_checkpoints(run_dir)) == 3  # the first two kept under the larger --keep-checkpoints
-    assert json.loads((run_dir / trainer.RUN_FILE).read_text())["keep_checkpoints"] == 3
+    written = json.loads((run_dir / trainer.RUN_FILE).read_text())
+    assert (written["keep_checkpoints"], written["precision"]) == (3, "float32")
 
 
 def test_average_bundles_the_mean_weights_of_the_best_checkpoints_scored_afresh(cli_run, tiny_dataset, tmp_path):
@@ -134,7 +141,7 @@ def test_resume_refuses_options_it_would_ignore(cli_run):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: --resume continues a run with the settings it was started with; --arch, --lr cannot change "
-        "(only --epochs, --address, --keep-checkpoints can)"
+        "(only --epochs, --address, --precision, --keep-checkpoints can)"
     ]
 
 

@@ -11,6 +11,7 @@ from fer.data.augment import AugmentConfig
 from fer.data.balance import BALANCE_MODES
 from fer.errors import FerError
 from fer.train import models
+from fer.train.precision import PRECISIONS
 from fer.validation import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -59,6 +60,7 @@ TRAIN_CONSTRAINTS = {
     "seed": (NON_NEGATIVE_INT,),
     "limit_per_class": (NONE, AT_LEAST_ONE),
     "teacher_weight": (Interval(0, 1),),
+    "precision": (Options(PRECISIONS),),
 }
 
 
@@ -102,6 +104,9 @@ class TrainConfig:
     workers: int = option(1, "Data-parallel training workers.")
     cpus_per_worker: int | None = option(None, "CPUs per worker (default: local cores / workers).")
     gpus_per_worker: float = option(0.0, "GPUs per worker (0: CPU training).")
+    precision: str = option(
+        "auto", f"{' | '.join(PRECISIONS)} (mixed): auto takes bfloat16 on CPUs that compute it natively."
+    )
     max_failures: int = option(2, "Worker failures to survive by restarting from the latest checkpoint.")
     address: str | None = option(None, "Ray cluster address (default: RAY_ADDRESS, else a local Ray).")
     select: str = option("val_macro_f1", f"{' | '.join(SELECT_METRICS)}: how the best epoch is chosen.")
@@ -143,5 +148,6 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
+        d.setdefault("precision", "float32")  # what runs recorded before the option trained in
         d["augment"] = AugmentConfig(**d.get("augment", {}))
         return cls(**d)

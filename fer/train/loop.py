@@ -31,6 +31,7 @@ from fer.data.balance import class_weights, epoch_counts, sample_epoch
 from fer.data.fer2013 import to_arrays
 from fer.labels import FACE_SIZE, NUM_CLASSES
 from fer.metrics import score
+from fer.train import models, precision
 from fer.train.config import TrainConfig
 
 CHECKPOINT_MODEL = "model.keras"
@@ -111,16 +112,30 @@ def _compile(model, config: TrainConfig, lr: float) -> None:
     )
 
 
-def _new_model(config: TrainConfig):
+def _new_model(config: TrainConfig, arithmetic: str):
+    """The model a run starts from, computing in ``arithmetic`` (a resolved precision)."""
     from fer import bundle
-    from fer.train import models
 
-    if config.init:
-        return bundle.load(config.init, runtime="keras").keras_model
+    if config.init:  # bundles are float32
+        model = bundle.load(config.init, runtime="keras").keras_model
+        return model if arithmetic == "float32" else precision.cast(model, arithmetic, models.OUTPUT)
     model = models.build(config.arch, weights=config.weights, input_size=config.input_size)
     if models.is_transfer(config.arch) and config.freeze_epochs > 0:
         models.set_backbone_trainable(model, config.arch, 0)
     return model
+
+
+def _recast(model, config: TrainConfig, arithmetic: str):
+    """A restored (compiled) ``model`` computing in ``arithmetic``, its optimizer state carried
+    over: a run may resume in another precision than it was checkpointed in."""
+    if precision.policy_of(model) == precision.POLICIES[arithmetic]:
+        return model
+    cast = precision.cast(model, arithmetic, models.OUTPUT)
+    _compile(cast, config, float(model.optimizer.learning_rate.numpy()))
+    cast.optimizer.build(cast.trainable_variables)
+    for new, old in zip(cast.optimizer.variables, model.optimizer.variables, strict=True):
+        new.assign(old)
+    return cast
 
 
 def train_loop_per_worker(plan: dict) -> None:
@@ -150,8 +165,11 @@ class _Worker:
     plan: dict
     strategy: object
     model: object
-    #: A plain copy for validation: it runs locally on each worker with no collectives.
+    #: A plain float32 copy for validation: it runs locally on each worker with no
+    #: collectives, and scores what the bundle will.
     eval_model: object
+    #: The resolved ``--precision`` the model trains in.
+    arithmetic: str
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
     #: The bundle distilled (``--teacher``; None without), loaded once.
@@ -165,7 +183,7 @@ class _Worker:
         """Set TensorFlow up, read this worker's data and restore (or build) the model."""
         import ray.train
 
-        from fer._tf import keras, tf
+        from fer._tf import tf
 
         config = TrainConfig.from_dict(plan["config"])
         quiet_ray_data()
@@ -178,21 +196,25 @@ class _Worker:
         train = _collect(ray.train.get_dataset_shard("train"))
         val = _collect(ray.train.get_dataset_shard("val"))
         state = {"epochs_done": 0, "train_seconds": 0.0, "history": []}
+        arithmetic = precision.resolve(config.precision, config.gpus_per_worker)
+        precision.use(arithmetic)
         with strategy.scope():
             restored = _restore(ray.train.get_checkpoint(), Path(plan["run_dir"]))
             if restored:
                 state, model = restored
                 state["resumed_at_epoch"] = state["epochs_done"] + 1
+                model = _recast(model, config, arithmetic)
             else:
-                model = _new_model(config)
+                model = _new_model(config, arithmetic)
                 _compile(model, config, learning_rate(config, 0, _transfer(config)))
-        worker = cls(config, plan, strategy, model, keras.models.clone_model(model), train, val,
-                     _load_teacher(config), state, ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
+        eval_model = precision.cast(model, "float32", models.OUTPUT)
+        worker = cls(config, plan, strategy, model, eval_model, arithmetic, train, val, _load_teacher(config), state,
+                     ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
         if worker.rank == 0:
             _say(
                 f"{worker.world} worker(s), {len(train[0])} train faces on this worker, {worker.local_size} "
-                f"samples/epoch/worker in {worker.steps} steps, starting at epoch {state['epochs_done'] + 1}/"
-                f"{config.epochs}"
+                f"samples/epoch/worker in {worker.steps} steps, {arithmetic}, starting at epoch "
+                f"{state['epochs_done'] + 1}/{config.epochs}"
             )
         return worker
 
@@ -207,7 +229,6 @@ class _Worker:
     def train_phase(self, first: int, end: int) -> None:
         """Train epochs ``first`` to ``end`` - 1 (0-based) in one ``fit``; each epoch is
         validated, reported and checkpointed as it ends (:func:`_epoch_callback`)."""
-        from fer.train import models
 
         config = self.config
         if _transfer(config) and first == config.freeze_epochs > 0:
@@ -249,6 +270,7 @@ class _Worker:
             "val_macro_f1": val.macro_f1,
             "lr": lr,
             "images_per_s": self.steps * config.batch_size / train_s,
+            "precision": self.arithmetic,
             "seen_per_class_worker0": seen,
         }
         state["history"].append(metrics)
@@ -266,7 +288,6 @@ class _Worker:
 
 def _transfer(config: TrainConfig) -> bool:
     """Whether the run trains a pretrained backbone in phases (frozen, then fine-tuned)."""
-    from fer.train import models
 
     return models.is_transfer(config.arch) and config.init is None
 

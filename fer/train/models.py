@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: Name of the pretrained backbone sub-model inside a transfer-learning model.
 BACKBONE = "backbone"
+#: Name of the output layer (class probabilities) of every architecture.
+OUTPUT = "probs"
 
 
 #: Every architecture: one decorated builder ``(inputs, *, weights, input_size, dropout) ->
@@ -91,7 +93,8 @@ def _classifier(x, dropout: float, hidden: int):
     x = layers.BatchNormalization(name="fc_bn")(x)
     x = layers.ReLU(name="fc_relu")(x)
     x = layers.Dropout(dropout, name="fc_drop")(x)
-    return layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    # float32 under any dtype policy: the softmax and the loss keep their precision (fer.train.precision).
+    return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name=OUTPUT)(x)
 
 
 @ARCHITECTURES.register("small", "fast small CNN for CPUs (~0.3M parameters)", transfer=False)

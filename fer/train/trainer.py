@@ -77,9 +77,10 @@ def start(config: TrainConfig) -> TrainResult:
         raise
 
 
-#: What ``--resume`` may change: how long the run goes, where it runs, what it keeps; nothing
-#: that would make its epochs differ from those of an uninterrupted run.
-RESUMABLE = ("epochs", "address", "keep_checkpoints")
+#: What ``--resume`` may change: how long the run goes, where and in what arithmetic it runs
+#: (float32 and mixed bfloat16 keep the same float32 weights), what it keeps; nothing that
+#: would make its epochs differ from those of an uninterrupted run beyond rounding.
+RESUMABLE = ("epochs", "address", "precision", "keep_checkpoints")
 
 
 def resume(run_dir: str | Path, **changes) -> TrainResult:
@@ -262,17 +263,21 @@ def write_bundle(run_dir: str | Path, out: str | Path | None = None, *, average:
 
 
 def _averaged_model(checkpoints: list[Path]):
-    """The tf-keras model of the first checkpoint with every weight (batch-norm statistics
-    included) the mean of the checkpoints' weights."""
+    """The float32 tf-keras model of the first checkpoint with every weight (batch-norm
+    statistics included) the mean of the checkpoints' weights."""
     import numpy as np
 
     from fer._tf import keras
+    from fer.train import models, precision
     from fer.train.loop import CHECKPOINT_MODEL
 
-    models = [keras.models.load_model(str(path / CHECKPOINT_MODEL), compile=False) for path in checkpoints]
-    if len(models) > 1:
-        models[0].set_weights([np.mean(ws, axis=0) for ws in zip(*(m.get_weights() for m in models), strict=True)])
-    return models[0]
+    loaded = [keras.models.load_model(str(path / CHECKPOINT_MODEL), compile=False) for path in checkpoints]
+    model = loaded[0]
+    if precision.policy_of(model) != "float32":  # trained in mixed precision: its weights are float32 already
+        model = precision.cast(model, "float32", models.OUTPUT)
+    if len(loaded) > 1:
+        model.set_weights([np.mean(ws, axis=0) for ws in zip(*(m.get_weights() for m in loaded), strict=True)])
+    return model
 
 
 def _validate(model, config: TrainConfig) -> dict:
