@@ -125,6 +125,19 @@ def _new_model(config: TrainConfig, arithmetic: str):
     return model
 
 
+def _starting_point(config: TrainConfig, checkpoint, run_dir: Path, arithmetic: str) -> tuple[dict, object]:
+    """The training state and compiled model a worker starts from (in the strategy's scope):
+    the newest checkpoint's (see :func:`_restore`), computing in ``arithmetic``, or a new run's."""
+    restored = _restore(checkpoint, run_dir)
+    if restored:
+        state, model = restored
+        state["resumed_at_epoch"] = state["epochs_done"] + 1
+        return state, _recast(model, config, arithmetic)
+    model = _new_model(config, arithmetic)
+    _compile(model, config, learning_rate(config, 0, _transfer(config)))
+    return {"epochs_done": 0, "train_seconds": 0.0, "history": []}, model
+
+
 def _recast(model, config: TrainConfig, arithmetic: str):
     """A restored (compiled) ``model`` computing in ``arithmetic``, its optimizer state carried
     over: a run may resume in another precision than it was checkpointed in."""
@@ -195,18 +208,10 @@ class _Worker:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         train = _collect(ray.train.get_dataset_shard("train"))
         val = _collect(ray.train.get_dataset_shard("val"))
-        state = {"epochs_done": 0, "train_seconds": 0.0, "history": []}
         arithmetic = precision.resolve(config.precision, config.gpus_per_worker)
         precision.use(arithmetic)
         with strategy.scope():
-            restored = _restore(ray.train.get_checkpoint(), Path(plan["run_dir"]))
-            if restored:
-                state, model = restored
-                state["resumed_at_epoch"] = state["epochs_done"] + 1
-                model = _recast(model, config, arithmetic)
-            else:
-                model = _new_model(config, arithmetic)
-                _compile(model, config, learning_rate(config, 0, _transfer(config)))
+            state, model = _starting_point(config, ray.train.get_checkpoint(), Path(plan["run_dir"]), arithmetic)
         eval_model = precision.cast(model, "float32", models.OUTPUT)
         worker = cls(config, plan, strategy, model, eval_model, arithmetic, train, val, _load_teacher(config), state,
                      ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
