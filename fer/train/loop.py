@@ -234,7 +234,6 @@ class _Worker:
     def train_phase(self, first: int, end: int) -> None:
         """Train epochs ``first`` to ``end`` - 1 (0-based) in one ``fit``; each epoch is
         validated, reported and checkpointed as it ends (:func:`_epoch_callback`)."""
-
         config = self.config
         if _transfer(config) and first == config.freeze_epochs > 0:
             with self.strategy.scope():
@@ -293,7 +292,6 @@ class _Worker:
 
 def _transfer(config: TrainConfig) -> bool:
     """Whether the run trains a pretrained backbone in phases (frozen, then fine-tuned)."""
-
     return models.is_transfer(config.arch) and config.init is None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: ``auto``: bfloat16 on CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX), float32
-#: elsewhere (GPUs included: float32 is what every GPU computes at full speed or better).
+#: elsewhere, GPUs included (not every GPU computes bfloat16 fast: ask for it on those that do).
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: The Keras dtype policy of each resolved precision.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
