@@ -116,9 +116,9 @@ def _new_model(config: TrainConfig, arithmetic: str):
     """The model a run starts from, computing in ``arithmetic`` (a resolved precision)."""
     from fer import bundle
 
-    if config.init:  # bundles are float32
+    if config.init:
         model = bundle.load(config.init, runtime="keras").keras_model
-        return model if arithmetic == "float32" else precision.cast(model, arithmetic, models.OUTPUT)
+        return model if precision.computes_in(model, arithmetic) else precision.cast(model, arithmetic)
     model = models.build(config.arch, weights=config.weights, input_size=config.input_size)
     if models.is_transfer(config.arch) and config.freeze_epochs > 0:
         models.set_backbone_trainable(model, config.arch, 0)
@@ -141,9 +141,9 @@ def _starting_point(config: TrainConfig, checkpoint, run_dir: Path, arithmetic: 
 def _recast(model, config: TrainConfig, arithmetic: str):
     """A restored (compiled) ``model`` computing in ``arithmetic``, its optimizer state carried
     over: a run may resume in another precision than it was checkpointed in."""
-    if precision.policy_of(model) == precision.POLICIES[arithmetic]:
+    if precision.computes_in(model, arithmetic):
         return model
-    cast = precision.cast(model, arithmetic, models.OUTPUT)
+    cast = precision.cast(model, arithmetic)
     _compile(cast, config, float(model.optimizer.learning_rate.numpy()))
     cast.optimizer.build(cast.trainable_variables)
     for new, old in zip(cast.optimizer.variables, model.optimizer.variables, strict=True):
@@ -212,7 +212,7 @@ class _Worker:
         precision.use(arithmetic)
         with strategy.scope():
             state, model = _starting_point(config, ray.train.get_checkpoint(), Path(plan["run_dir"]), arithmetic)
-        eval_model = precision.cast(model, "float32", models.OUTPUT)
+        eval_model = precision.cast(model, "float32")
         worker = cls(config, plan, strategy, model, eval_model, arithmetic, train, val, _load_teacher(config), state,
                      ctx.get_world_rank(), ctx.get_world_size())  # fmt: skip
         if worker.rank == 0:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fer.train.models import OUTPUT
+
 #: ``auto``: bfloat16 on CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX), float32
 #: elsewhere, GPUs included (not every GPU computes bfloat16 fast: ask for it on those that do).
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -42,6 +44,11 @@ def policy_of(model) -> str:
     return next(layer.dtype_policy.name for layer in model.layers if layer.weights)
 
 
+def computes_in(model, precision: str) -> bool:
+    """Whether ``model``'s layers compute in ``precision`` (resolved)."""
+    return policy_of(model) == POLICIES[precision]
+
+
 def use(precision: str) -> None:
     """Make ``precision`` (resolved) the policy of every model built or cloned from now on in this process."""
     from fer._tf import keras
@@ -49,7 +56,7 @@ def use(precision: str) -> None:
     keras.mixed_precision.set_global_policy(POLICIES[precision])
 
 
-def cast(model, precision: str, output: str):
+def cast(model, precision: str, output: str = OUTPUT):
     """A copy of ``model`` with its layers computing in ``precision`` (resolved) and the layer
     named ``output`` in float32: the same weights and trainable flags, no optimizer."""
     from fer._tf import keras

@@ -268,13 +268,13 @@ def _averaged_model(checkpoints: list[Path]):
     import numpy as np
 
     from fer._tf import keras
-    from fer.train import models, precision
+    from fer.train import precision
     from fer.train.loop import CHECKPOINT_MODEL
 
     loaded = [keras.models.load_model(str(path / CHECKPOINT_MODEL), compile=False) for path in checkpoints]
     model = loaded[0]
-    if precision.policy_of(model) != "float32":  # trained in mixed precision: its weights are float32 already
-        model = precision.cast(model, "float32", models.OUTPUT)
+    if not precision.computes_in(model, "float32"):  # trained in mixed precision: its weights are float32 already
+        model = precision.cast(model, "float32")
     if len(loaded) > 1:
         model.set_weights([np.mean(ws, axis=0) for ws in zip(*(m.get_weights() for m in loaded), strict=True)])
     return model
