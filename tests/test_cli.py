@@ -30,7 +30,7 @@ def test_data_stats_on_shared_fer2013():
         (["train", "--data", "/x"], "needs --data ROOT and --out RUN_DIR"),
         (
             ["train", "--data", "/x", "--out", "/tmp/x", "--arch", "alexnet"],
-            "--arch: unknown architecture 'alexnet'; choose one of small, deep, wide, vgg16, resnet50v2",
+            "--arch: unknown architecture 'alexnet'; choose one of small, deep, wide, vggnet, vgg16, resnet50v2",
         ),
         (
             ["label", str(SAMPLES), "--out", "/tmp/x", "--detector", "haar"],
