@@ -25,6 +25,9 @@ from fer.validation import flag
 from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
+if typing.TYPE_CHECKING:
+    from fer.metrics import Scores
+
 #: The library's defaults, shown by the CLI (defined once, in the config dataclasses).
 LABEL_DEFAULTS = LabelConfig(inputs=(), out="")
 TRAIN_DEFAULTS = TrainConfig(data="", out="")
@@ -385,12 +388,16 @@ def calibrate(
     split: Annotated[str, typer.Option(help="Split to fit on: the one the model was selected on.")] = "val",
     tta: Annotated[str, typer.Option(help=f"The TTA the model will run with: {TTA.help()}.")] = "none",
     runtime: RuntimeOpt = LABEL_DEFAULTS.runtime,
+    min_recall: Annotated[
+        float, typer.Option(help="Then raise the offsets of classes whose recall is below this (0: none).")
+    ] = 0.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fit per-class offsets on a bundle's log-probabilities (maximum likelihood on a labelled
-    split) and write the calibrated copy: the figures before, after and cross-validated.
+    split, then raised to a recall floor if asked) and write the calibrated copy: the figures
+    before, after and cross-validated.
 
-    Example: fer calibrate runs/deep/model --data fer2013/ --out runs/deep-cal
+    Example: fer calibrate runs/deep/model --data fer2013/ --out runs/deep-cal --min-recall 0.55
     """
     from fer import console
     from fer.calibrate import calibrate as calibrate_bundle
@@ -398,13 +405,24 @@ def calibrate(
 
     TTA.get(tta)
     with _quiet(console.user_logs(), f"calibrate-{console.stamp()}", verbose):
-        result = calibrate_bundle(model, data, out, split=split, tta=tta, runtime=runtime)
+        result = calibrate_bundle(model, data, out, split=split, tta=tta, runtime=runtime, min_recall=min_recall)
     offsets = ", ".join(f"{name} {b:+.2f}" for name, b in zip(EMOTIONS, result.bias, strict=True))
     typer.echo(f"class offsets (log-probability): {offsets}\n")
     for title, scores in (("before", result.before), ("after (fitted on these faces)", result.after),
                           ("after, cross-validated (fitted on the other half)", result.cross_validated)):  # fmt: skip
-        typer.echo(f"{title}: accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}")
+        low = _lowest_recall(scores)
+        typer.echo(f"{title}: accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}, "
+                   f"lowest recall {scores.recall[low]:.3f} ({EMOTIONS[low]})")  # fmt: skip
     typer.echo(f"\n{format_scores(result.after)}\nmodel bundle: {result.path}")
+    low = _lowest_recall(result.after)
+    if result.after.recall[low] < min_recall:
+        typer.echo(f"warning: --min-recall {min_recall:g} is out of reach on these faces: {EMOTIONS[low]}'s recall "
+                   f"stays {result.after.recall[low]:.2f}", err=True)  # fmt: skip
+
+
+def _lowest_recall(scores: Scores) -> int:
+    """The class of lowest recall among those the split has."""
+    return min((i for i, n in enumerate(scores.support) if n), key=scores.recall.__getitem__)
 
 
 @app.command()

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from fer import bundle
-from fer.calibrate import cross_validated, fit_class_bias
+from fer.calibrate import FLOOR_MAX_STEPS, FLOOR_STEP, cross_validated, fit, fit_class_bias, recall_floor
 from fer.data.fer2013 import list_folder_split
 from fer.labels import EMOTIONS
 from tests.conftest import fer_cli
@@ -32,6 +32,42 @@ def test_the_fit_recovers_a_known_shift_of_the_class_priors():
     # Already calibrated probabilities need no offsets, and calibration beats none on held-out halves.
     np.testing.assert_allclose(fit_class_bias(probs_true, labels), 0, atol=0.06)
     assert cross_validated(_softmax(scores), labels).accuracy > (_softmax(scores).argmax(1) == labels).mean() + 0.005
+
+
+def _recall(probs: np.ndarray, labels: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    predicted = (np.log(probs) + bias).argmax(axis=1)
+    return np.array([(predicted[labels == c] == c).mean() for c in range(len(EMOTIONS))])
+
+
+def test_a_recall_floor_lifts_a_confused_class_that_the_likelihood_leaves_low():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 7, 20_000)
+    scores = rng.normal(0, 1.0, (len(labels), 7))
+    scores[np.arange(len(labels)), labels] += 2.0
+    # Fear (2) is confused with sad (4) as on FER-2013: half its faces score as sad.
+    fear = np.flatnonzero(labels == 2)[::2]
+    scores[fear, 4] += 3.0
+    scores[fear, 2] -= 0.5
+    probs = _softmax(scores)
+    likelihood = fit_class_bias(probs, labels)
+    assert _recall(probs, labels, likelihood)[2] < 0.6
+    floored = fit(probs, labels, min_recall=0.6)
+    recall = _recall(probs, labels, floored)
+    assert recall.min() >= 0.6 and recall[2] < 0.6 + 0.02  # raised just far enough
+    assert abs(floored.sum()) < 1e-9 and floored[2] - floored[4] > likelihood[2] - likelihood[4]
+    # No floor (or one already met) leaves the likelihood's offsets; held-out halves keep most of the floor.
+    np.testing.assert_allclose(fit(probs, labels), likelihood, atol=1e-12)
+    np.testing.assert_allclose(fit(probs, labels, min_recall=0.3), likelihood, atol=1e-12)
+    assert cross_validated(probs, labels, min_recall=0.6).recall[2] > 0.58
+
+
+def test_a_floor_out_of_reach_stops_after_its_steps():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 7, 2_000)
+    probs = _softmax(rng.normal(0, 1.0, (len(labels), 7)))  # uninformative: no floor of 0.9 exists
+    bias = recall_floor(probs, labels, np.zeros(7), 0.9)
+    assert _recall(probs, labels, bias).min() < 0.9
+    assert np.abs(bias).max() <= FLOOR_MAX_STEPS * FLOOR_STEP
 
 
 def test_calibrate_writes_a_bundle_that_applies_its_offsets(untrained_bundle, tiny_dataset, tmp_path):
@@ -58,3 +94,20 @@ def test_calibrate_writes_a_bundle_that_applies_its_offsets(untrained_bundle, ti
     evaluated = fer_cli("evaluate", "--data", str(tiny_dataset), "--model", str(out))
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"accuracy  {accuracy:.4f}" in evaluated.stdout
+
+
+def test_calibrate_with_a_recall_floor(untrained_bundle, tiny_dataset, tmp_path):
+    out = tmp_path / "floored"
+    args = ("calibrate", str(untrained_bundle), "--data", str(tiny_dataset), "--out", str(out))
+    proc = fer_cli(*args, "--min-recall", "0.3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calibrated = bundle.load(out)
+    assert calibrated.meta["calibration"]["min_recall"] == 0.3
+    recall = [c["recall"] for c in calibrated.meta["validation"]["per_class"].values()]
+    # An untrained network cannot give every class 0.3 of its faces at once: the floor is reported unmet.
+    assert min(recall) < 0.3
+    unmet = r"warning: --min-recall 0.3 is out of reach on these faces: \w+'s recall stays 0\.\d\d"
+    assert re.search(unmet, proc.stderr)
+
+    bad = fer_cli(*args, "--min-recall", "1.5")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --min-recall: must be a number in [0, 1]; got 1.5"
