@@ -119,34 +119,35 @@ def _deep(inputs, *, dropout: float, **_):
     return _classifier(x, dropout, 256)
 
 
-@ARCHITECTURES.register("wide", "deep at 1.5x the width, on the central 40x40 (~3.4M parameters)", transfer=False)
-def _wide(inputs, *, dropout: float, **_):
+def _cropped_vgg(inputs, widths: tuple[int, ...], hidden: int, dropout: float):
+    """Four VGG blocks of ``widths`` on the central 40x40 of the face, then a ``hidden``-unit classifier.
+
+    The published VGG recipe trains on random 40-px crops and tests on the central one (Khaireddin & Chen
+    2021): the augmentation's random shift followed by this fixed central crop is a random crop, and at
+    test time the crop is the central one. 40 px also cuts the cost of each convolution by 30%.
+    """
     layers = _layers()
-    # The published VGG recipe trains on random 40-px crops and tests on the central one (Khaireddin & Chen
-    # 2021): the augmentation's random shift followed by this fixed central crop is a random crop, and at
-    # test time the crop is the central one. 40 px also cuts the cost of each convolution by 30%.
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = layers.Cropping2D(CROP_MARGIN, name="centre_crop")(x)
-    for i, filters in enumerate((48, 96, 192, 384)):
+    for i, filters in enumerate(widths):
         x = _conv_block(x, filters, 2, 0.1 + 0.05 * i, f"block{i + 1}")
     x = layers.Flatten(name="flatten")(x)
-    return _classifier(x, dropout, 512)
+    return _classifier(x, dropout, hidden)
+
+
+@ARCHITECTURES.register("wide", "deep at 1.5x the width, on the central 40x40 (~3.4M parameters)", transfer=False)
+def _wide(inputs, *, dropout: float, **_):
+    return _cropped_vgg(inputs, (48, 96, 192, 384), 512, dropout)
 
 
 @ARCHITECTURES.register(
     "vggnet", "the published VGG variant's widths, on the central 40x40 (~6.8M parameters)", transfer=False
 )
 def _vggnet(inputs, *, dropout: float, **_):
-    layers = _layers()
     # Khaireddin & Chen 2021's widths (64-512 channels, 73.28% on FER-2013's test split): `wide`'s layout at
     # 1.33x its width, ~1.8x its multiply-adds. Their 4096-unit classifier is cut to 1024: its 25M weights
-    # are most of the network's size, and `wide`'s 512 units do not limit it.
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    x = layers.Cropping2D(CROP_MARGIN, name="centre_crop")(x)
-    for i, filters in enumerate((64, 128, 256, 512)):
-        x = _conv_block(x, filters, 2, 0.1 + 0.05 * i, f"block{i + 1}")
-    x = layers.Flatten(name="flatten")(x)
-    return _classifier(x, dropout, 1024)
+    # would be most of the network's size, and `wide`'s 512 units do not limit it.
+    return _cropped_vgg(inputs, (64, 128, 256, 512), 1024, dropout)
 
 
 @ARCHITECTURES.register(
