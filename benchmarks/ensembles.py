@@ -7,10 +7,11 @@ For each bundle and TTA mode, the FER-2013 val probabilities are computed once (
 class offsets fitted on val (raised to ``--min-recall`` if given); the accuracy printed beside the
 in-sample one is cross-validated (:func:`fer.calibrate.cross_validated`). Its faces/s on this
 machine's cores is computed from each bundle's measured int8 faces/s (one pass) and the passes of
-its TTA, against the baseline of issue 16: the shipped model's float network on tf-keras,
-measured in the same run.
+its TTA, against a baseline measured in the same run: ``--baseline``'s float network on tf-keras
+(issue 16's "today": v1's ``fer-default``, member 0 of the shipped ensemble, see the README).
 
-Usage: python benchmarks/ensembles.py BUNDLE [BUNDLE ...] [--tta none flip shift] [--min-recall 0.55] [--top 25]
+Usage: python benchmarks/ensembles.py BUNDLE [BUNDLE ...] [--baseline BUNDLE] [--tta none flip shift]
+       [--min-recall 0.55] [--top 25]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def combinations(bundles: list[str], modes: list[str]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="+")
+    parser.add_argument("--baseline", help="the classifier to beat, on tf-keras (default: the shipped model)")
     parser.add_argument("--tta", nargs="+", default=["none", "flip", "shift"], choices=bundle.TTA_MODES)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/fer-ensembles"))
@@ -61,11 +63,11 @@ def main() -> None:
 
     faces, labels = read_val(args.data)
     threads = os.cpu_count() or 1
-    baseline = faces_per_s(None, "keras", threads, faces[:2000])
+    baseline = faces_per_s(args.baseline, "keras", threads, faces[:2000])
     speed = {b: faces_per_s(b, "litert", threads, faces[:2000]) for b in args.bundles}
     probs = {(b, t): val_probs(b, t, faces, args.cache) for b in args.bundles for t in args.tta}
     print(
-        f"baseline (issue 16): the shipped model's float network on tf-keras, {baseline:,.0f} faces/s "
+        f"baseline: {args.baseline or 'the shipped model'}'s float network on tf-keras, {baseline:,.0f} faces/s "
         f"on {threads} threads"
     )
     for b in args.bundles:

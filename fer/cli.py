@@ -317,7 +317,7 @@ def bundle_command(
     modes = tta.split(",") if tta else [None] * len(sources)
     if len(modes) == 1:
         modes *= len(sources)
-    meta = {"name": name or "fer-ensemble", "architecture": "ensemble"}
+    meta = {"name": name or "fer-ensemble", "architecture": "ensemble", "command": _command_line()}
     typer.echo(f"model bundle: {bundle.save_ensemble(sources, out, meta, tta=modes)}")
 
 

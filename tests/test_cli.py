@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
 from tests.conftest import FER2013, SAMPLES, fer_cli
@@ -95,3 +98,13 @@ def test_help_lists_every_registered_choice():
     for registry, text in ((DETECTORS, label), (TTA, label), (ARCHITECTURES, train)):
         for name in registry.names():
             assert f"{name}: {registry.get(name).description}" in flat(text), name
+
+
+def test_bundle_ensemble_records_how_it_was_made(untrained_bundle, tmp_path):
+    out = tmp_path / "ens"
+    args = ["bundle", "--ensemble", str(untrained_bundle), str(untrained_bundle), "--tta", "none,flip"]
+    proc = fer_cli(*args, "--name", "pair", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["command"] == shlex.join(["fer", *args, "--name", "pair", "--out", str(out)])
+    assert (meta["name"], [m["tta"] for m in meta["members"]]) == ("pair", ["none", "flip"])

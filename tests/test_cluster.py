@@ -91,7 +91,9 @@ class Cluster:
     def add_node(self, cpus: int) -> int:
         """Start one more worker node; return its node-manager port (which names its processes)."""
         ports = free_ports(6)
-        common = ["--block", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]
+        # A directory of its own, as on a machine of its own: each node's agent re-extracts a job's
+        # working_dir (removing what is there) into its temp dir, under a driver that may be importing from it.
+        common = ["--block", "--disable-usage-stats", f"--temp-dir={self.temp_dir}/n{ports[3]}"]
         self.procs.append(
             subprocess.Popen(
                 ["ray", "start", f"--address={self.gcs}", f"--num-cpus={cpus}", *_node_ports(ports), *common],
