@@ -8,7 +8,7 @@ class offsets fitted on val (raised to ``--min-recall`` if given); the accuracy 
 in-sample one is cross-validated (:func:`fer.calibrate.cross_validated`). Its faces/s on this
 machine's cores is computed from each bundle's measured int8 faces/s (one pass) and the passes of
 its TTA, against a baseline measured in the same run: ``--baseline``'s float network on tf-keras
-(issue 16's "today": v1's ``fer-default``, member 0 of the shipped ensemble, see the README).
+(default: the shipped model; issue 16's "today" is v1's ``fer-default``).
 
 Usage: python benchmarks/ensembles.py BUNDLE [BUNDLE ...] [--baseline BUNDLE] [--tta none flip shift]
        [--min-recall 0.55] [--top 25]
