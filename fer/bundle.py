@@ -101,6 +101,19 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
+def check_tta(meta: dict, tta: str) -> None:
+    """Check that ``tta`` is a mode and that it would change what the bundle ``meta`` predicts.
+
+    Raises:
+        FerError: an unknown mode, or a mode other than ``none`` for an ensemble whose every
+            member runs a TTA of its own (the caller's mode would be silently ignored).
+    """
+    TTA.get(tta)
+    own = [m.get("tta") for m in meta.get("members", ())]
+    if tta != "none" and own and all(own):
+        raise FerError(f"--tta {tta}: this model's members run their own TTA ({', '.join(own)}); use --tta none")
+
+
 def resolve(path: str | Path | None) -> Path:
     """The bundle to use: ``path``, or the shipped default model when ``path`` is None."""
     if path is not None:
@@ -220,10 +233,11 @@ class EmotionModel:
             faces: ``(n, 48, 48)`` uint8 grey faces, or images of any size or colour
                 (they are converted as :func:`fer.image.to_face` says).
             tta: test-time augmentation, one of :data:`TTA_MODES` (an ensemble member
-                whose entry names its own uses that).
+                whose entry names its own uses that; see :func:`check_tta`).
             batch_size: faces per forward pass (default: the runtime's).
         """
         faces = to_faces(faces)
+        check_tta(self.meta, tta)
         if self.members:
             probs = np.mean([m.predict(faces, tta=own or tta, batch_size=batch_size) for m, own in self.members], 0)
         else:

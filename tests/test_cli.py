@@ -108,3 +108,14 @@ def test_bundle_ensemble_records_how_it_was_made(untrained_bundle, tmp_path):
     meta = json.loads((out / "model.json").read_text())
     assert meta["command"] == shlex.join(["fer", *args, "--name", "pair", "--out", str(out)])
     assert (meta["name"], [m["tta"] for m in meta["members"]]) == ("pair", ["none", "flip"])
+
+
+def test_label_refuses_a_tta_the_ensemble_would_ignore(untrained_bundle, tmp_path):
+    ens = tmp_path / "ens"
+    made = fer_cli("bundle", "--ensemble", str(untrained_bundle), str(untrained_bundle), "--tta", "none,flip",
+                   "--out", str(ens))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    proc = fer_cli("label", str(SAMPLES), "--out", str(tmp_path / "out"), "--model", str(ens), "--tta", "shift")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "error: --tta shift: this model's members run their own TTA (none, flip); use --tta none"

@@ -149,6 +149,11 @@ def test_ensemble_averages_its_members(tmp_path):
     again = bundle.save_ensemble([a, b], tmp_path / "again", {"name": "x"}, tta=[None, "flip"])
     other = bundle.save_ensemble([a, b], tmp_path / "other", {"name": "x"})
     assert bundle.read_meta(again)["id"] == meta["id"] != bundle.read_meta(other)["id"]
+    # Every member with its own mode: a caller's other mode would change nothing, so it is refused.
+    fixed = bundle.load(bundle.save_ensemble([a, b], tmp_path / "fixed", {"name": "x"}, tta=["none", "flip"]))
+    np.testing.assert_allclose(fixed.predict(faces), (ma.predict(faces) + mb.predict(faces, tta="flip")) / 2, atol=1e-6)
+    with pytest.raises(FerError, match=r"--tta shift: this model's members run their own TTA \(none, flip\)"):
+        fixed.predict(faces, tta="shift")
     with pytest.raises(FerError, match="--ensemble: needs two or more"):
         bundle.save_ensemble([a], tmp_path / "one", {})
     with pytest.raises(FerError, match="unknown test-time augmentation 'blur'"):

@@ -187,6 +187,7 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     videos = resolve_inputs(config.inputs)
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
+    bundle.check_tta(meta, config.tta)
     out = _prepare(config.out)
     summary = LabelSummary(out=out)
     plan = _plan(videos, out, meta["id"], config, summary)
