@@ -56,6 +56,9 @@ LITERT_FILE = "model.tflite"
 #: views whose predictions are averaged; ``passes`` is the classifier's cost in forward passes.
 TTA = Registry("test-time augmentation", option="--tta")
 
+#: Decimals of the class offsets ``model.json`` stores (``class_bias``).
+BIAS_DECIMALS = 6
+
 #: Where the model shipped with the package lives.
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 
@@ -404,9 +407,9 @@ def save_calibrated(source: str | Path, path: str | Path, bias: np.ndarray, upda
         for item in Path(source).iterdir():
             if item.name != META_FILE:
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-        key = json.dumps([meta["id"], np.round(bias, 6).tolist()]).encode()
-        return {**meta, "id": hashlib.sha256(key).hexdigest()[:16], "class_bias": np.round(total, 6).tolist(),
-                **updates}  # fmt: skip
+        key = json.dumps([meta["id"], np.round(bias, BIAS_DECIMALS).tolist()]).encode()
+        stored = np.round(total, BIAS_DECIMALS).tolist()
+        return {**meta, "id": hashlib.sha256(key).hexdigest()[:16], "class_bias": stored, **updates}
 
     return _write_atomically(path, write)
 

@@ -133,13 +133,14 @@ def calibrate(
     connect(None)
     images, labels = fer2013.read_split(data, split).to_numpy()
     probs = emotion_model.predict(images, tta=tta)
-    bias = fit(probs, labels, min_recall)
+    # Rounded as model.json stores it, so the figures recorded are those of the bundle written.
+    bias = np.round(fit(probs, labels, min_recall), bundle.BIAS_DECIMALS)
     before, after = score(labels, probs), score(labels, bundle.reweighted(probs, bias))
     estimate = cross_validated(probs, labels, min_recall=min_recall)
     record = {
         "split": str(Path(data) / split), "objective": "likelihood", "min_recall": min_recall, "tta": tta,
         "runtime": emotion_model.runtime,
-        "bias": np.round(bias, 6).tolist(), "source_id": emotion_model.id,
+        "bias": bias.tolist(), "source_id": emotion_model.id,
         **{name: {"accuracy": s.accuracy, "macro_f1": s.macro_f1, "recall": s.recall}
            for name, s in (("before", before), ("cross_validated", estimate))},
     }  # fmt: skip

@@ -72,15 +72,11 @@ def test_a_floor_out_of_reach_stops_after_its_steps():
 
 def test_calibrate_writes_a_bundle_that_applies_its_offsets(untrained_bundle, tiny_dataset, tmp_path):
     out = tmp_path / "calibrated"
-    # The float runtime throughout: LiteRT quantizes activations per batch, and the batches of the
-    # command (in Ray Data's read order) are not this test's, so an untrained model's near-ties
-    # could flip between them and the recorded accuracy would differ by a face.
-    float_ = ("--runtime", "keras")
-    proc = fer_cli("calibrate", str(untrained_bundle), "--data", str(tiny_dataset), "--out", str(out), *float_)
+    proc = fer_cli("calibrate", str(untrained_bundle), "--data", str(tiny_dataset), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"after, cross-validated \(fitted on the other half\): accuracy \d\.\d{4}", proc.stdout)
     assert proc.stdout.rstrip().endswith(f"model bundle: {out}")
-    source, calibrated = bundle.load(untrained_bundle, runtime="keras"), bundle.load(out, runtime="keras")
+    source, calibrated = bundle.load(untrained_bundle), bundle.load(out)
     bias = np.array(calibrated.meta["class_bias"])
     assert calibrated.id != source.id and calibrated.meta["calibration"]["source_id"] == source.id
     assert f"angry {bias[0]:+.2f}, disgust {bias[1]:+.2f}" in proc.stdout
@@ -95,7 +91,7 @@ def test_calibrate_writes_a_bundle_that_applies_its_offsets(untrained_bundle, ti
     accuracy = float((probs.argmax(axis=1) == np.array(labels)).mean())
     assert calibrated.meta["validation"]["accuracy"] == accuracy
 
-    evaluated = fer_cli("evaluate", "--data", str(tiny_dataset), "--model", str(out), *float_)
+    evaluated = fer_cli("evaluate", "--data", str(tiny_dataset), "--model", str(out))
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"accuracy  {accuracy:.4f}" in evaluated.stdout
 
