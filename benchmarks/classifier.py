@@ -2,7 +2,8 @@
 
 For a bundle (default: the shipped model), in one run: faces/s of each runtime of
 :data:`fer.bundle.RUNTIMES` on one and on every core, against a baseline bundle on tf-keras
-(default: the shipped model's float network, what `fer label` ran before LiteRT); accuracy,
+(default: the shipped model's float network, what `fer label` ran before LiteRT), and of each
+TTA mode on the runtime `fer label` picks, on every core; accuracy,
 macro-F1 and the fear and sad recall on FER-2013 val per runtime and TTA mode; how often the
 runtimes agree there, and how often the labelled emotion of a face row on the sample clips agrees.
 
@@ -38,19 +39,19 @@ def read_val(data: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(faces), np.asarray(labels)
 
 
-def _faces_per_s(model_path: str | None, runtime: str, threads: int, faces: np.ndarray) -> float:
+def _faces_per_s(model_path: str | None, runtime: str, threads: int, faces: np.ndarray, tta: str) -> float:
     model = bundle.load(model_path, runtime=runtime, threads=threads)
-    model.predict(faces[:64])  # warm-up: graph tracing, tensor allocation
+    model.predict(faces[:64], tta=tta)  # warm-up: graph tracing, tensor allocation
     t = time.perf_counter()
-    model.predict(faces)
+    model.predict(faces, tta=tta)
     return len(faces) / (time.perf_counter() - t)
 
 
-def faces_per_s(model_path: str | None, runtime: str, threads: int, faces: np.ndarray) -> float:
-    """Faces/s of one runtime with ``threads`` CPU threads, in a fresh process (TensorFlow
-    fixes its thread count once per process)."""
+def faces_per_s(model_path: str | None, runtime: str, threads: int, faces: np.ndarray, tta: str = "none") -> float:
+    """Faces/s of one runtime with ``threads`` CPU threads and ``tta``, in a fresh process
+    (TensorFlow fixes its thread count once per process)."""
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_faces_per_s, (model_path, runtime, threads, faces))
+        return pool.apply(_faces_per_s, (model_path, runtime, threads, faces, tta))
 
 
 def sample_rows(model_path: str | None, runtime: str, out: Path) -> np.ndarray:
@@ -85,6 +86,8 @@ def main() -> None:
         model = bundle.load(args.model, runtime=runtime)
         for tta in bundle.TTA_MODES:
             probs[runtime, tta] = model.predict(faces, tta=tta)
+    default = bundle.load(args.model).runtime  # what `fer label` runs ("auto"; an ensemble's members' runtimes)
+    tta_speed = {t: faces_per_s(args.model, "auto", cores, faces, t) for t in bundle.TTA_MODES if t != "none"}
     base = "keras"
     baseline = {t: faces_per_s(args.baseline, base, t, faces) for t in sorted({1, cores})}
     for threads, rate in baseline.items():
@@ -92,6 +95,9 @@ def main() -> None:
     for (runtime, threads), rate in speed.items():
         ratio = rate / baseline[threads]
         print(f"{runtime:7s} {threads} thread(s): {rate:6.0f} faces/s ({ratio:.2f}x the baseline)")
+    for tta, rate in tta_speed.items():
+        ratio = rate / baseline[cores]
+        print(f"{default:7s} {cores} thread(s), tta={tta}: {rate:6.0f} faces/s ({ratio:.2f}x the baseline)")
     for (runtime, tta), p in probs.items():
         s = score(labels, p)
         fear, sad = s.recall[EMOTIONS.index("fear")], s.recall[EMOTIONS.index("sad")]
