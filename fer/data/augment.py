@@ -1,5 +1,6 @@
 """Random augmentation of 48x48 grey faces: flips, small rotations, shifts and zoom,
-brightness and contrast, random erasing.
+brightness, contrast, gamma and histogram equalisation, what video does to a face (low
+resolution, blur, noise, compression), random erasing.
 
 Pure NumPy and OpenCV, seeded by the caller's generator, so an epoch's augmentation is
 reproducible and independent of the training framework.
@@ -31,6 +32,12 @@ class AugmentConfig:
         mixup: alpha of mixup (Zhang et al. 2018; 0 is off): each face blended with another
             of the epoch at a Beta(alpha, alpha) share, its target blended alike (see
             :func:`mixup`); with a teacher, the teacher labels the blend.
+        gamma: largest change of gamma (``g`` draws gamma in ``[1 - g, 1 + g]``).
+        equalize: probability of a histogram equalisation: the training faces of FER-2013's
+            folders are equalised and crops from video are not, so a network that sees both
+            looks learns to ignore the difference.
+        degrade: probability of :func:`degrade` (a face as a small, blurred, noisy, compressed
+            face in archive footage is).
     """
 
     flip: float = 0.5
@@ -41,6 +48,13 @@ class AugmentConfig:
     contrast: float = 0.2
     erase: float = option(0.0, "Probability of random erasing per training image.")
     mixup: float = option(0.0, "Mixup's alpha: faces blended in pairs at a Beta(alpha, alpha) share (0: off).")
+    gamma: float = option(0.0, "Largest random gamma change (0.4: gamma 0.6-1.4), so exposure does not decide.")
+    equalize: float = option(
+        0.0, "Probability of histogram-equalising a face (FER-2013's JPEGs are equalised, video crops are not)."
+    )
+    degrade: float = option(
+        0.0, "Probability of degrading a face as archive video does: seen at 16-40 px, then blur, noise, JPEG."
+    )
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
@@ -69,8 +83,57 @@ def augment(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig 
         contrast = 1.0 + rng.uniform(-config.contrast, config.contrast, (n, 1, 1))
         brightness = rng.uniform(-config.brightness, config.brightness, (n, 1, 1)) * 255.0
         out = np.clip((f - mean) * contrast + mean + brightness, 0, 255).astype(np.uint8)
+    if config.gamma:
+        _gamma(out, rng, config.gamma)
+    if config.equalize:
+        for i in np.flatnonzero(rng.random(n) < config.equalize):
+            out[i] = cv2.equalizeHist(out[i])
+    if config.degrade:
+        chosen = np.flatnonzero(rng.random(n) < config.degrade)
+        out[chosen] = degrade(out[chosen], rng)
     if config.erase:
         _erase(out, rng, config.erase)
+    return out
+
+
+def _gamma(images: np.ndarray, rng: np.random.Generator, g: float) -> None:
+    """Apply a random gamma in ``[1 - g, 1 + g]`` to each of ``images``, in place."""
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    for i, gamma in enumerate(rng.uniform(1 - g, 1 + g, len(images))):
+        lut = np.clip(np.rint(255.0 * levels ** max(gamma, 0.05)), 0, 255).astype(np.uint8)
+        images[i] = lut[images[i]]
+
+
+#: The face sizes (pixels) archive footage shows, blur sigmas, noise sigmas and JPEG qualities
+#: that :func:`degrade` draws from: faces of 16-40 px are where detection still finds them.
+DEGRADE_SIZE = (16, 40)
+DEGRADE_BLUR = (0.3, 1.2)
+DEGRADE_NOISE = (2.0, 8.0)
+DEGRADE_QUALITY = (20, 70)
+
+
+def degrade(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``images`` ``(n, h, w)`` uint8 as archive video shows faces: each seen at a random size
+    of :data:`DEGRADE_SIZE` and scaled back up (as ``fer label`` scales a small crop), then,
+    each with probability 1/2, blurred, given sensor noise and JPEG-compressed."""
+    import cv2
+
+    n, h, w = images.shape
+    out = np.empty_like(images)
+    for i in range(n):
+        side = int(rng.integers(DEGRADE_SIZE[0], DEGRADE_SIZE[1] + 1))
+        face = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_AREA)
+        face = cv2.resize(face, (w, h), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            face = cv2.GaussianBlur(face, (0, 0), float(rng.uniform(*DEGRADE_BLUR)))
+        if rng.random() < 0.5:
+            noise = rng.normal(0.0, rng.uniform(*DEGRADE_NOISE), face.shape)
+            face = np.clip(face + noise, 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:
+            quality = int(rng.integers(DEGRADE_QUALITY[0], DEGRADE_QUALITY[1] + 1))
+            _, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            face = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        out[i] = face
     return out
 
 

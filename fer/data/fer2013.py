@@ -33,16 +33,29 @@ CSV_SPLIT_ALIASES = {"train": "Training", "val": "PublicTest", "test": "PrivateT
 OK, CONVERTED, UNREADABLE = 0, 1, 2
 
 
-def to_arrays(faces) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, 48, 48)`` uint8 and labels ``(n,)`` int64 of a dataset of faces (a Ray
-    dataset, or a training worker's shard of one), in its order."""
+def to_columns(faces) -> dict[str, np.ndarray]:
+    """Every column of a dataset of faces (a Ray dataset, or a training worker's shard of
+    one), in its order: at least ``image`` ``(n, 48, 48)`` uint8 and ``label`` ``(n,)`` int64."""
     batches = list(faces.iter_batches(batch_size=4096, batch_format="numpy"))
     if not batches:
-        return np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), np.zeros((0,), np.int64)
-    return (
-        np.concatenate([b["image"] for b in batches]),
-        np.concatenate([b["label"] for b in batches]).astype(np.int64),
-    )
+        return {"image": np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8), "label": np.zeros((0,), np.int64)}
+    columns = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    columns["label"] = columns["label"].astype(np.int64)
+    return columns
+
+
+def to_arrays(faces) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 48, 48)`` uint8 and labels ``(n,)`` int64 of a dataset of faces, in its order."""
+    columns = to_columns(faces)
+    return columns["image"], columns["label"]
+
+
+def targets_of(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """The training targets ``(n, 7)`` float32 of faces read by :func:`to_columns`: their
+    ``target`` column where the dataset has one (FER+'s votes), else one-hot labels."""
+    if "target" in columns:
+        return columns["target"].astype(np.float32)
+    return np.eye(NUM_CLASSES, dtype=np.float32)[columns["label"]]
 
 
 @dataclass
@@ -211,11 +224,12 @@ def _decode_paths(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             continue
         images[i], converted = to_face(raw)
         status[i] = CONVERTED if converted else OK
+    # Other columns (a FER+ face's votes, say) pass through unchanged.
     return {
+        **batch,
         "image": images,
         "label": batch["label"].astype(np.int64),
         "status": status,
-        "path": batch["path"],
         "digest": _digests(images, batch["label"]),
     }
 
@@ -255,8 +269,6 @@ def read_split(
             with the wrong number of pixels, an empty split, or too many unreadable images.
     """
     import pyarrow as pa
-    import ray.data
-    from ray.data.expressions import col
 
     if is_csv(source):
         return _read_csv_split(source, split, limit_per_class)
@@ -264,14 +276,27 @@ def read_split(
     if limit_per_class is not None:
         paths, labels = take_per_class(paths, labels, limit_per_class)
     items = pa.table({"path": paths, "label": pa.array(labels, pa.int64())})
+    return decode_split(items, str(Path(source) / split), max_unreadable=max_unreadable)
+
+
+def decode_split(items, where: str, *, max_unreadable: float = 0.01) -> FaceSplit:
+    """Decode the image files of ``items`` (a pyarrow table with ``path``, ``label`` and any
+    other columns, which the faces keep) into a :class:`FaceSplit` read from ``where``.
+
+    Raises:
+        FerError: more than ``max_unreadable`` of the images cannot be decoded.
+    """
+    import ray.data
+    from ray.data.expressions import col
+
+    n = items.num_rows
     # A few hundred files per block: enough blocks for every CPU to decode in parallel.
-    step = max(500, -(-len(paths) // 64))
-    blocks = [items.slice(i, step) for i in range(0, len(paths), step)]
+    step = max(500, -(-n // 64))
+    blocks = [items.slice(i, step) for i in range(0, n, step)]
     ds = ray.data.from_arrow(blocks).map_batches(_decode_paths, batch_format="numpy", batch_size=step)
     ds = ds.materialize()
     meta = ds.select_columns(["status", "path", "digest"]).to_pandas()
     bad = meta[meta["status"] == UNREADABLE]["path"].tolist()
-    where = str(Path(source) / split)
     if len(bad) > max_unreadable * len(meta):
         raise FerError(
             f"{len(bad)} of {len(meta)} images in {where} could not be read "
@@ -279,8 +304,8 @@ def read_split(
         )
     good = meta["status"] != UNREADABLE
     ds = ds.filter(expr=col("status") != UNREADABLE) if bad else ds
-    ds = ds.select_columns(["image", "label"]).materialize()
-    kept_labels = np.asarray(labels)[good.to_numpy()]
+    ds = ds.select_columns(["image", *(c for c in items.column_names if c != "path")]).materialize()
+    kept_labels = items["label"].to_numpy()[good.to_numpy()]
     return FaceSplit(
         dataset=ds,
         source=where,

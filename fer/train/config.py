@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fer.data.augment import AugmentConfig
 from fer.data.balance import BALANCE_MODES
+from fer.data.sources import DEFAULT_TARGETS, TARGETS
 from fer.errors import FerError
 from fer.train import models
 from fer.train.precision import PRECISIONS
@@ -18,6 +19,7 @@ from fer.validation import (
     NON_NEGATIVE_INT,
     NONE,
     POSITIVE,
+    PROBABILITY,
     Interval,
     Options,
     option,
@@ -36,6 +38,9 @@ AUGMENT_CONSTRAINTS = {
     "zoom": (Interval(0, 0.5),),
     "shift": (Interval(0, 0.5),),
     "mixup": (Interval(0, None),),
+    "gamma": (Interval(0, 0.9),),
+    "equalize": (PROBABILITY,),
+    "degrade": (PROBABILITY,),
 }
 #: What each option of :class:`TrainConfig` accepts (checked once, when it is built).
 TRAIN_CONSTRAINTS = {
@@ -61,6 +66,7 @@ TRAIN_CONSTRAINTS = {
     "limit_per_class": (NONE, AT_LEAST_ONE),
     "teacher_weight": (Interval(0, 1),),
     "precision": (Options(PRECISIONS),),
+    "targets": (Options(TARGETS),),
 }
 
 
@@ -78,6 +84,11 @@ class TrainConfig:
     out: str
     train_split: str = option("train", "Split to train on.")
     val_split: str = option("val", "Split to select the best epoch on.")
+    targets: str = option(
+        DEFAULT_TARGETS,
+        f"FER+ data: {' | '.join(TARGETS)} (vote distribution; majority one-hot; FER-2013's label; "
+        "votes and FER-2013's label mixed). Validation scores FER+'s majority (FER-2013's label with fer2013).",
+    )
     arch: str = option("deep", f"Architecture: {models.ARCHITECTURES.help()}.")
     epochs: int = 30
     batch_size: int = option(64, "Global batch size, split over the workers.")

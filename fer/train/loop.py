@@ -28,7 +28,7 @@ from fer import console
 from fer._ray import quiet_ray_data
 from fer.data.augment import augment, mixup
 from fer.data.balance import class_weights, epoch_counts, sample_epoch
-from fer.data.fer2013 import to_arrays
+from fer.data.fer2013 import targets_of, to_columns
 from fer.labels import FACE_SIZE, NUM_CLASSES
 from fer.metrics import score
 from fer.train import models, precision
@@ -72,11 +72,12 @@ def learning_rate(config: TrainConfig, epoch: int, transfer: bool) -> float:
     return float(base * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))))
 
 
-def _collect(shard) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = to_arrays(shard)
-    if not len(labels):
+def _collect(shard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A worker's faces, labels and targets (see :func:`fer.data.fer2013.targets_of`)."""
+    columns = to_columns(shard)
+    if not len(columns["label"]):
         raise RuntimeError("a training worker received no data")
-    return images, labels
+    return columns["image"], columns["label"], targets_of(columns)
 
 
 def _chaos(epoch: int, rank: int, world: int) -> None:
@@ -183,8 +184,9 @@ class _Worker:
     eval_model: object
     #: The resolved ``--precision`` the model trains in.
     arithmetic: str
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray]
+    #: Faces, labels (what balancing counts) and targets (one-hot labels, or FER+'s votes).
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray, np.ndarray]
     #: The bundle distilled (``--teacher``; None without), loaded once.
     teacher: object | None
     state: dict
@@ -258,7 +260,7 @@ class _Worker:
     def validate(self):
         """Scores of the current weights on the validation split (run locally on each worker)."""
         self.eval_model.set_weights(self.model.get_weights())
-        xv, yv = self.val
+        xv, yv, _ = self.val
         return score(yv, self.eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0))
 
     def record(self, epoch: int, logs: dict, val, lr: float, train_s: float, epoch_s: float, seen: list[int]):
@@ -307,9 +309,10 @@ def _load_teacher(config: TrainConfig):
     return teacher
 
 
-def _epoch_sample(config: TrainConfig, x, y, teacher, per_class, size: int, epoch: int, rank: int):
-    """One epoch's ``size`` faces (balanced, augmented and blended as configured), their
-    targets (the one-hot label, blended with the partner's under mixup, mixed with the teacher's
+def _epoch_sample(config: TrainConfig, x, y, t, teacher, per_class, size: int, epoch: int, rank: int):
+    """One epoch's ``size`` faces (balanced by label ``y``, augmented and blended as
+    configured), their targets (the face's target ``t``, a one-hot label or a vote distribution,
+    blended with the partner's under mixup, mixed with the teacher's
     probabilities for the face as the student sees it), their weights (None unless ``balance``
     is ``class-weight``) and how many of each class were drawn.
 
@@ -321,7 +324,7 @@ def _epoch_sample(config: TrainConfig, x, y, teacher, per_class, size: int, epoc
     else:
         idx = rng.choice(len(y), size, replace=size > len(y))
     xb = augment(x[idx], rng, config.augment) if config.use_augment else x[idx]
-    targets = np.eye(NUM_CLASSES, dtype=np.float32)[y[idx]]
+    targets = t[idx]
     if config.use_augment and config.augment.mixup:
         xb, partners, shares = mixup(xb, rng, config.augment.mixup)
         targets = shares[:, None] * targets + (1 - shares[:, None]) * targets[partners]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fer._ray import TF_ENV, connect, require_gpus
-from fer.data import fer2013
+from fer.data import sources
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.metrics import score
@@ -161,8 +161,9 @@ def _read_splits(config: TrainConfig):
     """The training and validation splits; each must hold every class (a class missing from
     training cannot be learnt, one missing from validation cannot be scored)."""
     splits = []
-    for split in (config.train_split, config.val_split):
-        faces = fer2013.read_split(config.data, split, limit_per_class=config.limit_per_class)
+    for split, targets in ((config.train_split, config.targets),
+                           (config.val_split, sources.validation_targets(config.targets))):  # fmt: skip
+        faces = sources.read_split(config.data, split, targets=targets, limit_per_class=config.limit_per_class)
         missing = [name for name, n in zip(EMOTIONS, faces.counts, strict=True) if n == 0]
         if missing:
             raise FerError(
@@ -285,7 +286,8 @@ def _validate(model, config: TrainConfig) -> dict:
     import numpy as np
 
     connect(config.address)
-    faces = fer2013.read_split(config.data, config.val_split, limit_per_class=config.limit_per_class)
+    faces = sources.read_split(config.data, config.val_split, targets=sources.validation_targets(config.targets),
+                               limit_per_class=config.limit_per_class)  # fmt: skip
     images, labels = faces.to_numpy()
     probs = model.predict(images[..., None].astype(np.float32), batch_size=256, verbose=0)
     return score(labels, probs).to_dict()
