@@ -125,13 +125,13 @@ def calibrate(
     """
     from fer import bundle
     from fer._ray import connect
-    from fer.data import fer2013
+    from fer.data import sources
 
     check("min_recall", min_recall, PROBABILITY)
     source = bundle.resolve(model)
     emotion_model = bundle.load(source, runtime=runtime)
     connect(None)
-    images, labels = fer2013.read_split(data, split).to_numpy()
+    images, labels = sources.read_split(data, split, targets="majority").to_numpy()
     probs = emotion_model.predict(images, tta=tta)
     # Rounded as model.json stores it, so the figures recorded are those of the bundle written.
     bias = np.round(fit(probs, labels, min_recall), bundle.BIAS_DECIMALS)

@@ -25,12 +25,10 @@ from fer.validation import flag
 from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
-if typing.TYPE_CHECKING:
-    from fer.metrics import Scores
-
 #: The library's defaults, shown by the CLI (defined once, in the config dataclasses).
 LABEL_DEFAULTS = LabelConfig(inputs=(), out="")
 TRAIN_DEFAULTS = TrainConfig(data="", out="")
+DATA_HELP = "Labelled faces: a FER+ root (fer2013new.csv beside FER2013Train/...), image folders or a FER-2013 CSV."
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -38,7 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Facial emotion recognition at archive scale: train models, label videos, query timelines.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect FER-2013-style datasets.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect labelled-face datasets (FER+, FER-2013).")
 app.add_typer(data_app, name="data")
 jobs_app = typer.Typer(no_args_is_help=True, help="Follow and control jobs submitted to a Ray cluster.")
 app.add_typer(jobs_app, name="jobs")
@@ -199,20 +197,25 @@ def _shutdown_ray() -> None:
 
 @data_app.command("stats")
 def data_stats(
-    root: Annotated[str, typer.Argument(help="Image-folder root (ROOT/<split>/<class>/) or a FER-2013 CSV.")],
+    root: Annotated[str, typer.Argument(help=DATA_HELP)],
+    targets: Annotated[
+        str, typer.Option(help="FER+ data: count faces by the arg-max of these targets (see fer train --targets).")
+    ] = TRAIN_DEFAULTS.targets,
 ) -> None:
-    """Print per-split, per-class image counts."""
-    from fer.data.fer2013 import split_counts
-    from fer.evaluate import format_counts
+    """Print per-split, per-class image counts (and, for FER+, how many faces its votes keep)."""
+    from fer.data import ferplus, sources
+    from fer.evaluate import format_counts, format_vote_summary
 
-    typer.echo(format_counts(split_counts(root)))
+    typer.echo(format_counts(sources.split_counts(root, targets)))
+    if ferplus.is_ferplus(root):
+        typer.echo("\n" + format_vote_summary(ferplus.vote_summary(root)))
 
 
 @app.command()
 @config_options(TrainConfig, AugmentConfig)
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[str], typer.Option(help="Image-folder root or FER-2013 CSV.")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
     out: Annotated[
         Optional[Path], typer.Option(help="Run directory: checkpoints and the final bundle (RUN_DIR/model).")
     ] = None,
@@ -323,7 +326,7 @@ def bundle_command(
 
 @app.command()
 def evaluate(
-    data: Annotated[str, typer.Option(help="Image-folder root or FER-2013 CSV.")],
+    data: Annotated[str, typer.Option(help=DATA_HELP)],
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
     tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = "none",
@@ -344,21 +347,31 @@ def evaluate(
     Example: fer evaluate --data fer2013/ --split val --tta flip
     """
     from fer import bundle, console
+    from fer.data import ferplus
     from fer.evaluate import evaluate as evaluate_split
-    from fer.evaluate import evaluate_detected, format_scores
+    from fer.evaluate import evaluate_detected, evaluate_votes, format_scores, format_vote_scores
 
+    votes = ferplus.is_ferplus(data)
     if detect:
+        if votes:
+            raise FerError(f"--detect: {data} holds FER+'s cropped faces; --detect is for uncropped image folders")
         DETECTORS.get(detector)
     TTA.get(tta)
     with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
         emotion_model = bundle.load(model, runtime=runtime)
-        if detect:
+        if votes:
+            result = evaluate_votes(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
+        elif detect:
             result = evaluate_detected(
                 emotion_model, data, split, detector=detector, min_face=min_face, align=align, tta=tta,
                 limit_per_class=limit_per_class,
             )  # fmt: skip
         else:
             result = evaluate_split(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
+    described = f"model {emotion_model.name} ({emotion_model.id}, {emotion_model.runtime})"
+    if votes:
+        typer.echo(f"{described} on FER+ {data} [{split}], tta={tta}\n\n{format_vote_scores(result)}")
+        return
     if detect:
         typer.echo(
             f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], detector={detector}, "
@@ -369,7 +382,6 @@ def evaluate(
         )
         typer.echo(format_scores(result.scores))
     else:
-        described = f"model {emotion_model.name} ({emotion_model.id}, {emotion_model.runtime})"
         typer.echo(f"{described} on {data} [{split}], tta={tta}\n")
         typer.echo(format_scores(result))
     scores = result.scores if detect else result
@@ -383,7 +395,7 @@ def evaluate(
 @app.command()
 def calibrate(
     model: Annotated[Path, typer.Argument(help="The bundle to calibrate (a single model or an ensemble).")],
-    data: Annotated[str, typer.Option(help="Image-folder root or FER-2013 CSV with labelled faces.")],
+    data: Annotated[str, typer.Option(help=f"{DATA_HELP} FER+ faces are fitted on their majority.")],
     out: Annotated[Path, typer.Option(help="Where the calibrated bundle is written.")],
     split: Annotated[str, typer.Option(help="Split to fit on: the one the model was selected on.")] = "val",
     tta: Annotated[str, typer.Option(help=f"The TTA the model will run with: {TTA.help()}.")] = "none",
@@ -401,7 +413,7 @@ def calibrate(
     """
     from fer import console
     from fer.calibrate import calibrate as calibrate_bundle
-    from fer.evaluate import format_scores
+    from fer.evaluate import format_scores, lowest_recall
 
     TTA.get(tta)
     with _quiet(console.user_logs(), f"calibrate-{console.stamp()}", verbose):
@@ -410,19 +422,14 @@ def calibrate(
     typer.echo(f"class offsets (log-probability): {offsets}\n")
     for title, scores in (("before", result.before), ("after (fitted on these faces)", result.after),
                           ("after, cross-validated (fitted on the other half)", result.cross_validated)):  # fmt: skip
-        low = _lowest_recall(scores)
+        low = lowest_recall(scores)
         typer.echo(f"{title}: accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}, "
                    f"lowest recall {scores.recall[low]:.3f} ({EMOTIONS[low]})")  # fmt: skip
     typer.echo(f"\n{format_scores(result.after)}\nmodel bundle: {result.path}")
-    low = _lowest_recall(result.after)
+    low = lowest_recall(result.after)
     if result.after.recall[low] < min_recall:
         typer.echo(f"warning: --min-recall {min_recall:g} is out of reach on these faces: {EMOTIONS[low]}'s recall "
                    f"stays {result.after.recall[low]:.2f}", err=True)  # fmt: skip
-
-
-def _lowest_recall(scores: Scores) -> int:
-    """The class of lowest recall among those the split has."""
-    return min((i for i, n in enumerate(scores.support) if n), key=scores.recall.__getitem__)
 
 
 @app.command()

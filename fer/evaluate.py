@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.data import fer2013
+from fer.data import fer2013, ferplus, sources
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.metrics import Scores, score
 
@@ -33,9 +33,60 @@ def evaluate(
 
     model = load_model(model, runtime)
     connect(None)
-    faces = fer2013.read_split(data, split, limit_per_class=limit_per_class)
+    faces = sources.read_split(data, split, targets="majority", limit_per_class=limit_per_class)
     images, labels = faces.to_numpy()
     return score(labels, model.predict(images, tta=tta))
+
+
+@dataclass(frozen=True)
+class VoteScores:
+    """Scores of a model on FER+ faces, each against what it is measured on.
+
+    ``majority``: against FER+'s majority (faces that have one); ``cross_entropy``: mean
+    cross-entropy (nats) of the vote distribution against the model's probabilities (every
+    kept face); ``agreed``: on the faces whose FER-2013 label is their FER+ majority (labels
+    nobody disputes); ``fer2013``: against FER-2013's label (faces the join pairs confidently).
+    """
+
+    majority: Scores
+    cross_entropy: float
+    agreed: Scores
+    fer2013: Scores
+    faces: int
+
+
+def score_votes(probs: np.ndarray, columns: dict[str, np.ndarray]) -> VoteScores:
+    """Score probabilities ``(n, 7)`` of the FER+ faces ``columns`` (as
+    :func:`fer.data.fer2013.to_columns` returns them, read with ``--targets votes``)."""
+    majority, joined = columns["majority"], columns["fer2013"]
+    has_majority, has_join = majority != ferplus.NO_LABEL, joined != ferplus.NO_LABEL
+    agreed = has_majority & (majority == joined)
+    cross_entropy = -(columns["votes"] * np.log(np.clip(probs, 1e-7, 1.0))).sum(axis=1).mean()
+    return VoteScores(
+        majority=score(majority[has_majority], probs[has_majority]),
+        cross_entropy=float(cross_entropy),
+        agreed=score(majority[agreed], probs[agreed]),
+        fer2013=score(joined[has_join], probs[has_join]),
+        faces=len(probs),
+    )
+
+
+def evaluate_votes(
+    model, root: str | Path, split: str = "val", *, tta: str = "none", runtime: str = "auto",
+    limit_per_class: int | None = None,
+) -> VoteScores:  # fmt: skip
+    """Score a model (see :func:`load_model`) on one split of a FER+ root: every face FER+
+    keeps (see :mod:`fer.data.ferplus`), scored as :class:`VoteScores` says.
+
+    Example: ``evaluate_votes(None, "ferplus/", "val", tta="flip").agreed.recall``
+    """
+    from fer._ray import connect
+
+    model = load_model(model, runtime)
+    connect(None)
+    faces = ferplus.read_split(root, split, targets_mode="votes", limit_per_class=limit_per_class)
+    columns = fer2013.to_columns(faces.dataset)
+    return score_votes(model.predict(columns["image"], tta=tta), columns)
 
 
 @dataclass(frozen=True)
@@ -115,6 +166,35 @@ def format_scores(scores: Scores) -> str:
     lines.append(" " * width + "".join(f"{s:>7}" for s in short))
     for i, name in enumerate(EMOTIONS):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>7d}" for v in scores.confusion[i]))
+    return "\n".join(lines)
+
+
+def format_vote_scores(scores: VoteScores) -> str:
+    """The FER+ figures in one block, then the tables against the majority and on the agreed faces."""
+    rows = [("FER+ majority", scores.majority), ("agreed faces", scores.agreed), ("FER-2013 labels", scores.fer2013)]
+    lines = [f"{scores.faces} faces; cross-entropy against the votes {scores.cross_entropy:.4f} nats", ""]
+    lines.append(f"{'against':<18}{'faces':>7}{'accuracy':>10}{'macro-F1':>10}  lowest recall")
+    for title, s in rows:
+        low = lowest_recall(s)
+        lines.append(f"{title:<18}{sum(s.support):>7d}{s.accuracy:>10.4f}{s.macro_f1:>10.4f}  "
+                     f"{s.recall[low]:.3f} ({EMOTIONS[low]})")  # fmt: skip
+    lines += ["", "against FER+'s majority:", format_scores(scores.majority)]
+    lines += ["", "on the agreed faces (FER-2013 label = FER+ majority):", format_scores(scores.agreed)]
+    return "\n".join(lines)
+
+
+def lowest_recall(scores: Scores) -> int:
+    """The class of lowest recall among those the faces scored have."""
+    return min((i for i, n in enumerate(scores.support) if n), key=scores.recall.__getitem__, default=0)
+
+
+def format_vote_summary(summary: dict[str, dict[str, int]]) -> str:
+    """:func:`fer.data.ferplus.vote_summary` as a table: how many faces each split keeps."""
+    keys = ("faces", "kept", "majority", "joined", "agreed")
+    lines = [f"{'split':<12}" + "".join(f"{k:>10}" for k in keys)]
+    lines += [f"{split:<12}" + "".join(f"{row[k]:>10d}" for k in keys) for split, row in summary.items()]
+    lines.append("kept: most votes on the 7 classes; majority: one class has more than half the votes; "
+                 "joined: a confident FER-2013 label; agreed: FER-2013 label = FER+ majority")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -6,6 +6,9 @@ import numpy as np
 
 from fer.labels import FACE_SIZE
 
+#: Still-image files fer reads everywhere (datasets, `fer label`, `fer evaluate`): what OpenCV decodes.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
 
 def to_face(image: np.ndarray, size: int = FACE_SIZE) -> tuple[np.ndarray, bool]:
     """Convert an image of any size, bit depth and channel count (BGR/BGRA as OpenCV

@@ -63,6 +63,60 @@ def write_csv_dataset(path: Path, per_usage: dict[str, int], seed: int = 0) -> P
     return path
 
 
+#: FER+'s vote columns (``fer2013new.csv``), and a face's votes for each of our classes.
+FERPLUS_COLUMNS = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
+)
+FERPLUS_NAMES = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness", "sad": "sadness",
+                 "surprise": "surprise", "neutral": "neutral"}  # fmt: skip
+
+
+def write_ferplus_dataset(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
+    """Write a FER+ root as FER+'s own script lays it out: ``FER2013Train/`` and
+    ``FER2013Valid/`` PNGs, ``fer2013new.csv`` and ``fer2013_join.csv``.
+
+    Per split and class, ``per_class[class]`` faces with 7 votes for the class, 2 for neutral
+    (1 for happy for neutral faces) and 1 contempt (an outlier, dropped); every fourth face's
+    FER-2013 label (in the join) is ``sad``, the rest agree. Each split also gets one face of
+    mostly ``NF`` votes (left out), one without a majority (4 angry, 4 sad, 2 fear) and one
+    row with no image (FER+ dropped it)."""
+    rng = np.random.default_rng(seed)
+    votes, join = (
+        [",".join(("Usage", "Image name", *FERPLUS_COLUMNS))],
+        ["ferplus_split,ferplus_png,fer2013_class,confident"],
+    )
+    for folder, usage in (("FER2013Train", "Training"), ("FER2013Valid", "PublicTest")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        rows = [(name, "face") for name, k in per_class.items() for _ in range(k)] + [("angry", "nf"), ("sad", "tie")]
+        for n, (name, kind) in enumerate(rows):
+            png = f"fer{n:07d}.png"
+            cv2.imwrite(str(root / folder / png), synthetic_faces(1, EMOTIONS.index(name), rng)[0])
+            count = dict.fromkeys(FERPLUS_COLUMNS, 0)
+            if kind == "nf":
+                count.update(NF=8, anger=2)
+            elif kind == "tie":
+                count.update(anger=4, sadness=4, fear=2)
+            else:
+                count.update({FERPLUS_NAMES[name]: 7, "contempt": 1})
+                count["happiness" if name == "neutral" else "neutral"] += 2
+            votes.append(",".join((usage, png, *(str(count[c]) for c in FERPLUS_COLUMNS))))
+            fer2013 = "sad" if n % 4 == 3 else name
+            join.append(f"{folder},{png},{fer2013},1")
+        votes.append(",".join((usage, "", *["0"] * 9, "10")))
+    (root / "fer2013new.csv").write_text("\n".join(votes) + "\n")
+    (root / "fer2013_join.csv").write_text("\n".join(join) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session, started the way fer starts it."""
@@ -81,6 +135,14 @@ def tiny_dataset(tmp_path_factory) -> Path:
     counts = {name: 24 for name in EMOTIONS}
     counts["disgust"] = 6
     return write_folder_dataset(tmp_path_factory.mktemp("tiny") / "faces", counts)
+
+
+@pytest.fixture(scope="session")
+def tiny_ferplus(tmp_path_factory) -> Path:
+    """A FER+-shaped root (see :func:`write_ferplus_dataset`) with one tiny minority class."""
+    counts = {name: 16 for name in EMOTIONS}
+    counts["disgust"] = 4
+    return write_ferplus_dataset(tmp_path_factory.mktemp("ferplus") / "ferplus", counts)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ Both produce a :class:`FaceSplit`: a materialised Ray Dataset with an ``image`` 
 - CSV: ``emotion,pixels,Usage`` with 2,304 space-separated grey values per row; a split is
   a ``Usage`` value (``Training``, ``PublicTest``, ``PrivateTest``; ``train``/``val``/``test``
   are accepted as aliases).
-- Folders: ``ROOT/<split>/<class>/*.{jpg,jpeg,png,bmp}`` with case-insensitive class names.
+- Folders: ``ROOT/<split>/<class>/`` images (:data:`fer.image.IMAGE_EXTENSIONS`) with
+  case-insensitive class names.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from fer.errors import FerError
-from fer.image import to_face
+from fer.image import IMAGE_EXTENSIONS, to_face
 from fer.labels import EMOTIONS, FACE_SIZE, NUM_CLASSES, label_index
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 CSV_SPLITS = {"training": "Training", "publictest": "PublicTest", "privatetest": "PrivateTest"}
 CSV_SPLIT_ALIASES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}

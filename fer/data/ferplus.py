@@ -20,7 +20,7 @@ How votes become targets (decided once, here):
 - Targets of ``fer train --targets``: ``votes`` the face's vote distribution over the seven
   classes (the paper's "probability" mode); ``majority`` its one-hot majority (faces
   without one left out); ``fer2013`` FER-2013's own label on these pixels, where the join is
-  confident; ``both`` the mean of the votes and FER-2013's one-hot label where the join is
+  confident (and FER+ keeps the face); ``both`` the mean of the votes and FER-2013's one-hot label where the join is
   confident, the votes alone elsewhere.
 
 Every split read carries, beside ``image``, ``label`` (the target's arg-max: what balancing
@@ -132,7 +132,7 @@ def targets(df: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray]:
         return votes, kept
     if mode == "majority":
         return onehot[np.maximum(majority, 0)], majority != NO_LABEL
-    joined = fer2013 != NO_LABEL
+    joined = kept & (fer2013 != NO_LABEL)
     if mode == "fer2013":
         return onehot[np.maximum(fer2013, 0)], joined
     if mode == "both":

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer.errors import FerError
+from fer.image import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".3gp",
 )  # fmt: skip
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
