@@ -22,6 +22,9 @@ PROBS = list(EMOTIONS)
 SECONDS = [f"sec_{e}" for e in EMOTIONS]
 SUMS = [f"sum_{e}" for e in EMOTIONS]
 SUMMARY_BY = ("video", "face")
+#: Seconds a video's only sampled frame stands for (a photo, a one-frame clip): one nominal
+#: second, so a photo counts in summaries, ``--top-videos`` and ``--minutes`` like a second of video.
+LONE_FRAME_S = 1.0
 
 
 def location(timeline: Location) -> Location:
@@ -34,13 +37,13 @@ def location(timeline: Location) -> Location:
 
 def durations(df: pd.DataFrame) -> pd.Series:
     """Seconds each row stands for: time to the video's next sampled frame (the last frame
-    gets the median step)."""
+    gets the median step; a video's only frame :data:`LONE_FRAME_S`)."""
     frames = df.drop_duplicates(["video_id", "frame"])[["video_id", "frame", "time_s"]].sort_values(
         ["video_id", "time_s"]
     )
     step = frames.groupby("video_id").time_s.diff(-1).abs()
     median = frames.assign(step=step).groupby("video_id").step.transform("median")
-    frames["duration"] = step.fillna(median).fillna(0.0)
+    frames["duration"] = step.fillna(median).fillna(LONE_FRAME_S)
     keyed = frames.set_index(["video_id", "frame"]).duration
     return pd.Series(keyed.reindex(pd.MultiIndex.from_frame(df[["video_id", "frame"]])).to_numpy(), index=df.index)
 

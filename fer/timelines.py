@@ -22,6 +22,7 @@ from fer.labels import EMOTIONS
 from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, read_metadata
 from fer.storage import Location
 from fer.video import manifest
+from fer.video.track import max_gap
 
 PROBS = list(EMOTIONS)
 
@@ -269,12 +270,13 @@ def smooth(df: pd.DataFrame, window_s: float = 0.5, method: str = "ema") -> pd.D
     return _redominate(out)
 
 
-def episodes(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float = 1.0) -> pd.DataFrame:
+def episodes(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float | None = None) -> pd.DataFrame:
     """Emotion episodes: contiguous runs of one dominant emotion per face ('segments' are
     only the pieces a video is split into for labelling).
 
     A run ends when the dominant emotion changes or the face is unseen for more than
-    ``max_gap_s``; runs shorter than ``min_duration_s`` are dropped.
+    ``max_gap_s`` (default: the tracker's gap for the video's sampling,
+    :func:`fer.video.track.max_gap`); runs shorter than ``min_duration_s`` are dropped.
 
     Returns columns ``video_id, face_id, emotion, start_s, end_s, duration_s, frames,
     mean_prob`` (the mean probability of the run's emotion), sorted by video, face, start.
@@ -286,7 +288,11 @@ def episodes(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float = 1
     faces["duration"] = durations(df).loc[faces.index]
     faces = faces.sort_values(["video_id", "face_id", "time_s"])
     key = faces.video_id.astype(str) + "\0" + faces.face_id.astype(str)
-    gap = faces.time_s.diff() > max_gap_s
+    if max_gap_s is None:
+        limit = faces.video_id.map(df.groupby("video_id").time_s.agg(lambda t: max_gap(t.to_numpy())))
+    else:
+        limit = max_gap_s
+    gap = faces.time_s.diff() > limit
     new_run = (key != key.shift()) | (faces.emotion != faces.emotion.shift()) | gap
     faces["run"] = new_run.cumsum()
     faces["p"] = faces[PROBS].to_numpy()[np.arange(len(faces)), faces.emotion.map(EMOTIONS.index).to_numpy()]

@@ -22,10 +22,12 @@ from fer.video.faces import Detection
 FER_EYE_CENTRE = (0.500, 0.394)
 FER_EYE_DISTANCE = 0.356
 FER_EYE_MOUTH = 0.348
+#: Context around a detected box (unaligned crops): the crop is its larger side grown by this fraction.
+MARGIN = 0.25
 
 
 def crop_face(
-    frame: np.ndarray, det: Detection, *, align: bool = True, margin: float = 0.25, size: int = FACE_SIZE
+    frame: np.ndarray, det: Detection, *, align: bool = True, margin: float = MARGIN, size: int = FACE_SIZE
 ) -> np.ndarray:
     """A ``size`` x ``size`` uint8 grey crop of one face.
 

@@ -37,6 +37,8 @@ _NO_LANDMARKS = np.full((len(LANDMARKS), 2), np.nan, np.float32)
 
 DETECTORS = Registry("detector")
 DEFAULT_DETECTOR = "yunet"
+#: Smallest face kept (pixels): 20 px keeps the faces of 1080p wide shots (24-32 px) with a margin.
+MIN_FACE = 20
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Detection:
         return max(self.w, self.h)
 
 
-def create_detector(name: str, *, min_face: int = 20, threads: int = 1):
+def create_detector(name: str, *, min_face: int = MIN_FACE, threads: int = 1):
     """Build the detector called ``name``: a callable from a BGR frame to detections."""
     return DETECTORS.create(name, min_face=min_face, threads=threads)
 
@@ -108,7 +110,7 @@ class YuNet:
     STRIDES = (8, 16, 32)
 
     def __init__(
-        self, *, min_face: int = 20, min_score: float = YUNET_MIN_SCORE, iou: float = NMS_IOU, threads: int = 1
+        self, *, min_face: int = MIN_FACE, min_score: float = YUNET_MIN_SCORE, iou: float = NMS_IOU, threads: int = 1
     ):
         import onnxruntime as ort
 
@@ -321,7 +323,7 @@ class BlazeFace:
 class MTCNNDetector:
     """The MTCNN cascade from the ``mtcnn`` package. Call with a BGR frame."""
 
-    def __init__(self, *, min_score: float = 0.9, min_face: int = 20):
+    def __init__(self, *, min_score: float = 0.9, min_face: int = MIN_FACE):
         try:
             from mtcnn import MTCNN
         except ImportError:
@@ -346,21 +348,6 @@ class MTCNNDetector:
                 box = np.array([x, y, x + bw, y + bh], np.float32)
                 out.append(_clipped(box, face["confidence"], w, h, marks))
         return out
-
-
-def _clipped(box: np.ndarray, score: float, w: int, h: int) -> Detection:
-    x0, y0 = max(0.0, float(box[0])), max(0.0, float(box[1]))
-    x1, y1 = min(float(w), float(box[2])), min(float(h), float(box[3]))
-    return Detection(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0), float(score))
-
-
-def make_detector(name: str, *, min_face: int = 20, threads: int = 1):
-    """Build a detector by name (see :data:`DETECTORS`)."""
-    if name in _BLAZE:
-        return BlazeFace(name, threads=threads)
-    if name == "mtcnn":
-        return MTCNNDetector(min_face=min_face)
-    raise FerError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
 
 
 def _clipped(box: np.ndarray, score: float, w: int, h: int, landmarks: np.ndarray = _NO_LANDMARKS) -> Detection:

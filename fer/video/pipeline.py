@@ -42,7 +42,8 @@ from fer.schema import (
 from fer.storage import Location
 from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, Options, option, validate
 from fer.video import manifest
-from fer.video.faces import DEFAULT_DETECTOR, DETECTORS
+from fer.video.align import MARGIN
+from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from fer.video.inputs import VideoInput, resolve_inputs
 from fer.video.progress import Display, start_counter
 from fer.video.track import assign_ids
@@ -63,8 +64,7 @@ class LabelConfig:
     model: str | None = option(None, "Model bundle (default: the shipped model).")
     fps: float | None = option(None, "Frames per second to sample (default: every frame).")
     detector: str = option(DEFAULT_DETECTOR, f"Face detector: {DETECTORS.help()}.")
-    #: 20 px keeps the faces of 1080p wide shots (24-32 px) with a margin.
-    min_face: int = option(20, "Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
+    min_face: int = option(MIN_FACE, "Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
     align: bool = option(True, "Level the eyes and frame each face as FER-2013 does before classifying.")
     batch_size: int = option(256, "Faces per classifier batch.")
     gpus: int = option(0, "Classifier actors with one GPU each (0: on the CPUs).")
@@ -77,7 +77,7 @@ class LabelConfig:
     engine: str = option("auto", "auto: short jobs on this machine (no GPUs, a few short videos) run in this "
                                  "process, the rest on Ray; ray | process force one.")  # fmt: skip
     address: str | None = option(None, "Ray cluster address (default: RAY_ADDRESS, else local).")
-    margin: float = 0.25
+    margin: float = MARGIN
     #: The command line that asked for the run, recorded in its run log.
     command: str = ""
 

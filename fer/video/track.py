@@ -2,7 +2,7 @@
 
 Tracking runs once per video over all its detections in time order (after every segment
 is done), so ids stay the same across segment boundaries. Greedy IoU matching is enough
-for the talking-head footage fer targets; a face lost for longer than ``max_gap_s``
+for the talking-head footage fer targets; a face unseen for longer than :func:`max_gap`
 comes back with a new id.
 """
 
@@ -12,8 +12,28 @@ import numpy as np
 
 from fer.video.boxes import corners, iou
 
+#: A face unseen this long keeps its id...
+MIN_GAP_S = 1.0
+#: ...or this many sampling intervals where frames are sampled sparser (``--fps 1`` and below):
+#: a gap is measured in samples, or at ``--fps 1`` every sampled frame would be a new face.
+GAP_INTERVALS = 2.5
 
-def assign_ids(times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, max_gap_s: float = 1.0) -> np.ndarray:
+
+def sampling_interval(times: np.ndarray) -> float:
+    """The median step between a video's distinct sampled times (0 for fewer than two)."""
+    distinct = np.unique(np.asarray(times, np.float64))
+    return float(np.median(np.diff(distinct))) if len(distinct) > 1 else 0.0
+
+
+def max_gap(times: np.ndarray) -> float:
+    """How long a face of the video sampled at ``times`` may go unseen and keep its id (and
+    one emotion episode go on: :func:`fer.timelines.episodes` uses the same)."""
+    return max(MIN_GAP_S, GAP_INTERVALS * sampling_interval(times))
+
+
+def assign_ids(
+    times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, max_gap_s: float | None = None
+) -> np.ndarray:
     """Track ids for detections, ``-1`` where ``boxes`` is NaN (no face).
 
     Args:
@@ -21,8 +41,10 @@ def assign_ids(times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, ma
         boxes: ``(n, 4)`` x, y, w, h.
         min_iou: the least overlap of a face's boxes in consecutive sampled frames; low, because a
             face moves between samples (at ``--fps 1`` a turning head's box shifts by a third of its width).
-        max_gap_s: how long a face may go unseen and keep its id.
+        max_gap_s: how long a face may go unseen and keep its id (default: :func:`max_gap` of ``times``).
     """
+    if max_gap_s is None:
+        max_gap_s = max_gap(times)
     ids = np.full(len(times), -1, np.int32)
     tracks: list[tuple[int, float, np.ndarray]] = []  # (id, last time, last box)
     next_id = 0
