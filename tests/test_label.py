@@ -241,3 +241,21 @@ def test_every_detector_finds_the_face(name):
     assert (eyes[:, 0] > d.x).all() and (eyes[:, 0] < d.x + d.w).all()
     assert crop_face(frame, d).shape == (48, 48) and crop_face(frame, d, align=False).shape == (48, 48)
     assert create_detector(name)(np.zeros((360, 640, 3), np.uint8)) == []
+
+
+def test_a_bug_in_detection_is_a_crash_not_a_failed_video(untrained_bundle, tmp_path):
+    def broken(**_) -> object:
+        def detect(frame):
+            raise ZeroDivisionError("a bug in detection")
+
+        return detect
+
+    DETECTORS.register("broken-for-test", "raises on every frame")(broken)
+    config = LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(tmp_path), model=str(untrained_bundle),
+                         detector="broken-for-test", engine="process")  # fmt: skip
+    try:
+        with pytest.raises(ZeroDivisionError, match="a bug in detection"):
+            run(config, progress=None)
+    finally:
+        DETECTORS._entries.pop("broken-for-test")
+    assert not list(tmp_path.glob("timelines/*.parquet"))

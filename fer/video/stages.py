@@ -137,14 +137,21 @@ class DecodeDetect:
             )  # fmt: skip
             covered = segment.start  # frames of the video gone through, for progress
             stats = DecodeStats()
-            try:
-                for index, t, frame in iter_frames(segment, self.sample_fps, threads=1, stats=stats):
-                    self.progress.add(frames=index + 1 - covered)
-                    covered = index + 1
-                    self._detect(index, t, frame, rows)
-            except Exception as exc:  # noqa: BLE001 - a decoder crash fails this video only
-                error = f"decoding failed at segment {segment.index}: {exc}"
-                traceback.print_exc()
+            frames = iter_frames(segment, self.sample_fps, threads=1, stats=stats)
+            while True:
+                try:
+                    index, t, frame = next(frames)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - a decoder crash fails this video only
+                    error = f"decoding failed at segment {segment.index}: {exc}"
+                    traceback.print_exc()
+                    break
+                self.progress.add(frames=index + 1 - covered)
+                covered = index + 1
+                # Outside the try: an error in detection or cropping is a bug of ours, not a bad
+                # video, and must crash the run (exit 70 with its traceback), not fail every video.
+                self._detect(index, t, frame, rows)
             expected = len(segment.times_ms) if segment.times_ms is not None else int(seg["declared"])
             missing = max(0, expected - stats.grabbed)  # a segment cut short: truncated or corrupt data
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
