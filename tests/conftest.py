@@ -18,12 +18,21 @@ from fer.labels import EMOTIONS, FACE_SIZE
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 FER2013 = SHARED / "fer2013"
+FERPLUS = SHARED / "ferplus"
 SAMPLES = ROOT / "data" / "samples"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # A suite started in the background (`nohup pytest &`) inherits Ctrl-C ignored, and so would every
 # fer it starts (Python keeps an inherited SIG_IGN): the Ctrl-C tests need what a terminal gives.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_sessionstart(session) -> None:
+    """With ``FER_REQUIRE_SHARED=1`` (as ``.ci/run`` sets it) missing shared data fails the run:
+    the tests that read it would otherwise skip, and a CI without it would pass."""
+    missing = [str(p) for p in (FER2013, FERPLUS, SHARED / "videos", SHARED.parent / "models") if not p.is_dir()]
+    if os.environ.get("FER_REQUIRE_SHARED") == "1" and missing:
+        pytest.exit(f"FER_REQUIRE_SHARED=1 and shared data is missing: {', '.join(missing)}", returncode=1)
 
 
 def fer_cli(*args: str) -> subprocess.CompletedProcess:
