@@ -462,14 +462,20 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
     pyarrow's scanner as DuckDB's input, benchmarks/timelines_query.py), pyarrow's
     filesystems for object stores. Files of an older schema lack columns: read by name."""
     import duckdb
+    import pyarrow as pa
 
     con = duckdb.connect()
+    # Every column of the current schema, NULL where an older file lacks it: the files are read
+    # by name after an empty table of the full schema (UNION ALL BY NAME keeps its order and types).
+    con.register("fer_schema", pa.Table.from_batches([], TIMELINE_SCHEMA))
+    full = "(SELECT * FROM fer_schema UNION ALL BY NAME SELECT * FROM {})"
     select = f"SELECT {', '.join(cols)} FROM "
     tail = (f" WHERE {where}" if where else "") + (f" LIMIT {int(limit)}" if limit is not None else "")
     try:
+        _check_where(con, where)
         if files[0].is_local:
-            return con.execute(select + "read_parquet($files, union_by_name=true)" + tail,
-                               {"files": [f.path for f in files]}).df()  # fmt: skip
+            source = full.format("read_parquet($files, union_by_name=true)")
+            return con.execute(select + source + tail, {"files": [f.path for f in files]}).df()
         import pyarrow.dataset as ds
 
         paths = [f.path for f in files]
@@ -477,9 +483,21 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
         return con.sql(select + "timelines" + tail).df()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise FerError(f"--where {where!r}: {first}") from None
+        raise FerError(f"reading {len(files)} timeline file(s) in {files[0].parent.uri}: {first}") from None
     finally:
         con.close()
+
+
+def _check_where(con, where: str | None) -> None:
+    """Raise a one-line error naming ``--where`` if the condition does not compile against the
+    timeline schema (before any file is read, so a reading error is not blamed on it)."""
+    import duckdb
+
+    if where:
+        try:
+            con.execute(f"SELECT * FROM fer_schema WHERE {where}")
+        except duckdb.Error as exc:
+            raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def top_videos(path: str | Path | Location, emotion: str, n: int = 10, address: str | None = None) -> pd.DataFrame:

@@ -169,4 +169,4 @@ def test_ctrl_c_at_start_up_exits_130_without_a_traceback(untrained_bundle, tmp_
     # Nothing half-written: whatever is on disk is a done video with its entry.
     timelines, statuses = _on_disk(out) if out.exists() else (set(), {})
     assert timelines == {vid for vid, status in statuses.items() if status == "done"}
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] if out.exists() else True
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # out or not, no temporaries

@@ -131,13 +131,14 @@ def test_errors_are_clear(archive, tmp_path):
 
 
 def test_files_of_schema_version_1_still_read(tmp_path):
-    write_timeline(tmp_path / "mixed", "old", [(0, 0.0, 0, "happy"), (1, 1.0, 0, "sad")], schema_version=1)
+    old = [(0, 0.0, 0, "happy"), (1, 1.0, 0, "happy"), (2, 2.0, 0, "sad")]
+    write_timeline(tmp_path / "mixed", "old", old, schema_version=1)
     write_timeline(tmp_path / "mixed", "new", [(0, 0.0, 0, "angry"), (1, 1.0, 0, "angry")])
     df = tl.read(tmp_path / "mixed")
-    assert list(df.columns) == TIMELINE_SCHEMA.names and len(df) == 4
+    assert list(df.columns) == TIMELINE_SCHEMA.names and len(df) == 5
     assert df[list(LANDMARK_COLUMNS)].isna().all().all()
     summary = tl.summarize(df).set_index("video_id")
-    assert summary.loc["old", "dominant"] in ("happy", "sad") and summary.loc["new", "dominant"] == "angry"
+    assert summary.loc["old", "dominant"] == "happy" and summary.loc["new", "dominant"] == "angry"
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +170,12 @@ def test_cli_on_labelled_clips(labelled, tmp_path):
     assert len(pd.read_csv(csv)) >= 169
     proc = fer_cli("plot", str(labelled), "--out", str(png))
     assert proc.returncode == 2 and "choose one with --video" in proc.stderr
+
+
+def test_query_reads_outputs_of_schema_version_1_alone(tmp_path):
+    write_timeline(tmp_path / "timelines", "old", [(0, 0.0, 0, "happy"), (1, 1.0, 0, "sad")], schema_version=1)
+    rows = tl.scan(tmp_path, "emotion = 'sad'", columns=["frame", "eye_left_x"])
+    assert rows.frame.tolist() == [1] and rows.eye_left_x.isna().all()
+    proc = fer_cli("query", str(tmp_path), "--where", "eye_left_x IS NULL", "--columns", "frame", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["frame", "0", "1"]
