@@ -194,6 +194,16 @@ def runtime_for(path: Path, runtime: str) -> str:
     return "litert" if has_litert else "keras"
 
 
+def resolved_runtime(path: str | Path | None, runtime: str = "auto") -> str:
+    """The runtime :func:`load` runs the bundle at ``path`` on (an ensemble's: its members',
+    sorted and comma-joined, as :attr:`EmotionModel.runtime` says), without loading it."""
+    path = resolve(path)
+    meta = read_meta(path)
+    if "members" in meta:
+        return ",".join(sorted({resolved_runtime(path / m["path"], runtime) for m in meta["members"]}))
+    return runtime_for(path, runtime)
+
+
 @dataclass
 class EmotionModel:
     """A loaded bundle: metadata plus a ``predict`` that maps faces to probabilities.

@@ -259,3 +259,13 @@ def test_a_bug_in_detection_is_a_crash_not_a_failed_video(untrained_bundle, tmp_
     finally:
         DETECTORS._entries.pop("broken-for-test")
     assert not list(tmp_path.glob("timelines/*.parquet"))
+
+
+def test_the_runtime_is_part_of_the_rerun_key_and_recorded(labelled, untrained_bundle):
+    out, _ = labelled
+    clip = SAMPLES / "single_face.mp4"
+    for runtime, recorded in (("keras", "keras"), ("auto", "litert")):  # auto: LiteRT on CPUs
+        config = LabelConfig(inputs=(str(clip),), out=str(out), model=str(untrained_bundle), runtime=runtime)
+        assert [e.status for e in run(config, progress=None).entries] == ["done"]  # the other runtime's: redone
+        meta = read_metadata(pq.read_schema(timeline_path(out, video_id(clip))))
+        assert meta["model"]["runtime"] == recorded

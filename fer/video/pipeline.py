@@ -144,9 +144,12 @@ class LabelSummary:
         return {"out": str(self.out), "videos": [asdict(e) for e in self.entries], "totals": self.totals()}
 
 
-def _input_key(video: VideoInput, model_id: str, config: LabelConfig) -> str:
-    """What a video's timeline depends on: its content, the model and the settings."""
-    blob = json.dumps([video.content, model_id, config.settings_key()])
+def _input_key(video: VideoInput, model_id: str, config: LabelConfig, runtime: str) -> str:
+    """What a video's timeline depends on: its content, the model, the settings and the
+    runtime that classifies (the float and int8 networks differ for ~0.3% of faces)."""
+    # LiteRT, the CPU default, leaves the key as it was before runtimes were keyed on: outputs
+    # written then (on CPUs) are not all labelled again.
+    blob = json.dumps([video.content, model_id, config.settings_key(), *([runtime] if runtime != "litert" else [])])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -190,9 +193,10 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     bundle.check_tta(meta, config.tta)
     out = _prepare(config.out)
     summary = LabelSummary(out=out)
-    plan = _plan(videos, out, meta["id"], config, summary)
+    runtime = bundle.resolved_runtime(model_path, classify_runtime(config))
+    plan = _plan(videos, out, meta["id"], runtime, config, summary)
     log = out / LOGS_DIR / f"run-{run_name or console.stamp()}.json"
-    job = _Run(config, plan, model_path, meta, summary, progress, t0, log)
+    job = _Run(config, plan, model_path, meta, runtime, summary, progress, t0, log)
     try:
         if plan.todo:
             (_label_here if _runs_here(config, plan.todo) else _label)(job)
@@ -235,6 +239,7 @@ class _Run:
     plan: _Plan
     model_path: Path
     meta: dict
+    runtime: str
     summary: LabelSummary
     progress: TextIO | None
     t0: float
@@ -243,10 +248,12 @@ class _Run:
     def writer(self) -> _VideoWriter:
         """The writer that saves each video of the plan as its last rows arrive."""
         inputs = {v.video_id: (v, key) for v, key in self.plan.todo}
-        return _VideoWriter(self.config, self.meta, inputs, self.plan.superseded, self.summary, self.t0)
+        return _VideoWriter(self.config, self.meta, self.runtime, inputs, self.plan.superseded, self.summary, self.t0)
 
 
-def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelConfig, summary: LabelSummary) -> _Plan:
+def _plan(
+    videos: list[VideoInput], out: Location, model_id: str, runtime: str, config: LabelConfig, summary: LabelSummary
+) -> _Plan:
     """The videos to label. A video is found done by its content, wherever it now lies (a
     moved or renamed file is recorded under its new path, not labelled again); the skipped
     ones go into ``summary``."""
@@ -264,7 +271,7 @@ def _plan(videos: list[VideoInput], out: Location, model_id: str, config: LabelC
             ))  # fmt: skip
             continue
         first_path[v.content] = v.path
-        key = _input_key(v, model_id, config)
+        key = _input_key(v, model_id, config, runtime)
         prev = by_content.get(v.content)
         if not config.overwrite and prev is not None and prev.key == key and prev.video_id in written:
             if prev.path != v.path:  # moved or renamed: the path is recorded, not keyed on
@@ -383,11 +390,15 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
     )
 
 
+def classify_runtime(config: LabelConfig) -> str:
+    """The runtime asked of the classifier: ``"auto"`` means tf-keras on GPUs (LiteRT runs on
+    CPUs only); :func:`fer.bundle.resolved_runtime` says what it resolves to for a bundle."""
+    return "keras" if config.gpus and config.runtime == "auto" else config.runtime
+
+
 def _classify_options(config: LabelConfig, model_path: Path, threads: int) -> dict:
-    """:class:`~fer.video.stages.Classify`'s arguments; ``runtime="auto"`` means tf-keras on
-    GPUs (LiteRT runs on CPUs only)."""
-    runtime = "keras" if config.gpus and config.runtime == "auto" else config.runtime
-    return {"model": str(model_path), "tta": config.tta, "threads": threads, "runtime": runtime}
+    """:class:`~fer.video.stages.Classify`'s arguments."""
+    return {"model": str(model_path), "tta": config.tta, "threads": threads, "runtime": classify_runtime(config)}
 
 
 def _decode_options(config: LabelConfig) -> dict:
@@ -471,6 +482,7 @@ class _VideoWriter:
         self,
         config: LabelConfig,
         meta: dict,
+        runtime: str,
         inputs: dict[str, tuple[VideoInput, str]],
         superseded: dict[str, list[str]],
         summary: LabelSummary,
@@ -479,6 +491,7 @@ class _VideoWriter:
         self.config = config
         self.out = summary.out
         self.meta = meta
+        self.runtime = runtime
         self.inputs = inputs  # video id -> (input, key)
         self.superseded = superseded
         self.summary = summary
@@ -560,7 +573,7 @@ class _VideoWriter:
 
     def _file_meta(self, data: dict) -> dict:
         return {
-            "model": {"name": self.meta.get("name"), "id": self.meta["id"]},
+            "model": {"name": self.meta.get("name"), "id": self.meta["id"], "runtime": self.runtime},
             "detector": self.config.detector,
             "sample_fps": self.config.fps,
             "settings": self.config.settings_key(),
