@@ -449,8 +449,8 @@ def _common_meta() -> dict:
 
 def _write_atomically(path: str | Path, write) -> Path:
     """Build a bundle in a temporary sibling directory with ``write(tmp) -> meta``, write its
-    ``model.json`` (stamped with fer's version and the date), then rename it to ``path``
-    (replacing what was there)."""
+    ``model.json`` (stamped with fer's version and the date), then move it to ``path``: a
+    bundle already there is swapped out in one step (:func:`exchange`), never first deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -458,10 +458,26 @@ def _write_atomically(path: str | Path, write) -> Path:
         meta = {**write(tmp), "fer_version": __version__,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if not path.exists():
+            os.replace(tmp, path)
+        elif not exchange(tmp, path):  # no atomic swap here: the old one aside, the new one in
+            aside = tmp.with_name(tmp.name + ".old")
+            os.replace(path, aside)
+            os.replace(tmp, path)
+            shutil.rmtree(aside)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a swap: the old bundle
     return path
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux's ``renameat2(RENAME_EXCHANGE)``), so a reader finds
+    one or the other at each, never nothing; False where the system or filesystem cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

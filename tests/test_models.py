@@ -158,3 +158,17 @@ def test_ensemble_averages_its_members(tmp_path):
         bundle.save_ensemble([a], tmp_path / "one", {})
     with pytest.raises(FerError, match="unknown test-time augmentation 'blur'"):
         bundle.save_ensemble([a, b], tmp_path / "bad", {}, tta=["blur", None])
+
+
+def test_a_bundle_is_replaced_in_one_step(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "which").write_text(d.name)
+    assert bundle.exchange(a, b)  # Linux: one rename swaps both, no moment without either
+    assert ((a / "which").read_text(), (b / "which").read_text()) == ("b", "a")
+    target = tmp_path / "bundle"
+    bundle.save(models.build("small"), target, {"name": "first"})
+    bundle.save(models.build("small"), target, {"name": "second"})
+    assert bundle.read_meta(target)["name"] == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "bundle"]  # the old one is gone
