@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fer.errors import FerError
+
 #: The environment of every process that may import TensorFlow: tf-keras instead of Keras 3
 #: (Keras 3 cannot run ``MultiWorkerMirroredStrategy``, keras-team/keras#20585), and
 #: TensorFlow's C++ log kept to warnings. Set here, in Ray workers and in submitted jobs.
@@ -49,8 +51,8 @@ def _ctrl_c_deferred() -> Iterator[None]:
 
 def connect(address: str | None = None) -> bool:
     """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local
-    Ray; once per process (a second call keeps the first connection). Returns whether this
-    call connected (the caller then owns the shutdown).
+    Ray; once per process (a second call keeps the first connection, and refuses another
+    ``address``). Returns whether this call connected (the caller then owns the shutdown).
 
     A local Ray gets a watcher (:mod:`fer._reaper`) that ends its processes if this one is
     killed before it can shut Ray down, and no dashboard: its ten processes hold ~1 GB for a
@@ -62,6 +64,7 @@ def connect(address: str | None = None) -> bool:
     import ray
 
     if ray.is_initialized():
+        _check_same_cluster(address)
         return False
     local = not (address or os.environ.get("RAY_ADDRESS"))
     with _ctrl_c_deferred():
@@ -72,6 +75,18 @@ def connect(address: str | None = None) -> bool:
 
         _reaper.start()
     return True
+
+
+def _check_same_cluster(address: str | None) -> None:
+    """Refuse an ``address`` other than the cluster this process is connected to: keeping the
+    connection would run the work somewhere the caller did not ask for."""
+    import ray
+
+    if not address or address == "auto" or address.startswith("ray://"):  # a client's port is not the GCS's
+        return
+    current = ray.get_runtime_context().gcs_address
+    if address.split("://")[-1] != current:
+        raise FerError(f"--address {address}: this process is already connected to the Ray at {current}")
 
 
 def require_gpus(wanted: float, what: str) -> None:

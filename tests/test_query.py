@@ -101,3 +101,11 @@ def test_query_cli(labelled, tmp_path):
     proc = fer_cli("query", str(labelled), "--where", "confidence >")
     assert proc.returncode == 2 and proc.stderr.startswith("error: --where 'confidence >'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_library_call_refuses_another_cluster_than_its_connection(ray_local):
+    from fer._ray import connect
+
+    assert connect(ray_local.get_runtime_context().gcs_address) is False  # the one it has: kept
+    with pytest.raises(FerError, match=r"^--address 127\.0\.0\.1:1: this process is already connected to the Ray at "):
+        connect("127.0.0.1:1")
