@@ -9,15 +9,22 @@ the readers already ignore them, and this finds them so they can be removed:
 - missing: entries that say done but whose timeline is gone (a re-run redoes them once
   their entry is dropped);
 - temporary files of interrupted writes.
+
+Files written in the last :data:`IN_FLIGHT_S` seconds may be a running ``fer label``'s (a
+temporary before its rename, a timeline before its entry): they are reported and left alone.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
 from fer.storage import Location
 from fer.video import manifest
+
+#: Younger files may be a running job's writes in progress (each lasts well under a second).
+IN_FLIGHT_S = 600.0
 
 
 @dataclass
@@ -29,6 +36,7 @@ class CheckReport:
     orphans: list[Location] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     temporary: list[Location] = field(default_factory=list)
+    recent: list[Location] = field(default_factory=list)
     repaired: bool = False
 
     @property
@@ -42,6 +50,8 @@ class CheckReport:
         out += [f"missing timeline of a done video, entry {'dropped' if self.repaired else 'found'}: {v}"
                 for v in self.missing]  # fmt: skip
         out += [f"temporary file of an interrupted write, {done}: {f}" for f in self.temporary]
+        out += [f"written in the last {IN_FLIGHT_S / 60:.0f} min, maybe by a running fer label; left alone: {f}"
+                for f in self.recent]  # fmt: skip
         if self.consistent:
             out.append(f"{self.out}: {self.videos} videos, timelines and manifest agree")
         elif self.repaired:
@@ -67,6 +77,10 @@ def check(out: str | Location, *, repair: bool = False) -> CheckReport:
         report.temporary += [f for f in _hidden(out / folder) if f.name.endswith(".tmp")]
     report.temporary += [f for f in _hidden(out / manifest.MANIFEST_DIR) if f.name.endswith(".tmp")]
     report.missing = sorted(counted - timelines)
+    now = time.time()
+    report.recent = [f for f in report.orphans + report.temporary if now - _mtime(f) < IN_FLIGHT_S]
+    report.orphans = [f for f in report.orphans if f not in report.recent]
+    report.temporary = [f for f in report.temporary if f not in report.recent]
     if repair and not report.consistent:
         for f in report.orphans + report.temporary:
             f.delete()
@@ -75,6 +89,12 @@ def check(out: str | Location, *, repair: bool = False) -> CheckReport:
         report.repaired = True
         report.videos -= len(report.missing)
     return report
+
+
+def _mtime(f: Location) -> float:
+    """A file's modification time (seconds since the epoch; 0 when the store does not say)."""
+    info = f.fs.get_file_info(f.path)
+    return info.mtime.timestamp() if info.mtime is not None else 0.0
 
 
 def _hidden(folder: Location) -> list[Location]:
