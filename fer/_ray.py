@@ -15,6 +15,11 @@ from fer.errors import FerError
 #: TensorFlow's C++ log kept to warnings. Set here, in Ray workers and in submitted jobs.
 TF_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
+#: Set by the command line (:func:`fer.cli.main`): the process is fer's own, so :func:`connect`
+#: may quiet other libraries' logs and watch a local Ray with :mod:`fer._reaper`. A program
+#: that imports fer keeps its logging, and its children are its own.
+OWNS_PROCESS = False
+
 
 def quiet_ray_data() -> None:
     """Keep Ray Data's per-dataset execution logs out of the user's terminal.
@@ -54,10 +59,11 @@ def connect(address: str | None = None) -> bool:
     Ray; once per process (a second call keeps the first connection, and refuses another
     ``address``). Returns whether this call connected (the caller then owns the shutdown).
 
-    A local Ray gets a watcher (:mod:`fer._reaper`) that ends its processes if this one is
-    killed before it can shut Ray down, and no dashboard: its ten processes hold ~1 GB for a
-    run that ends with the command (start a Ray with ``ray start --head`` and pass its address
-    to watch one).
+    A local Ray starts without a dashboard: its ten processes hold ~1 GB for a run that ends
+    with the command (start a Ray with ``ray start --head`` and pass its address to watch one).
+    Under the command line (:data:`OWNS_PROCESS`) Ray Data's logs are quieted and a local Ray
+    gets a watcher (:mod:`fer._reaper`) that ends its processes if this one is killed before
+    it can shut Ray down.
     """
     import os
 
@@ -69,11 +75,12 @@ def connect(address: str | None = None) -> bool:
     local = not (address or os.environ.get("RAY_ADDRESS"))
     with _ctrl_c_deferred():
         ray.init(address=address, logging_level="WARNING", **({"include_dashboard": False} if local else {}))
-    quiet_ray_data()
-    if local:
-        from fer import _reaper
+    if OWNS_PROCESS:
+        quiet_ray_data()
+        if local:
+            from fer import _reaper
 
-        _reaper.start()
+            _reaper.start()
     return True
 
 

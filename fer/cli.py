@@ -785,6 +785,9 @@ CRASHED = 70
 def main() -> None:
     """Console entry point: user mistakes and environment faults become one-line errors (exit
     status 2 and 3), Ctrl-C exits 130 and a crash 70; see the README's exit statuses."""
+    from fer import _ray
+
+    _ray.OWNS_PROCESS = True
     try:
         command = typer.main.get_command(app)
         _plain_help(command)

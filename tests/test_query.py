@@ -109,3 +109,18 @@ def test_a_library_call_refuses_another_cluster_than_its_connection(ray_local):
     assert connect(ray_local.get_runtime_context().gcs_address) is False  # the one it has: kept
     with pytest.raises(FerError, match=r"^--address 127\.0\.0\.1:1: this process is already connected to the Ray at "):
         connect("127.0.0.1:1")
+
+
+def test_a_program_that_imports_fer_gets_no_watcher_of_its_children(ray_local):
+    import os
+    from pathlib import Path
+
+    watchers = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"fer._reaper" in args and str(os.getpid()).encode() in args:
+            watchers.append(args)
+    assert watchers == []  # the CLI's own processes get one (tests/test_faults.py)
