@@ -245,8 +245,9 @@ def _interpreter(path: Path, threads: int):
 
         from fer._tf import tf
 
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        Interpreter = tf.lite.Interpreter  # noqa: N806
+        with warnings.catch_warnings():  # for this call only: the caller's filters stay its own
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            return tf.lite.Interpreter(model_path=str(path), num_threads=threads)
     return Interpreter(model_path=str(path), num_threads=threads)
 
 
