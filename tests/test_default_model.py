@@ -25,7 +25,8 @@ def test_default_model_is_found_and_described():
         training = network["training"]
         assert training["command"].startswith("fer train ") and training["config"]["arch"] == network["architecture"]
         assert training["epochs"] >= training["best_epoch"] > 0 and training["wall_seconds"] > 0
-        assert len(training["data"]["train"]["fingerprint"]) == 64 and training["data"]["train"]["counts"][1] == 436
+        counts = training["data"]["train"]["counts"]
+        assert len(training["data"]["train"]["fingerprint"]) == 64 and counts[1] == 230  # disgust by FER+'s votes
     if "members" in meta:
         assert meta["command"].startswith("fer bundle --ensemble ") and len(networks) >= 2
     assert set(meta["validation"]["per_class"]) == set(EMOTIONS)
