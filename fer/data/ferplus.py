@@ -20,8 +20,8 @@ How votes become targets (decided once, here):
 - Targets of ``fer train --targets``: ``votes`` the face's vote distribution over the seven
   classes (the paper's "probability" mode); ``majority`` its one-hot majority (faces
   without one left out); ``fer2013`` FER-2013's own label on these pixels, where the join is
-  confident (and FER+ keeps the face); ``both`` the mean of the votes and FER-2013's one-hot label where the join is
-  confident, the votes alone elsewhere.
+  confident (and FER+ keeps the face); ``both`` the mean of the votes and FER-2013's one-hot
+  label where the join is confident, the votes alone elsewhere.
 
 Every split read carries, beside ``image``, ``label`` (the target's arg-max: what balancing
 counts and validation scores) and ``target``, the columns evaluation reports on: ``votes``
