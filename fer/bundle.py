@@ -134,13 +134,15 @@ RUNTIMES = Registry("runtime")
 
 @RUNTIMES.register("keras", "the float network on tf-keras: exact, GPUs", batch=256)
 class KerasNetwork:
-    """A bundle's ``model.keras`` on tf-keras."""
+    """A bundle's ``model.keras`` on tf-keras.
+
+    ``threads`` is not applied: TensorFlow's thread pools are process-wide, so only the owner
+    of the process sets them (the labelling actor does, :class:`fer.video.stages.Classify`).
+    """
 
     def __init__(self, path: Path, threads: int):
         from fer._tf import keras, tf
 
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
         try:
             self.keras_model = keras.models.load_model(str(path / MODEL_FILE), compile=False)
         except (OSError, ValueError) as exc:

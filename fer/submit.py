@@ -63,10 +63,16 @@ def runtime_env(config: SubmitConfig) -> dict:
 
 def client(address: str):
     """A job submission client, with a one-line error when the cluster cannot be reached."""
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
     try:
         return JobSubmissionClient(address)
+    except AuthenticationError:
+        raise FerError(
+            f"--address {address}: the cluster requires a token; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+            "(or RAY_AUTH_TOKEN_PATH) to the cluster's token"
+        ) from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise FerError(f"cannot reach the Ray job API at {address}: {str(exc).splitlines()[0]}") from None
 

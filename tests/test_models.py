@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,6 +132,18 @@ def test_runtimes_agree_and_auto_prefers_litert(tmp_path):
         bundle.load(path, runtime="litert")
     with pytest.raises(FerError, match="--runtime: must be one of auto, keras, litert; got 'tflite'"):
         bundle.load(path, runtime="tflite")
+
+
+def test_loading_on_tf_keras_leaves_the_process_thread_pools_alone(tmp_path):
+    path = _bundle(tmp_path)
+    code = (
+        "import sys; from fer import bundle; from fer._tf import tf; "
+        "bundle.load(sys.argv[1], runtime='keras', threads=1); "
+        "print(tf.config.threading.get_intra_op_parallelism_threads())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "0"  # TensorFlow's default, as the caller left it
 
 
 def test_ensemble_averages_its_members(tmp_path):

@@ -205,6 +205,12 @@ class Classify:
     def __init__(self, *, model: str | None, tta: str, threads: int, runtime: str = "auto"):
         from fer import bundle
 
+        if threads and "keras" in bundle.resolved_runtime(model, runtime):
+            # TensorFlow's pools are process-wide and fixed once it starts: the actor owns its
+            # process, so it sets them here, before the model loads.
+            from fer._tf import tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
         self.model = bundle.load(model, runtime=runtime, threads=threads)
         self.tta = tta
 
