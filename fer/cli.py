@@ -778,6 +778,23 @@ def _plain_help(command) -> None:
         _plain_help(sub)
 
 
+def reference(width: int = 100) -> str:
+    """Every command's ``--help`` as Markdown, plain and ``width`` columns wide whatever the
+    terminal: the CLI reference of the docs (``cog -r docs/cli.md`` writes it there)."""
+    import click
+
+    def pages(command, ctx: click.Context):
+        command.rich_markup_mode = None  # click's plain formatter: the same text on every machine
+        yield ctx.command_path, command.get_help(ctx)
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from pages(sub, click.Context(sub, info_name=name, parent=ctx, terminal_width=width))
+
+    root = typer.main.get_command(app)
+    _plain_help(root)
+    ctx = click.Context(root, info_name="fer", terminal_width=width, max_content_width=width)
+    return "".join(f"\n## `{path}`\n\n```text\n{text}\n```\n" for path, text in pages(root, ctx))
+
+
 #: Exit status of a crash (a bug): sysexits.h's EX_SOFTWARE, apart from 1 (some inputs failed).
 CRASHED = 70
 

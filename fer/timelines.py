@@ -87,7 +87,8 @@ def read(
         videos: video ids to read (a video's file is named by its id, so only those files
             are opened); None reads the whole archive.
         faces: face ids to keep (no-face rows are dropped when given).
-        start, end: keep rows with ``start <= time_s < end`` (seconds).
+        start: keep rows with ``start <= time_s`` (seconds).
+        end: keep rows with ``time_s < end`` (seconds).
         columns: columns to read (``video_id``, ``frame``, ``time_s`` and ``face_id`` are
             always included).
 
