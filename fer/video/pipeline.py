@@ -368,7 +368,7 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
         num_cpus=0,
         # Without a CPU to bound them, every probe would start a worker process of its own
         # (~200 MB each).
-        concurrency=max(1, decoders // DECODERS_PER_PROBE),
+        compute=ray.data.TaskPoolStrategy(size=max(1, decoders // DECODERS_PER_PROBE)),
     )
     ds = ds.map_batches(
         DecodeDetect,
