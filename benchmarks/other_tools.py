@@ -168,7 +168,8 @@ def main() -> None:
         acc = accuracy(env, args.data, work)
         found = faces_found(env, refs, work)
         fps = speed(env, refs, work)
-    print(f"fer (shipped model {bundle.read_meta(bundle.resolve(None))['id']}, defaults) against the PyPI fer package {args.version}, "
+    shipped = bundle.read_meta(bundle.resolve(None))["id"]
+    print(f"fer (shipped model {shipped}, defaults) against the PyPI fer package {args.version}, "
           f"2 tools measured in one run ({time.perf_counter() - t0:.0f} s):\n")  # fmt: skip
     print(f"| figure | fer | fer package {args.version} |\n|---|---|---|")
     for name, cells in acc.items():
