@@ -150,6 +150,32 @@ def test_sampling_rate_keeps_video_timestamps(ray_local, untrained_bundle, tmp_p
     assert len(df) == 32
 
 
+EDIT_LISTS = SAMPLES.parent.parent / "tests" / "data" / "edit_lists"
+
+
+def decoded_times(path) -> list[float]:
+    cap = cv2.VideoCapture(str(path))
+    times = []
+    while cap.grab():
+        times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+    return times
+
+
+@pytest.mark.parametrize("clip", ["looped.mp4", "cut.mp4"])
+def test_stream_copied_loops_and_cuts_are_labelled_whole(untrained_bundle, tmp_path, clip):
+    """Edit lists discard packets and shift times: every frame OpenCV decodes in order is
+    labelled, under its decode-order index and the decoder's time, across segment cuts."""
+    config = LabelConfig(
+        inputs=(str(EDIT_LISTS / clip),), out=str(tmp_path), model=str(untrained_bundle), segment_seconds=0.5
+    )
+    entry = run(config, progress=None).entries[0]
+    times = decoded_times(EDIT_LISTS / clip)
+    assert (entry.status, entry.frames) == ("done", len(times))
+    df = pd.read_parquet(entry.output).drop_duplicates("frame")
+    assert df.frame.tolist() == list(range(len(times)))
+    np.testing.assert_allclose(df.time_s, times, atol=1e-6)
+
+
 def test_odd_names_never_collide(ray_local, untrained_bundle, tmp_path):
     for i, folder in enumerate(("a", "b ü")):  # two videos of the same odd name
         (tmp_path / folder).mkdir()

@@ -1,10 +1,13 @@
 """Video probing, segmentation into frame ranges, and frame decoding with OpenCV.
 
 A long video is split into segments of frame ranges so that many workers can decode it at
-once. Probing demuxes the container without decoding (OpenCV's raw-packet mode) to get
-every frame's presentation time: that table makes frame indices exact and lets a worker
-seek by time to its segment, even in variable frame rate video, where OpenCV's seeking by
-frame number lands on the wrong frames. Timestamps always come from the container, never
+once. Probing demuxes the container without decoding (PyAV, FFmpeg's demuxer) to get the
+presentation time of every frame the decoder will output: that table makes frame indices
+exact (frame i is the i-th frame decoding gives) and lets a worker seek by time to its
+segment, even in variable frame rate video, where OpenCV's seeking by frame number lands on
+the wrong frames. The table leaves out the packets an MP4 edit list discards (a stream-copied
+loop or cut holds packets that are never shown) and its times are the decoder's, so edited
+files are indexed and counted as they play. Timestamps always come from the container, never
 from a frame counter. OpenCV applies rotation metadata while decoding, so frames (and face
 boxes) are in displayed orientation.
 """
@@ -30,7 +33,8 @@ class VideoError(Exception):
 class VideoInfo:
     """What probing a video found. ``frames`` is the number of frames whose packets could be
     read (the container's count when it gives no time table); ``declared_frames`` is the
-    count the container states, which a truncated file no longer holds."""
+    count the container states less the packets its edit list discards, which a truncated
+    file no longer holds."""
 
     path: str
     video_id: str
@@ -105,7 +109,8 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) if hasattr(cv2, "CAP_PROP_ORIENTATION_META") else 0
     finally:
         cap.release()
-    times = _packet_times(path)
+    times, discarded = _frame_times(path)
+    declared = max(0, declared - discarded)
     count = declared if times is None else len(times)
     if not math.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 0.0  # unknown: sampling by rate then keeps every frame
@@ -136,24 +141,31 @@ def read_image(path: str) -> np.ndarray:
     return frame
 
 
-def _packet_times(path: str) -> np.ndarray | None:
-    """Presentation times (ms, sorted) of every video packet, read without decoding."""
-    import cv2
+def _frame_times(path: str) -> tuple[np.ndarray | None, int]:
+    """Presentation times (ms from the stream's start, sorted, as OpenCV's decoder reports
+    them) of the frames decoding will output, read without decoding; and the number of
+    packets the container's edit list discards. Times are None when the container gives
+    no usable time for every frame."""
+    import av
 
-    cap = cv2.VideoCapture(path)
     try:
-        if not cap.isOpened() or not cap.set(cv2.CAP_PROP_FORMAT, -1):
-            return None
-        times = []
-        while cap.grab():
-            times.append(cap.get(cv2.CAP_PROP_POS_MSEC))
-    finally:
-        cap.release()
-    if not times:
-        return None
-    out = np.unique(np.round(np.asarray(times, np.float64), 3))
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            start = stream.start_time or 0
+            pts, discarded = [], 0
+            for packet in container.demux(stream):
+                if packet.is_discard:
+                    discarded += 1
+                elif packet.size:  # demuxing ends with an empty flush packet
+                    pts.append(packet.pts if packet.pts is not None else packet.dts)
+            base = float(stream.time_base)
+    except (av.FFmpegError, IndexError):
+        return None, 0
+    if not pts or None in pts:
+        return None, discarded
+    out = np.unique(np.round((np.asarray(pts, np.float64) - start) * base * 1000.0, 3))
     # Packets without real times (all equal) cannot index frames.
-    return out if len(out) == len(times) else None
+    return (out if len(out) == len(pts) else None), discarded
 
 
 def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: float) -> list[Segment]:

@@ -596,8 +596,8 @@ class _VideoWriter:
 
 #: A video counts as partial when more frames than this are missing: 16 frames (a decoder may
 #: hold back up to 16 reordered H.264 frames at the end of a stream, and OpenCV does not always
-#: flush them; no_face.mp4 loses 3), or 2% of the container's count (containers without an
-#: exact count estimate it from duration x rate), whichever is larger.
+#: flush them), or 2% of the container's count (containers without an exact count estimate it
+#: from duration x rate), whichever is larger.
 PARTIAL_MIN_FRAMES, PARTIAL_SHARE = 16, 0.02
 
 
