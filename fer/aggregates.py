@@ -21,7 +21,7 @@ from fer.storage import Location
 PROBS = list(EMOTIONS)
 SECONDS = [f"sec_{e}" for e in EMOTIONS]
 SUMS = [f"sum_{e}" for e in EMOTIONS]
-SUMMARY_BY = ("video", "face")
+SUMMARY_BY = ("video", "shot", "face")
 #: Seconds a video's only sampled frame stands for (a photo, a one-frame clip): one nominal
 #: second, so a photo counts in summaries, ``--top-videos`` and ``--minutes`` like a second of video.
 LONE_FRAME_S = 1.0
@@ -50,13 +50,13 @@ def durations(df: pd.DataFrame) -> pd.Series:
 
 def aggregate(df: pd.DataFrame) -> pa.Table:
     """The aggregates of timeline rows (one or more whole videos) as an Arrow table."""
-    df = df.assign(duration=durations(df))
+    df = df.assign(duration=durations(df), shot=_shots(df))
     faces = df[df.face_id != NO_FACE]
     emotion_seconds = pd.get_dummies(faces.emotion).reindex(columns=PROBS, fill_value=0).mul(faces.duration, axis=0)
     emotion_seconds.columns = SECONDS
     sums = faces[PROBS].astype(np.float64)
     sums.columns = SUMS
-    per_row = pd.concat([faces[["video_id", "face_id", "time_s", "duration"]], emotion_seconds, sums], axis=1)
+    per_row = pd.concat([faces[["video_id", "shot", "face_id", "time_s", "duration"]], emotion_seconds, sums], axis=1)
 
     def totals(keys: list[str]) -> pd.DataFrame:
         g = per_row.groupby(keys)
@@ -64,46 +64,54 @@ def aggregate(df: pd.DataFrame) -> pa.Table:
             [g.size().rename("rows"), g.duration.sum().rename("row_seconds"), g[SECONDS + SUMS].sum()], axis=1
         )
 
-    by_face = totals(["video_id", "face_id"])
-    by_face["first_s"] = per_row.groupby(["video_id", "face_id"]).time_s.min()
-    by_face["last_s"] = per_row.groupby(["video_id", "face_id"]).time_s.max()
-    by_face = by_face.reset_index()
+    def presence(keys: list[str]) -> pd.DataFrame:
+        frames = df.drop_duplicates(["video_id", "frame"])
+        with_face = faces.drop_duplicates(["video_id", "frame"])
+        out = pd.DataFrame(
+            {
+                "frames": frames.groupby(keys).frame.count(),
+                "seconds": frames.groupby(keys).duration.sum(),
+                "face_frames": with_face.groupby(keys).frame.count(),
+                "face_seconds": with_face.groupby(keys).duration.sum(),
+                "faces": faces.groupby(keys).face_id.nunique(),
+            }
+        ).join(totals(keys))
+        zero = ["face_frames", "face_seconds", "faces", "rows", "row_seconds", *SECONDS]
+        return out.fillna(dict.fromkeys(zero, 0)).reset_index().assign(face_id=NO_FACE)
 
-    frames = df.drop_duplicates(["video_id", "frame"])
-    with_face = faces.drop_duplicates(["video_id", "frame"])
-    video = pd.DataFrame(
-        {
-            "frames": frames.groupby("video_id").frame.count(),
-            "seconds": frames.groupby("video_id").duration.sum(),
-            "face_frames": with_face.groupby("video_id").frame.count(),
-            "face_seconds": with_face.groupby("video_id").duration.sum(),
-            "faces": faces.groupby("video_id").face_id.nunique(),
-        }
-    ).join(totals(["video_id"]))
-    video = video.fillna({c: 0 for c in ["face_frames", "face_seconds", "faces", "rows", "row_seconds", *SECONDS]})
-    video = video.reset_index().assign(face_id=NO_FACE)
-    out = pd.concat([video, by_face], ignore_index=True)[AGGREGATE_SCHEMA.names]
+    by_face = totals(["video_id", "face_id"])
+    g = per_row.groupby(["video_id", "face_id"])
+    by_face = by_face.assign(shot=g.shot.first(), first_s=g.time_s.min(), last_s=g.time_s.max()).reset_index()
+    span = df.groupby(["video_id", "shot"]).time_s.agg(first_s="min", last_s="max").reset_index()
+    shots = presence(["video_id", "shot"]).merge(span, on=["video_id", "shot"])
+    out = pd.concat([presence(["video_id"]), shots, by_face], ignore_index=True)[AGGREGATE_SCHEMA.names]
     ints = [f.name for f in AGGREGATE_SCHEMA if pa.types.is_integer(f.type)]
     out[ints] = out[ints].astype("Int64")  # nullable: a face row has no frame count
     # Without pandas' metadata: readers get plain NumPy columns (NaN for null), not pandas' nullable types.
     return pa.Table.from_pandas(out, schema=AGGREGATE_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
+def _shots(df: pd.DataFrame) -> pd.Series:
+    """Each row's shot: rows of timelines written before shots (schema 1-2) are shot 0."""
+    return df["shot"].fillna(0).astype(np.int32) if "shot" in df else pd.Series(0, index=df.index, dtype=np.int32)
+
+
 def summarize(agg: pd.DataFrame, by: str = "video") -> pd.DataFrame:
     """:func:`fer.timelines.summarize`'s table, from aggregates instead of frames."""
-    if by not in SUMMARY_BY:
-        raise FerError(f"summarize by 'video' or 'face', not {by!r}")
-    if by == "video":
-        rows = agg[agg.face_id == NO_FACE].set_index("video_id")
+    rows = rows_by(agg, by)
+    if by == "face":
+        base = pd.DataFrame(
+            {"shot": _shots(rows), "first_s": rows.first_s, "last_s": rows.last_s, "seconds": rows.row_seconds,
+             "frames": rows.rows}
+        ).astype({"frames": int})  # fmt: skip
+    else:
         base = rows[["frames", "seconds", "face_frames", "face_seconds", "faces"]].astype(
             {"frames": int, "face_frames": int, "faces": int}
         )
         base.insert(3, "face_share", base.face_frames / base.frames)
-    else:
-        rows = agg[agg.face_id != NO_FACE].set_index(["video_id", "face_id"])
-        base = pd.DataFrame(
-            {"first_s": rows.first_s, "last_s": rows.last_s, "seconds": rows.row_seconds, "frames": rows.rows}
-        ).astype({"frames": int})
+        if by == "shot":
+            base.insert(0, "first_s", rows.first_s)
+            base.insert(1, "last_s", rows.last_s)
     shares = rows[SECONDS].div(rows.row_seconds.replace(0, np.nan), axis=0).fillna(0.0)
     shares.columns = [f"share_{e}" for e in PROBS]
     means = rows[SUMS].div(rows.rows.replace(0, np.nan), axis=0)
@@ -112,3 +120,29 @@ def summarize(agg: pd.DataFrame, by: str = "video") -> pd.DataFrame:
     has = shares.sum(axis=1) > 0
     out.insert(len(base.columns), "dominant", np.where(has, shares.idxmax(axis=1).str[6:], None))
     return out.sort_index().reset_index()
+
+
+def check_by(by: str) -> None:
+    """Raise a one-line error unless ``by`` is one of :data:`SUMMARY_BY`."""
+    if by not in SUMMARY_BY:
+        raise FerError(f"--by: choose {', '.join(SUMMARY_BY)}, not {by!r}")
+
+
+def rows_by(agg: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The aggregate rows of videos, shots or faces, indexed by ``video_id`` and ``shot`` or ``face_id``."""
+    check_by(by)
+    if by == "face":
+        return agg[agg.face_id != NO_FACE].set_index(["video_id", "face_id"])
+    return _video_rows(agg) if by == "video" else _shot_rows(agg)
+
+
+def _video_rows(agg: pd.DataFrame) -> pd.DataFrame:
+    return agg[(agg.face_id == NO_FACE) & agg.shot.isna()].set_index("video_id")
+
+
+def _shot_rows(agg: pd.DataFrame) -> pd.DataFrame:
+    """Rows per ``(video_id, shot)``: a video aggregated before shots is one shot, its video row."""
+    shots = agg[(agg.face_id == NO_FACE) & agg.shot.notna()]
+    old = _video_rows(agg).drop(index=shots.video_id.unique()).reset_index().assign(shot=0)
+    rows = pd.concat([shots, old], ignore_index=True)
+    return rows.astype({"shot": int}).set_index(["video_id", "shot"])

@@ -556,13 +556,13 @@ def summary(
     video: Annotated[
         Optional[list[str]], typer.Option(help="Videos to summarise: id, file name or path (default: all).")
     ] = None,
-    by: Annotated[str, typer.Option(help="video | face.")] = "video",
+    by: Annotated[str, typer.Option(help="video | shot | face.")] = "video",
     format: FormatOpt = "table",
     out: OutOpt = None,
     address: ClusterOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Time-weighted emotion shares, dominant emotion and face presence per video or face.
+    """Time-weighted emotion shares, dominant emotion and face presence per video, shot or face.
 
     Reads the per-video aggregates fer label writes, so it is quick on any archive size.
     Example: fer summary out --by face --format csv
@@ -589,8 +589,10 @@ def query(
         Optional[int], typer.Option(help="Instead: the N videos with the largest share of --emotion.")
     ] = None,
     emotion: Annotated[str, typer.Option(help="The emotion --top-videos ranks by.")] = "happy",
-    minutes: Annotated[bool, typer.Option(help="Instead: minutes of each emotion per video (or --by face).")] = False,
-    by: Annotated[str, typer.Option(help="With --minutes: video | face.")] = "video",
+    minutes: Annotated[
+        bool, typer.Option(help="Instead: minutes of each emotion per video (or --by shot | face).")
+    ] = False,
+    by: Annotated[str, typer.Option(help="With --minutes: video | shot | face.")] = "video",
     format: FormatOpt = "table",
     out: OutOpt = None,
     address: ClusterOpt = None,

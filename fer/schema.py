@@ -33,9 +33,10 @@ import pyarrow as pa
 
 from fer.labels import EMOTIONS
 
-#: 2 added the landmark columns; files of version 1 still read (those columns come back null).
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2 added the landmark columns, 3 the ``shot`` column; files of versions 1 and 2 still read
+#: (the columns they lack come back null; :func:`fer.timelines.read` gives their rows shot 0).
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 TIMELINES_DIR = "timelines"
 #: A labelling output's run logs: ``run-<time>.json`` (the run's record) and ``run-<time>.log``
 #: (what Ray and TensorFlow printed).
@@ -52,6 +53,7 @@ TIMELINE_SCHEMA = pa.schema(
         ("video_path", pa.string()),
         ("frame", pa.int64()),
         ("time_s", pa.float64()),
+        ("shot", pa.int32()),
         ("face_id", pa.int32()),
         ("x", pa.float32()),
         ("y", pa.float32()),
@@ -67,8 +69,9 @@ TIMELINE_SCHEMA = pa.schema(
 
 
 #: Per-video aggregates beside each timeline (see fer.aggregates): one row per video
-#: (``face_id == -1``: frames, seconds, presence) and one per face (first/last seen);
-#: both carry the face rows' count, their seconds, seconds per dominant emotion
+#: (``face_id == -1``, ``shot`` null: frames, seconds, presence), one per shot (``face_id == -1``:
+#: the same, and its first/last sampled time) and one per face (its shot, first/last seen);
+#: all carry the face rows' count, their seconds, seconds per dominant emotion
 #: (``sec_<emotion>``) and probability sums (``sum_<emotion>``). Columns that do not apply
 #: to a row are null.
 AGGREGATES_DIR = "aggregates"
@@ -76,6 +79,7 @@ AGGREGATE_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),
         ("face_id", pa.int32()),
+        ("shot", pa.int32()),
         ("frames", pa.int64()),
         ("seconds", pa.float64()),
         ("face_frames", pa.int64()),

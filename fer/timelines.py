@@ -117,6 +117,8 @@ def read(
     )
     table = dataset.to_table(columns=cols, filter=expr)
     df = table.to_pandas()
+    if "shot" in df and df.shot.isna().any():  # files written before shots (schema 1-2): one shot each
+        df["shot"] = df.shot.fillna(0).astype(np.int32)
     if faces is not None and df.empty:
         raise FerError(f"no rows for face {faces} in {', '.join(files)}")
     return df.sort_values(["video_id", "time_s", "face_id"], kind="stable").reset_index(drop=True)
@@ -314,12 +316,14 @@ def episodes(df: pd.DataFrame, min_duration_s: float = 0.0, max_gap_s: float | N
 
 
 def summarize(df: pd.DataFrame, by: str = "video") -> pd.DataFrame:
-    """Per video or per face: presence, time-weighted emotion shares and mean probabilities.
+    """Per video, shot or face: presence, time-weighted emotion shares and mean probabilities.
 
     ``by="video"``: ``video_id, frames, seconds, face_frames, face_share, face_seconds,
     faces, dominant, share_<emotion>..., mean_<emotion>...``; a video without faces has
     zero presence, zero shares and no dominant emotion.
-    ``by="face"``: ``video_id, face_id, first_s, last_s, seconds, frames, dominant,
+    ``by="shot"``: ``video_id, shot, first_s, last_s`` (its first and last sampled time), then
+    as by video.
+    ``by="face"``: ``video_id, face_id, shot, first_s, last_s, seconds, frames, dominant,
     share_<emotion>..., mean_<emotion>...``.
 
     Shares weigh each face row by the time it stands for, so sampling gaps count fairly.
@@ -363,8 +367,7 @@ def summary(
 
     >>> summary("out", by="face")      # same table as summarize(read("out"), by="face")
     """
-    if by not in aggregates.SUMMARY_BY:
-        raise FerError(f"summarize by 'video' or 'face', not {by!r}")
+    aggregates.check_by(by)
     return aggregates.summarize(load_aggregates(path, videos, address=address), by=by)
 
 
@@ -470,18 +473,19 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
     # by name after an empty table of the full schema (UNION ALL BY NAME keeps its order and types).
     con.register("fer_schema", pa.Table.from_batches([], TIMELINE_SCHEMA))
     full = "(SELECT * FROM fer_schema UNION ALL BY NAME SELECT * FROM {})"
-    select = f"SELECT {', '.join(cols)} FROM "
+    # Files written before shots (schema 1-2) are one shot each, as read() gives them.
+    select = f"SELECT {', '.join(cols)} FROM (SELECT * REPLACE (COALESCE(shot, 0) AS shot) FROM {{}})"
     tail = (f" WHERE {where}" if where else "") + (f" LIMIT {int(limit)}" if limit is not None else "")
     try:
         _check_where(con, where)
         if files[0].is_local:
             source = full.format("read_parquet($files, union_by_name=true)")
-            return con.execute(select + source + tail, {"files": [f.path for f in files]}).df()
+            return con.execute(select.format(source) + tail, {"files": [f.path for f in files]}).df()
         import pyarrow.dataset as ds
 
         paths = [f.path for f in files]
         con.register("timelines", ds.dataset(paths, schema=TIMELINE_SCHEMA, format="parquet", filesystem=files[0].fs))
-        return con.sql(select + "timelines" + tail).df()
+        return con.sql(select.format("timelines") + tail).df()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise FerError(f"reading {len(files)} timeline file(s) in {files[0].parent.uri}: {first}") from None
@@ -510,13 +514,8 @@ def top_videos(path: str | Path | Location, emotion: str, n: int = 10, address: 
 
 
 def emotion_minutes(path: str | Path | Location, by: str = "video", address: str | None = None) -> pd.DataFrame:
-    """Minutes during which each emotion dominated, per video or per face (from the aggregates)."""
-    if by not in aggregates.SUMMARY_BY:
-        raise FerError(f"--by: choose video or face, not {by!r}")
-    agg = load_aggregates(path, address=address)
-    rows = agg[agg.face_id == NO_FACE] if by == "video" else agg[agg.face_id != NO_FACE]
-    keys = ["video_id"] if by == "video" else ["video_id", "face_id"]
-    out = rows[keys].copy()
-    for e in EMOTIONS:
-        out[e] = rows[f"sec_{e}"] / 60.0
-    return out.sort_values(keys).reset_index(drop=True)
+    """Minutes during which each emotion dominated, per video, shot or face (from the aggregates)."""
+    aggregates.check_by(by)
+    rows = aggregates.rows_by(load_aggregates(path, address=address), by)
+    out = pd.DataFrame({e: rows[f"sec_{e}"] / 60.0 for e in EMOTIONS}, index=rows.index)
+    return out.sort_index().reset_index()

@@ -10,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fer import aggregates
 from fer import timelines as tl
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import LANDMARK_COLUMNS, SCHEMA_VERSION, TIMELINE_SCHEMA, with_metadata
+from fer.schema import LANDMARK_COLUMNS, NO_FACE, SCHEMA_VERSION, TIMELINE_SCHEMA, with_metadata
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
 
@@ -24,13 +25,15 @@ def one_hot(name: str, p: float = 0.9) -> list[float]:
 
 
 def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int = SCHEMA_VERSION):
-    """rows: (frame, time_s, face_id, emotion or None). Version 1 files have no landmark columns."""
+    """rows: (frame, time_s, face_id, emotion or None[, shot]). Version 1 files have no landmark
+    columns, versions 1-2 no shot column."""
     records = []
-    for frame, t, face, emotion in rows:
+    for frame, t, face, emotion, *shot in rows:
         probs = one_hot(emotion) if emotion else [np.nan] * len(EMOTIONS)
         box = [10.0, 10.0, 20.0, 20.0] if emotion else [np.nan] * 4
         records.append(
-            {"video_id": video_id, "video_path": f"/v/{video_id}.mp4", "frame": frame, "time_s": t, "face_id": face,
+            {"video_id": video_id, "video_path": f"/v/{video_id}.mp4", "frame": frame, "time_s": t,
+             "shot": shot[0] if shot else 0, "face_id": face,
              "x": box[0], "y": box[1], "w": box[2], "h": box[3], "score": 0.9 if emotion else np.nan,
              "emotion": emotion, "confidence": max(probs) if emotion else np.nan,
              **dict(zip(EMOTIONS, probs, strict=True))}
@@ -39,6 +42,8 @@ def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int
     meta = with_metadata({}).metadata
     if schema_version != SCHEMA_VERSION:
         meta = {b"fer": json.dumps({"schema_version": schema_version}).encode()}
+    if schema_version < 3:
+        table = table.drop_columns(["shot"])
     if schema_version == 1:
         table = table.drop_columns(list(LANDMARK_COLUMNS))
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,6 +142,7 @@ def test_files_of_schema_version_1_still_read(tmp_path):
     df = tl.read(tmp_path / "mixed")
     assert list(df.columns) == TIMELINE_SCHEMA.names and len(df) == 5
     assert df[list(LANDMARK_COLUMNS)].isna().all().all()
+    assert df.shot.dtype == np.int32 and (df.shot == 0).all()  # a file from before shots is one shot
     summary = tl.summarize(df).set_index("video_id")
     assert summary.loc["old", "dominant"] == "happy" and summary.loc["new", "dominant"] == "angry"
 
@@ -172,10 +178,40 @@ def test_cli_on_labelled_clips(labelled, tmp_path):
     assert proc.returncode == 2 and "choose one with --video" in proc.stderr
 
 
+def test_summaries_by_shot(tmp_path):
+    """Video a: shot 0 is face 0 happy for 5 s, shot 1 face 1 sad for 3 s then no face for 2 s;
+    video b is a file from before shots (schema 2): one shot, the whole video."""
+    rows = [(i, float(i), 0, "happy", 0) for i in range(5)] + [(i, float(i), 1, "sad", 1) for i in range(5, 8)]
+    write_timeline(tmp_path / "timelines", "a", rows + [(i, float(i), -1, None, 1) for i in range(8, 10)])
+    write_timeline(tmp_path / "timelines", "b", [(i, float(i), 0, "angry") for i in range(3)], schema_version=2)
+    old = aggregates.aggregate(tl.read(tmp_path, videos="b")).to_pandas()  # b's aggregates as fer v2 wrote them
+    old = old[old.shot.isna() | (old.face_id != NO_FACE)].drop(columns="shot")
+    (tmp_path / "aggregates").mkdir()
+    old.to_parquet(tmp_path / "aggregates" / "b.parquet", index=False)
+    shots = tl.summary(tmp_path, by="shot")
+    assert shots[["video_id", "shot", "frames", "seconds", "face_seconds"]].values.tolist() == [
+        ["a", 0, 5, 5.0, 5.0], ["a", 1, 5, 5.0, 3.0], ["b", 0, 3, 3.0, 3.0]
+    ]  # fmt: skip
+    assert shots.dominant.tolist() == ["happy", "sad", "angry"]
+    # Shots' times are in the aggregates from schema 3 on (b's old ones lack them; its timeline has them).
+    assert shots.first_s.tolist()[:2] == [0.0, 5.0] and shots.last_s.tolist()[:2] == [4.0, 9.0]
+    assert shots.first_s.isna().tolist() == [False, False, True]
+    pd.testing.assert_frame_equal(
+        shots.fillna({"first_s": 0.0, "last_s": 2.0}), tl.summarize(tl.read(tmp_path), by="shot"), check_dtype=False
+    )
+    assert tl.summary(tmp_path, by="face")[["video_id", "face_id", "shot"]].values.tolist() == [
+        ["a", 0, 0], ["a", 1, 1], ["b", 0, 0]
+    ]  # fmt: skip
+    minutes = tl.emotion_minutes(tmp_path, by="shot")
+    assert minutes[["video_id", "shot"]].values.tolist() == [["a", 0], ["a", 1], ["b", 0]]
+    assert np.allclose(minutes.happy, [5 / 60, 0, 0]) and np.allclose(minutes.sad, [0, 3 / 60, 0])
+    assert len(tl.emotion_minutes(tmp_path)) == 2  # by video: shot rows are not videos
+
+
 def test_query_reads_outputs_of_schema_version_1_alone(tmp_path):
     write_timeline(tmp_path / "timelines", "old", [(0, 0.0, 0, "happy"), (1, 1.0, 0, "sad")], schema_version=1)
-    rows = tl.scan(tmp_path, "emotion = 'sad'", columns=["frame", "eye_left_x"])
-    assert rows.frame.tolist() == [1] and rows.eye_left_x.isna().all()
+    rows = tl.scan(tmp_path, "emotion = 'sad'", columns=["frame", "eye_left_x", "shot"])
+    assert rows.frame.tolist() == [1] and rows.eye_left_x.isna().all() and rows.shot.tolist() == [0]
     proc = fer_cli("query", str(tmp_path), "--where", "eye_left_x IS NULL", "--columns", "frame", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["frame", "0", "1"]

@@ -8,6 +8,7 @@ the detection tests and ``benchmarks/face_recall.py``.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -74,6 +75,25 @@ def matched(truth: np.ndarray, found: np.ndarray) -> np.ndarray:
     inside = (cx > tx0) & (cx < tx0 + truth[:, 2:3]) & (cy > ty0) & (cy < ty0 + truth[:, 3:4])
     similar = (size > tsize / 2) & (size < tsize * 2)
     return (inside & similar).any(axis=1)
+
+
+def write_h264(path: str | Path, frames, fps: int = 25) -> Path:
+    """Encode BGR frames (any iterable) as H.264 in MP4 with PyAV's libx264, as cameras and
+    archives deliver video (CRF 23, B-frames and CABAC; x264's veryfast preset, which encodes
+    1080p ~4x faster than its default)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        frames = iter(frames)
+        first = next(frames)
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = first.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "veryfast"}
+        for frame in itertools.chain([first], frames):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        out.mux(stream.encode())
+    return Path(path)
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:

@@ -93,6 +93,7 @@ YUNET_MIN_SCORE = 0.6
     "yunet",
     "YuNet-n (default): faces down to --min-face in wide shots",
     native_size=None,
+    windows=True,  # detects at any scale: --detect-every can run it on windows around faces
 )
 def _yunet(*, min_face: int, threads: int) -> YuNet:
     return YuNet(min_face=min_face, threads=threads)
@@ -131,10 +132,15 @@ class YuNet:
         return max(1, round(width * self.scale)), max(1, round(height * self.scale))
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
+        h, w = frame.shape[:2]
+        return self.detect(frame, self.input_size(w, h))
+
+    def detect(self, frame: np.ndarray, size: tuple[int, int]) -> list[Detection]:
+        """The faces in ``frame`` (BGR or grey) found with it resized to ``size`` (w, h) for the
+        detector; boxes and landmarks in ``frame``'s pixels."""
         import cv2
 
         h, w = frame.shape[:2]
-        size = self.input_size(w, h)
         if size != (w, h):
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         if frame.ndim == 2:

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from fer import aggregates, bundle, console
-from fer.errors import EnvironmentFault
+from fer.errors import EnvironmentFault, FerError
 from fer.labels import EMOTIONS
 from fer.schema import (
     AGGREGATES_DIR,
@@ -46,6 +46,7 @@ from fer.video.align import MARGIN
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from fer.video.inputs import VideoInput, resolve_inputs
 from fer.video.progress import Display, start_counter
+from fer.video.shots import shot_index
 from fer.video.track import assign_ids
 
 
@@ -65,6 +66,8 @@ class LabelConfig:
     fps: float | None = option(None, "Frames per second to sample (default: every frame).")
     detector: str = option(DEFAULT_DETECTOR, f"Face detector: {DETECTORS.help()}.")
     min_face: int = option(MIN_FACE, "Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
+    detect_every: int = option(1, "Detect faces in the whole frame every N sampled frames (and at cuts); between, "
+                                  "in a window around each face (yunet only).")  # fmt: skip
     align: bool = option(True, "Level the eyes and frame each face as FER-2013 does before classifying.")
     batch_size: int = option(256, "Faces per classifier batch.")
     gpus: int = option(0, "Classifier actors with one GPU each (0: on the CPUs).")
@@ -85,11 +88,16 @@ class LabelConfig:
         DETECTORS.get(self.detector)
         bundle.TTA.get(self.tta)
         validate(self, LABEL_CONSTRAINTS)
+        if self.detect_every > 1 and not DETECTORS.get(self.detector).info.get("windows"):
+            raise FerError(
+                f"--detect-every {self.detect_every}: the {self.detector} detector detects whole frames only; "
+                "use --detector yunet, or --detect-every 1"
+            )
 
     def settings_key(self) -> dict:
         """The settings that change a video's timeline (the rest only change speed)."""
         return {"fps": self.fps, "detector": self.detector, "min_face": self.min_face, "tta": self.tta,
-                "margin": self.margin, "align": self.align}  # fmt: skip
+                "margin": self.margin, "align": self.align, "detect_every": self.detect_every}  # fmt: skip
 
 
 ENGINES = ("auto", "ray", "process")
@@ -97,6 +105,7 @@ ENGINES = ("auto", "ray", "process")
 LABEL_CONSTRAINTS = {
     "fps": (NONE, POSITIVE),
     "min_face": (AT_LEAST_ONE,),
+    "detect_every": (AT_LEAST_ONE,),
     "batch_size": (AT_LEAST_ONE,),
     "gpus": (NON_NEGATIVE_INT,),
     "segment_seconds": (POSITIVE,),
@@ -403,7 +412,7 @@ def _classify_options(config: LabelConfig, model_path: Path, threads: int) -> di
 
 def _decode_options(config: LabelConfig) -> dict:
     return {"detector": config.detector, "min_face": config.min_face, "sample_fps": config.fps,
-            "margin": config.margin, "align": config.align}  # fmt: skip
+            "margin": config.margin, "align": config.align, "detect_every": config.detect_every}  # fmt: skip
 
 
 #: The most frames (of all a job's videos, as their containers state) that ``engine="auto"``
@@ -621,7 +630,8 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
     order = np.lexsort((data["box"][:, 0], data["frame"]))
     data = {k: v[order] for k, v in data.items()}
     box = data["box"]
-    face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan))
+    shot = _shots(data["frame"], data["time_s"], data["signature"])
+    face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan), shots=shot)
     probs, has = data["probs"], data["has_face"]
     emotion, confidence = dominant(probs, has)
     n = len(face_ids)
@@ -630,6 +640,7 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
         "video_path": data["video_path"].astype(str),
         "frame": data["frame"],
         "time_s": data["time_s"],
+        "shot": shot,
         "face_id": np.where(has, face_ids, NO_FACE).astype(np.int32),
         "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
         "score": data["score"],
@@ -640,6 +651,13 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
     }  # fmt: skip
     table = pa.table(columns, schema=TIMELINE_SCHEMA)
     return table, len(np.unique(data["frame"])), int(has.sum())
+
+
+def _shots(frame: np.ndarray, time_s: np.ndarray, signature: np.ndarray) -> np.ndarray:
+    """The shot of each row (rows sorted by frame; a frame's rows share its signature)."""
+    first = np.flatnonzero(np.r_[True, np.diff(frame) != 0])
+    per_frame = shot_index(signature[first], time_s[first])
+    return np.repeat(per_frame, np.diff(np.r_[first, len(frame)]))
 
 
 def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:

@@ -17,9 +17,13 @@ from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
 from fer.video.decode import DecodeStats, Segment, VideoError, iter_frames, probe, segments
 from fer.video.progress import Reporter
+from fer.video.shots import SIGNATURE_LEN, changed, signature
+from fer.video.windows import Scheduled
 
 _NO_MARKS = np.full(len(LANDMARK_COLUMNS), np.nan, np.float32)
 _NO_CROP = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
+_NO_SIGNATURE = np.zeros(SIGNATURE_LEN, np.uint8)
+_ROW_FIELDS = ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop", "signature")
 
 #: Per-video fields every row carries, so the driver can finish a video from its rows.
 VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames", "declared")
@@ -92,7 +96,15 @@ class DecodeDetect:
     """
 
     def __init__(
-        self, *, detector: str, min_face: int, sample_fps: float | None, margin: float, align: bool, counter=None
+        self,
+        *,
+        detector: str,
+        min_face: int,
+        sample_fps: float | None,
+        margin: float,
+        align: bool,
+        detect_every: int = 1,
+        counter=None,
     ):
         import cv2
 
@@ -100,7 +112,8 @@ class DecodeDetect:
 
         # One actor per core: single-threaded decoding and OpenCV ops avoid oversubscription.
         cv2.setNumThreads(1)
-        self.detector = create_detector(detector, min_face=min_face)
+        self.detector = Scheduled(create_detector(detector, min_face=min_face), detect_every)
+        self.last_signature: np.ndarray | None = None
         self.min_face = min_face
         self.sample_fps = sample_fps
         self.margin = margin
@@ -112,11 +125,16 @@ class DecodeDetect:
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     def _detect(self, index: int, t: float, frame: np.ndarray, rows: dict[str, list]) -> None:
-        """Add a frame's faces (or one no-face row) to ``rows``."""
+        """Add a frame's faces (or one no-face row) to ``rows``, each with the frame's signature
+        (:mod:`fer.video.shots`)."""
         from fer.video.align import crop_face
 
-        faces = [d for d in self.detector(frame) if d.size >= self.min_face]
+        sig = signature(frame)
+        cut = self.last_signature is not None and changed(self.last_signature, sig)
+        self.last_signature = sig
+        faces = [d for d in self.detector(frame, cut=cut) if d.size >= self.min_face]
         for d in faces or [None]:
+            rows["signature"].append(sig)
             rows["frame"].append(index)
             rows["time_s"].append(t)
             rows["has_face"].append(d is not None)
@@ -126,7 +144,7 @@ class DecodeDetect:
             rows["crop"].append(crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP)
 
     def _segment(self, seg: dict) -> dict[str, np.ndarray]:
-        rows: dict[str, list] = {k: [] for k in ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop")}
+        rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
         error = str(seg["error"])
         missing = 0
         if not error:
@@ -136,6 +154,8 @@ class DecodeDetect:
                 None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]),
             )  # fmt: skip
             covered = segment.start  # frames of the video gone through, for progress
+            self.detector.reset()
+            self.last_signature = None
             stats = DecodeStats()
             frames = iter_frames(segment, self.sample_fps, threads=1, stats=stats)
             while True:
@@ -175,7 +195,7 @@ def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) ->
         n = 1
         rows = {
             "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
-            "landmarks": [_NO_MARKS], "crop": [_NO_CROP],
+            "landmarks": [_NO_MARKS], "crop": [_NO_CROP], "signature": [_NO_SIGNATURE],
         }  # fmt: skip
     out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
     out.update(
@@ -189,6 +209,7 @@ def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) ->
         score=np.asarray(rows["score"], np.float32),
         landmarks=np.asarray(rows["landmarks"], np.float32).reshape(n, len(LANDMARK_COLUMNS)),
         crop=np.stack(rows["crop"]),
+        signature=np.stack(rows["signature"]),
         error=np.full(n, error, dtype=object),
     )
     return out

@@ -3,7 +3,7 @@
 Tracking runs once per video over all its detections in time order (after every segment
 is done), so ids stay the same across segment boundaries. Greedy IoU matching is enough
 for the talking-head footage fer targets; a face unseen for longer than :func:`max_gap`
-comes back with a new id.
+comes back with a new id, and so does every face after a cut (:mod:`fer.video.shots`).
 """
 
 from __future__ import annotations
@@ -32,13 +32,19 @@ def max_gap(times: np.ndarray) -> float:
 
 
 def assign_ids(
-    times: np.ndarray, boxes: np.ndarray, *, min_iou: float = 0.2, max_gap_s: float | None = None
+    times: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    shots: np.ndarray | None = None,
+    min_iou: float = 0.2,
+    max_gap_s: float | None = None,
 ) -> np.ndarray:
     """Track ids for detections, ``-1`` where ``boxes`` is NaN (no face).
 
     Args:
         times: ``(n,)`` seconds, sorted ascending (rows of one frame share a time).
         boxes: ``(n, 4)`` x, y, w, h.
+        shots: ``(n,)`` each row's shot (:mod:`fer.video.shots`): no track continues into another shot.
         min_iou: the least overlap of a face's boxes in consecutive sampled frames; low, because a
             face moves between samples (at ``--fps 1`` a turning head's box shifts by a third of its width).
         max_gap_s: how long a face may go unseen and keep its id (default: :func:`max_gap` of ``times``).
@@ -50,7 +56,10 @@ def assign_ids(
     next_id = 0
     valid = ~np.isnan(boxes).any(axis=1)
     bounds = np.flatnonzero(np.diff(times)) + 1
+    shot = None
     for rows in np.split(np.arange(len(times)), bounds):
+        if shots is not None and rows.size and shots[rows[0]] != shot:
+            shot, tracks = shots[rows[0]], []  # a cut: every face after it is a new one
         rows = rows[valid[rows]]
         if rows.size == 0:
             continue

@@ -1,0 +1,72 @@
+"""Shots: the hard cuts of a video, found on its decoded frames, so that no face id crosses one.
+
+The decoder gives each sampled frame a signature (:func:`signature`: a 16x9 HSV thumbnail,
+432 bytes). Once a video's frames are all in, :func:`shot_index` scores each frame by how much
+its signature differs from the sampled frame before it (PySceneDetect's content value: the mean
+absolute change of hue, saturation and value) and calls a cut where that score is large both
+outright and against the scores around it (PySceneDetect's ``AdaptiveDetector`` rule), so fast
+motion or a camera pan within a shot is not a cut. Deciding with the whole video in view lets
+its segments be decoded apart, and the rule sees frames on both sides of a segment boundary.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+#: Signature thumbnail (width, height) and its length in bytes.
+SIGNATURE_SIZE = (16, 9)
+SIGNATURE_LEN = SIGNATURE_SIZE[0] * SIGNATURE_SIZE[1] * 3
+#: A cut's content value reaches this (0-255 scale; PySceneDetect's ``min_content_val``)...
+MIN_SCORE = 15.0
+#: ...and this multiple of the mean score of the ``WINDOW`` sampled frames on either side of it.
+RATIO = 3.0
+WINDOW = 2
+#: Shots are at least this long: a flash or a one-frame glitch is not two cuts.
+MIN_SHOT_S = 0.5
+
+
+def signature(frame: np.ndarray) -> np.ndarray:
+    """A BGR frame's signature: ``(SIGNATURE_LEN,)`` uint8, its HSV thumbnail."""
+    import cv2
+
+    # Striding first: area-averaging a 1080p frame straight to 16x9 costs 3.5 ms, this 0.4 ms.
+    step = max(1, frame.shape[1] // 256)
+    small = cv2.resize(frame[::step, ::step], SIGNATURE_SIZE, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2HSV).reshape(-1)
+
+
+def changed(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether two consecutive frames' signatures differ as much as a cut at least does."""
+    return float(np.abs(after.astype(np.int16) - before).mean()) >= MIN_SCORE
+
+
+def scores(signatures: np.ndarray) -> np.ndarray:
+    """Content value of each frame against the frame before (NaN for the first)."""
+    sig = np.asarray(signatures, np.int16)
+    out = np.full(len(sig), np.nan)
+    if len(sig) > 1:
+        out[1:] = np.abs(np.diff(sig, axis=0)).mean(axis=1)
+    return out
+
+
+def shot_index(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The shot (0, 1, ...) of each of a video's sampled frames, given in time order with
+    their signatures ``(n, SIGNATURE_LEN)`` and times (s)."""
+    score = scores(signatures)
+    padded = np.pad(score, WINDOW, constant_values=np.nan)
+    offsets = [k for k in range(-WINDOW, WINDOW + 1) if k]
+    around = np.stack([padded[WINDOW + k : WINDOW + k + len(score)] for k in offsets])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a frame with no neighbour: mean NaN, no cut
+        mean = np.nan_to_num(np.nanmean(around, axis=0), nan=0.0)
+        candidates = np.flatnonzero((score >= MIN_SCORE) & (score >= RATIO * mean))
+    cuts, last = [], -np.inf
+    for i in candidates:
+        if times[i] - last >= MIN_SHOT_S:
+            cuts.append(i)
+            last = times[i]
+    shot = np.zeros(len(score), np.int32)
+    shot[cuts] = 1
+    return np.cumsum(shot, dtype=np.int32)

@@ -1,0 +1,60 @@
+"""Edited test footage with known cuts: shots of the sample clips joined with hard cuts.
+
+Every shot is a run of consecutive frames of one sample clip (some mirrored, so a face can
+sit where the last shot's face sat), scaled to one frame size; consecutive shots come from
+different scenes, with a face on both sides of some cuts and on one
+or neither side of others. Used by the shot tests and ``benchmarks/shots.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+#: The sample clips' shots as (scene, clip, first frame, end frame). face_noface.mov cuts at frame 73
+#: from a woman talking (frame 72 blends both shots) to the empty room; single_face.mp4 is the
+#: same footage as its first shot and no_face.mp4 the same room as its second (measured: 1-5 of
+#: 255 apart), so a cut between two of one scene would be a continuity cut, not a shot change.
+SHOTS = (
+    ("woman", "single_face.mp4", 0, 72),
+    ("woman", "face_noface.mov", 0, 72),
+    ("room", "face_noface.mov", 73, 169),
+    ("room", "no_face.mp4", 0, 95),
+    ("car", "carphone_pristine.mp4", 0, 120),
+    ("cartoon", "bigbuckbunny.mp4", 0, 132),
+)
+
+
+def _frames(name: str, size: tuple[int, int]) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(SAMPLES / name))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return frames
+        frames.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+
+
+def build(path: str | Path, shots: int = 8, seed: int = 0, size=(640, 360), fps: float = 25.0) -> list[int]:
+    """Write a clip of ``shots`` shots of 0.8-2.5 s each to ``path`` (MPEG-4 part 2); return the
+    frame indices where a new shot starts (the cuts)."""
+    rng = np.random.default_rng(seed)
+    clips = {name: _frames(name, size) for name in {s[1] for s in SHOTS}}
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    cuts, written, scene = [], 0, None
+    for i in range(shots):
+        scene, name, first, end = SHOTS[int(rng.choice([k for k, s in enumerate(SHOTS) if s[0] != scene]))]
+        frames = clips[name][first:end]
+        n = min(len(frames), int(rng.integers(round(0.8 * fps), round(2.5 * fps))))
+        start = int(rng.integers(0, len(frames) - n + 1))
+        mirror = bool(rng.integers(2))
+        for frame in frames[start : start + n]:
+            writer.write(frame[:, ::-1] if mirror else frame)
+        if i:
+            cuts.append(written)
+        written += n
+    writer.release()
+    return cuts

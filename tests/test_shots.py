@@ -1,0 +1,66 @@
+"""Shots: cuts found where edited footage has them, never within a shot, and no face id across one."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer.video import shots
+from fer.video.pipeline import LabelConfig, run
+from fer.video.track import assign_ids
+from tests import cuts
+from tests.tiles import read_frames
+
+
+def signatures(frames) -> np.ndarray:
+    return np.stack([shots.signature(f) for f in frames])
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    """A clip of 10 shots (seed 0) and its cuts."""
+    path = tmp_path_factory.mktemp("cuts") / "edited.mp4"
+    return path, cuts.build(path, shots=10, seed=0)
+
+
+@pytest.mark.parametrize("step", [1, 5])
+def test_cuts_are_found_at_the_frames_where_they_are(edited, step):
+    """Every frame (25 fps), and every 5th (as --fps 5 samples): a cut is found at the first
+    sampled frame of each new shot, and nowhere else."""
+    path, truth = edited
+    frames = read_frames(path, step=step)
+    index = np.arange(0, len(frames) * step, step)
+    shot = shots.shot_index(signatures(frames), index / 25.0)
+    found = index[np.flatnonzero(np.diff(shot)) + 1].tolist()
+    assert found == [int(index[np.searchsorted(index, c)]) for c in truth]
+
+
+def test_a_fast_pan_is_not_a_cut():
+    """A camera whipping 160 px a frame over a still changes every frame a lot, and evenly: the
+    score passes the absolute threshold but not the ratio to its neighbours'."""
+    still = read_frames(cuts.SAMPLES / "bigbuckbunny.mp4", limit=1)[0]
+    wide = cv2.resize(still, (3840, 720))
+    frames = [wide[:, x : x + 1280] for x in range(0, 2400, 160)]
+    score = shots.scores(signatures(frames))
+    assert np.nanmedian(score) >= shots.MIN_SCORE  # large enough to be a cut on its own
+    assert (shots.shot_index(signatures(frames), np.arange(len(frames)) / 25.0) == 0).all()
+
+
+def test_no_face_id_crosses_a_cut(untrained_bundle, tmp_path):
+    """Labelled in 1-s segments (cuts and segment boundaries fall apart and together): each
+    frame's shot is the clip's, and every face id lies in one shot. Without shots the tracker
+    gives one id to two people across a cut of this clip, where the next face sits where the
+    last one was."""
+    path = tmp_path / "edited.mp4"
+    truth = cuts.build(path, shots=6, seed=3)
+    config = LabelConfig(inputs=(str(path),), out=str(tmp_path / "out"), model=str(untrained_bundle), segment_seconds=1)
+    df = pd.read_parquet(run(config, progress=None).entries[0].output)
+    frames = df.drop_duplicates("frame")
+    assert frames.shot.tolist() == np.searchsorted(truth, frames.frame, side="right").tolist()
+    faces = df[df.face_id >= 0]
+    assert faces.shot.nunique() == 4 and (faces.groupby("face_id").shot.nunique() == 1).all()
+    boxes = np.where((df.face_id >= 0).to_numpy()[:, None], df[["x", "y", "w", "h"]].to_numpy(), np.nan)
+    unshot = df.assign(track=assign_ids(df.time_s.to_numpy(), boxes))
+    assert (unshot[unshot.track >= 0].groupby("track").shot.nunique() > 1).any()
