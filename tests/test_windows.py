@@ -45,22 +45,29 @@ def test_windows_find_every_face_with_the_whole_frame_boxes(wide):
     detector = Counting()
     scheduled = Scheduled(detector, every=10)
     whole = create_detector("yunet")
-    for frame, truth in wide:
-        found = scheduled(frame)
+    for i, (frame, truth) in enumerate(wide):
+        found = scheduled(frame, t=i / 30)
         assert matched(truth, boxes(found)).all() and len(found) == len(truth)
         overlap = iou(corners(boxes(found)), corners(boxes(whole(frame))))
         assert (overlap.max(axis=1) > 0.8).all()  # the box the whole frame gives, near enough
         assert all(np.isfinite(d.landmarks).all() for d in found)
     assert detector.whole == 3  # frames 0, 10 and 20
+    sparse = Counting()
+    scheduled = Scheduled(sparse, every=10)
+    for i, (frame, _) in enumerate(wide[:5]):
+        scheduled(frame, t=i * 0.5)  # --fps 2: windows would lose faces between samples
+    assert sparse.whole == 5
 
 
 def test_a_face_that_appears_is_found_at_the_next_whole_frame_or_cut(wide):
     blank = np.zeros_like(wide[0][0])
     scheduled = Scheduled(Counting(), every=4)
-    found = [len(scheduled(f)) for f in [blank, blank, wide[0][0], wide[1][0], wide[2][0]]]
+    frames = [blank, blank, wide[0][0], wide[1][0], wide[2][0]]
+    found = [len(scheduled(f, t=i / 30)) for i, f in enumerate(frames)]
     assert found == [0, 0, 0, 0, 9]  # whole frames at 0 and 4
     scheduled.reset()
-    found = [len(scheduled(f, cut=c)) for f, c in [(blank, False), (wide[0][0], True), (wide[1][0], False)]]
+    found = [len(scheduled(f, cut=c, t=i / 30)) for i, (f, c) in enumerate([(blank, False), (wide[0][0], True),
+                                                                           (wide[1][0], False)])]  # fmt: skip
     assert found == [0, 9, 9]
 
 

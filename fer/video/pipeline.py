@@ -66,8 +66,9 @@ class LabelConfig:
     fps: float | None = option(None, "Frames per second to sample (default: every frame).")
     detector: str = option(DEFAULT_DETECTOR, f"Face detector: {DETECTORS.help()}.")
     min_face: int = option(MIN_FACE, "Ignore faces smaller than this (pixels); YuNet detects at the scale it allows.")
-    detect_every: int = option(1, "Detect faces in the whole frame every N sampled frames (and at cuts); between, "
-                                  "in a window around each face (yunet only).")  # fmt: skip
+    detect_every: int = option(5, "Detect faces in the whole frame every N sampled frames (and at cuts, and every "
+                                  "0.5 s); between, in a window around each face (yunet only; 1: whole frames "
+                                  "only).")  # fmt: skip
     align: bool = option(True, "Level the eyes and frame each face as FER-2013 does before classifying.")
     batch_size: int = option(256, "Faces per classifier batch.")
     gpus: int = option(0, "Classifier actors with one GPU each (0: on the CPUs).")

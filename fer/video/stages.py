@@ -132,7 +132,7 @@ class DecodeDetect:
         sig = signature(frame)
         cut = self.last_signature is not None and changed(self.last_signature, sig)
         self.last_signature = sig
-        faces = [d for d in self.detector(frame, cut=cut) if d.size >= self.min_face]
+        faces = [d for d in self.detector(frame, cut=cut, t=t) if d.size >= self.min_face]
         for d in faces or [None]:
             rows["signature"].append(sig)
             rows["frame"].append(index)

@@ -1,5 +1,6 @@
-"""Detection where it is needed: the whole frame every N sampled frames and at every cut, and
-between those, the detector on a small window around each face the frame before had.
+"""Detection where it is needed: the whole frame every N sampled frames, at every cut and at
+least every :data:`MAX_WINDOW_S`, and between those, the detector on a small window around each
+face the frame before had.
 
 A face's window is :data:`WINDOW` times its side, scaled so the face is :data:`FACE_PX` pixels
 to the detector: for 1080p with four faces that is four 96x96 inputs (~0.5 ms each on one core)
@@ -22,6 +23,9 @@ WINDOW = 2.0
 #: The side a tracked face has in the detector's input (never enlarged): YuNet's boxes need no
 #: size correction from ~38 px on, and a 96x96 input costs ~1/40 of a 960x540 one.
 FACE_PX = 48
+#: Windows follow faces over at most this much video: sampled sparser (``--fps 2`` and below),
+#: every frame is detected whole, since a face moves out of its window between samples.
+MAX_WINDOW_S = 0.5
 
 
 def windowed(detector) -> bool:
@@ -30,8 +34,9 @@ def windowed(detector) -> bool:
 
 
 class Scheduled:
-    """A detector run on whole frames every ``every`` calls (and when ``cut``), and on windows
-    around the last call's faces between. Call :meth:`reset` where frames stop being consecutive."""
+    """A detector run on whole frames every ``every`` calls (and when ``cut``, or ``t`` is
+    :data:`MAX_WINDOW_S` past the last whole frame), and on windows around the last call's faces
+    between. Call :meth:`reset` where frames stop being consecutive."""
 
     def __init__(self, detector, every: int):
         if every > 1 and not windowed(detector):
@@ -43,10 +48,12 @@ class Scheduled:
     def reset(self) -> None:
         self.faces: list[Detection] = []
         self.since = self.every  # the next frame is detected whole
+        self.whole_t = -np.inf
 
-    def __call__(self, frame: np.ndarray, *, cut: bool = False) -> list[Detection]:
-        if self.since >= self.every or cut:
-            self.faces, self.since = self.detector(frame), 0
+    def __call__(self, frame: np.ndarray, *, cut: bool = False, t: float = 0.0) -> list[Detection]:
+        """The faces in ``frame``, the video's frame at ``t`` seconds."""
+        if self.since >= self.every or cut or t - self.whole_t >= MAX_WINDOW_S:
+            self.faces, self.since, self.whole_t = self.detector(frame), 0, t
         else:
             self.faces = self._in_windows(frame)
         self.since += 1
