@@ -92,3 +92,10 @@ def test_detect_every_needs_a_detector_that_takes_windows(tmp_path):
         "error: --detect-every 5: the blazeface detector detects whole frames only; use --detector yunet, or "
         "--detect-every 1"
     )
+
+
+def test_the_default_follows_the_detector(tmp_path):
+    config = {"inputs": (str(SAMPLES),), "out": str(tmp_path)}
+    assert LabelConfig(**config).detect_every == 5
+    assert LabelConfig(**config, detector="blazeface").detect_every == 1
+    assert LabelConfig(**config, detect_every=2).settings_key()["detect_every"] == 2
