@@ -13,10 +13,11 @@ import pytest
 from fer.labels import EMOTIONS
 from fer.schema import LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, read_metadata
 from fer.video import manifest
-from fer.video.align import crop_face
-from fer.video.faces import DETECTORS, create_detector
+from fer.video.align import MARGIN, crop_face
+from fer.video.faces import DETECTORS, MIN_FACE, create_detector
 from fer.video.inputs import video_id
-from fer.video.pipeline import LabelConfig, run
+from fer.video.pipeline import LabelConfig, _column, run
+from fer.video.stages import CHUNK_ROWS, DecodeDetect, probe_segments
 from tests.conftest import SAMPLES, fer_cli
 from tests.mp4 import distinct_copy
 
@@ -57,6 +58,18 @@ def test_a_short_job_in_this_process_gives_what_ray_gives(labelled, untrained_bu
     for e in on_ray.entries:
         a, b = pd.read_parquet(e.output), pd.read_parquet(tmp_path / "timelines" / f"{e.video_id}.parquet")
         pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)
+
+
+def test_a_segment_goes_on_in_chunks_and_its_last_says_how_many_rows(tmp_path):
+    (seg,) = probe_segments({"path": str(SAMPLES / "face_noface.mov"), "video_id": "v"}, segment_seconds=60.0)
+    decoder = DecodeDetect(detector="yunet", min_face=MIN_FACE, sample_fps=None, margin=MARGIN, align=True)
+    chunks = list(decoder({k: _column(value) for k, value in seg.items()}))
+    total = sum(len(c["frame"]) for c in chunks)
+    assert len(chunks) == -(-total // CHUNK_ROWS) >= 2  # 169 frames, a row or more each
+    assert all((c["seg_rows"] == -1).all() and len(c["frame"]) >= CHUNK_ROWS for c in chunks[:-1])
+    assert (chunks[-1]["seg_rows"] == total).all()
+    frames = np.unique(np.concatenate([c["frame"] for c in chunks]))
+    assert list(frames) == list(range(decoded_frames(SAMPLES / "face_noface.mov")))
 
 
 def timeline_path(out, vid: str):

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from fer import aggregates, bundle, console
 from fer.errors import EnvironmentFault, FerError
-from fer.labels import EMOTIONS
+from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import (
     AGGREGATES_DIR,
     LANDMARK_COLUMNS,
@@ -47,6 +47,7 @@ from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from fer.video.inputs import VideoInput, resolve_inputs
 from fer.video.progress import Display, start_counter
 from fer.video.shots import shot_index
+from fer.video.stages import CHUNK_ROWS
 from fer.video.track import assign_ids
 
 #: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 16.0 frames/s
@@ -346,11 +347,8 @@ def _label(job: _Run) -> None:
     config = job.config
     started = connect(config.address)
     require_gpus(config.gpus, f"--gpus {config.gpus}")
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    decoders = config.decoders or max(1, cpus)
-    classifiers = config.gpus or max(1, cpus // 8)
     counter = start_counter()
-    ds = _dataset(job.plan.todo, config, job.model_path, counter, decoders, classifiers)
+    ds = _dataset(job.plan.todo, config, job.model_path, counter, _Pools.of(config, ray.cluster_resources()))
     writer = job.writer()
     with Display(counter, lambda: (writer.videos_finished, writer.failed, len(job.plan.todo)), job.progress) as display:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -368,17 +366,47 @@ def _label(job: _Run) -> None:
 DECODERS_PER_PROBE = 16
 
 
-def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int, classifiers: int):
+@dataclass(frozen=True)
+class _Pools:
+    """The actors of a run on Ray: decoders (a CPU each), classifiers and their CPU threads."""
+
+    decoders: int
+    classifiers: int
+    threads: int
+
+    @classmethod
+    def of(cls, config: LabelConfig, resources: dict) -> _Pools:
+        cpus = max(1, int(resources.get("CPU", 1)))
+        classifiers = config.gpus or max(1, cpus // 8)
+        # On CPUs a classifier may use its share of the cores: they are the decoders' while
+        # decoding goes, and its own once the decoders finish and faces are still queued.
+        return cls(config.decoders or cpus, classifiers, 1 if config.gpus else max(1, cpus // classifiers))
+
+
+def _dataset(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
     """The Ray Data pipeline: probe (tasks) -> decode + detect + crop (CPU actors) -> classify."""
+    import ray
+
+    context = ray.data.DataContext.get_current().copy()
+    # A decoder's chunk of rows (CHUNK_ROWS crops and their fields) fills a block and goes on to
+    # the classifier at once; Ray's default (128 MB) would hold a whole segment's rows back.
+    context.target_max_block_size = CHUNK_ROWS * FACE_SIZE * FACE_SIZE
+    with ray.data.DataContext.current(context):
+        return _stages(todo, config, model_path, counter, pools)
+
+
+def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
     import ray
 
     from fer.video.stages import Classify, DecodeDetect, probe_segments
 
-    items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
+    # Short jobs are split finer, so that one short video still keeps every decoder busy: each
+    # video is probed in `spread` parts, a block each (Ray sends a block to one decoder).
+    decoders = pools.decoders
+    spread = max(1, decoders // len(todo))
+    items = [{"path": v.path, "video_id": v.video_id, "part": k} for v, _ in todo for k in range(spread)]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Probing only demuxes; it must not wait for a CPU that the actor pools hold.
-    # Split short jobs finer, so that one short video still keeps every decoder busy.
-    spread = max(1, decoders // len(items))
     ds = ds.flat_map(
         probe_segments,
         fn_kwargs={"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter},
@@ -391,15 +419,18 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, decoders: int
         DecodeDetect,
         fn_constructor_kwargs={**_decode_options(config), "counter": counter},
         batch_size=1,
-        # Autoscaled: a short job with fewer segments than CPUs starts fewer actors.
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=decoders),
+        # A decoder per part from the start (fewer for fewer parts); one part at a time, so none
+        # waits queued behind another while a decoder idles.
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1, initial_size=min(decoders, len(items)), max_size=decoders, max_tasks_in_flight_per_actor=1
+        ),
         num_cpus=1,
     )
     return ds.map_batches(
         Classify,
-        fn_constructor_kwargs=_classify_options(config, model_path, threads=1),
+        fn_constructor_kwargs=_classify_options(config, model_path, threads=pools.threads),
         batch_size=config.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=classifiers),
+        compute=ray.data.ActorPoolStrategy(size=pools.classifiers),
         num_gpus=1 if config.gpus else 0,
         # No CPU reservation: the classifier borrows cycles beside the decoders (CPU
         # mode) or only feeds its GPU; reserving a core would idle it most of the time.
@@ -478,8 +509,9 @@ def _label_here(job: _Run) -> None:
             decoder = DecodeDetect(**_decode_options(config), counter=counter)
         for segment in segments:
             batch = {k: _column(value) for k, value in segment.items()}
-            rows = decoder(batch) if not segment["error"] else DecodeDetect.failed(batch)
-            writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
+            chunks = decoder(batch) if not segment["error"] else [DecodeDetect.failed(batch)]
+            for rows in chunks:
+                writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
     writer.finish_incomplete()
     job.summary.startup_s = display.first[0] - job.t0 if display.first else None
 
@@ -513,7 +545,8 @@ class _VideoWriter:
         self.superseded = superseded
         self.summary = summary
         self.rows: dict[str, list[dict]] = defaultdict(list)
-        self.seg_rows: dict[tuple[str, int], int] = defaultdict(int)
+        self.seg_rows: dict[tuple[str, int], int] = defaultdict(int)  # rows arrived
+        self.seg_total: dict[tuple[str, int], int] = {}  # rows the segment's last chunk says it has
         self.segments_done: dict[str, int] = defaultdict(int)
         self.videos_finished = 0
         self.failed = 0
@@ -531,9 +564,12 @@ class _VideoWriter:
                 in_seg = part["segment"] == seg
                 key = (vid, int(seg))
                 self.seg_rows[key] += int(in_seg.sum())
-                if self.seg_rows[key] == int(part["seg_rows"][in_seg][0]):
+                total = int(part["seg_rows"][in_seg].max())  # -1 but on the last chunk's rows
+                if total >= 0:
+                    self.seg_total[key] = total
+                if self.seg_rows[key] == self.seg_total.get(key):
                     self.segments_done[vid] += 1
-                    del self.seg_rows[key]
+                    del self.seg_rows[key], self.seg_total[key]
             if self.segments_done[vid] == int(part["n_segments"][0]):
                 del self.segments_done[vid]
                 self._finish(vid)
@@ -622,8 +658,9 @@ def _completeness(data: dict) -> tuple[str, str]:
     """``(status, reason)`` of a video from its rows: partial when the frames that could be
     read and decoded fall short of the count its container states."""
     declared = int(data["declared"][0])
-    firsts = np.unique(data["segment"], return_index=True)[1]  # one row per segment
-    missing = max(0, declared - int(data["frames"][0])) + int(data["seg_missing"][firsts].sum())
+    last = data["seg_rows"] >= 0  # the rows of each segment's last chunk, which say what it missed
+    firsts = np.unique(data["segment"][last], return_index=True)[1]
+    missing = max(0, declared - int(data["frames"][0])) + int(data["seg_missing"][last][firsts].sum())
     if missing <= max(PARTIAL_MIN_FRAMES, PARTIAL_SHARE * declared):
         return manifest.DONE, ""
     return manifest.PARTIAL, (

@@ -10,6 +10,7 @@ raising, so one bad video never stops the others.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -49,18 +50,21 @@ def segment_length(duration_s: float, segment_seconds: float, spread: int) -> fl
 
 
 def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, counter=None) -> list[dict]:
-    """flat_map: one video ``{path, video_id}`` to its segments (or one error row); see
-    :func:`segment_length` for how long they are. Adds the video's frames to the run's
-    progress ``counter`` (:mod:`fer.video.progress`)."""
+    """flat_map: one part of a video ``{path, video_id, part}`` to its segments (or one error
+    row, on part 0). A video is cut into segments (see :func:`segment_length`), dealt out in
+    turn to its ``spread`` parts: each part is a block of its own, so a decoder of its own.
+    Part 0 adds the video's frames to the run's progress ``counter`` (:mod:`fer.video.progress`)."""
+    part = int(item.get("part", 0))
     try:
         info, times = probe(item["path"], item["video_id"])
     except VideoError as exc:
-        return [_error_segment(item, str(exc))]
+        return [_error_segment(item, str(exc))] if part == 0 else []
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
-        return [_error_segment(item, f"probe failed: {exc}")]
-    reporter = Reporter(counter)
-    reporter.add(total=info.frames)
-    reporter.flush()
+        return [_error_segment(item, f"probe failed: {exc}")] if part == 0 else []
+    if part == 0:
+        reporter = Reporter(counter)
+        reporter.add(total=info.frames)
+        reporter.flush()
     duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0
     segs = segments(info, times, segment_length(duration, segment_seconds, spread))
     return [
@@ -82,16 +86,22 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
             "declared": info.declared_frames,
             "error": "",
         }  # fmt: skip
-        for s in segs
+        for s in segs[part::spread]
     ]
+
+
+#: Rows a decoder sends on at once (a frame's rows are never split): the classifier starts on
+#: a segment's first faces while the rest of it is decoded, not after the whole segment.
+CHUNK_ROWS = 128
 
 
 class DecodeDetect:
     """map_batches actor: decode a segment's sampled frames, detect faces, crop them.
 
-    Emits one row per face, or one row with ``has_face`` False for a frame without a
-    face. Every row of a segment carries ``seg_rows`` (the segment's row count) so the
-    driver knows when it has all of them. The frames gone through (sampled or not) are
+    Yields one row per face, or one row with ``has_face`` False for a frame without a
+    face, in chunks of about :data:`CHUNK_ROWS` rows as decoding goes. The rows of a
+    segment's last chunk carry ``seg_rows``, the segment's row count (-1 on the others), so
+    the driver knows when it has all of them. The frames gone through (sampled or not) are
     reported to the run's progress ``counter`` as decoding goes, not per segment.
     """
 
@@ -120,9 +130,9 @@ class DecodeDetect:
         self.align = align
         self.progress = Reporter(counter)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = [self._segment({k: v[i] for k, v in batch.items()}) for i in range(len(batch["video_id"]))]
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(len(batch["video_id"])):
+            yield from self._segment({k: v[i] for k, v in batch.items()})
 
     def _detect(self, index: int, t: float, frame: np.ndarray, rows: dict[str, list]) -> None:
         """Add a frame's faces (or one no-face row) to ``rows``, each with the frame's signature
@@ -143,10 +153,10 @@ class DecodeDetect:
             rows["landmarks"].append(d.landmarks.ravel() if d else _NO_MARKS)
             rows["crop"].append(crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP)
 
-    def _segment(self, seg: dict) -> dict[str, np.ndarray]:
+    def _segment(self, seg: dict) -> Iterator[dict[str, np.ndarray]]:
         rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
         error = str(seg["error"])
-        missing = 0
+        missing = sent = 0
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
@@ -169,6 +179,10 @@ class DecodeDetect:
                     break
                 self.progress.add(frames=index + 1 - covered)
                 covered = index + 1
+                if len(rows["frame"]) >= CHUNK_ROWS:  # sent before this frame: the last chunk is never empty
+                    yield _segment_rows(seg, rows, "", 0, last=False)
+                    sent += len(rows["frame"])
+                    rows = {k: [] for k in _ROW_FIELDS}
                 # Outside the try: an error in detection or cropping is a bug of ours, not a bad
                 # video, and must crash the run (exit 70 with its traceback), not fail every video.
                 self._detect(index, t, frame, rows)
@@ -177,7 +191,7 @@ class DecodeDetect:
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
                 self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
             self.progress.flush()
-        return _segment_rows(seg, rows, error, missing)
+        yield _segment_rows(seg, rows, error, missing, sent=sent)
 
     @staticmethod
     def failed(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -187,11 +201,15 @@ class DecodeDetect:
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) -> dict[str, np.ndarray]:
-    """A segment's output columns: one row per face found (``rows``), or one error row when
-    decoding failed or gave no frame (a segment past a truncated end reports so too)."""
+def _segment_rows(
+    seg: dict, rows: dict[str, list], error: str, missing: int, *, last: bool = True, sent: int = 0
+) -> dict[str, np.ndarray]:
+    """A chunk of a segment's output columns: one row per face found (``rows``). The ``last``
+    chunk, after ``sent`` rows in earlier ones, carries the segment's row count and frames
+    ``missing``; it is one error row when decoding failed or gave no frame (a segment past
+    a truncated end reports so too)."""
     n = len(rows.get("frame", ()))
-    if error or n == 0:
+    if last and (error or n == 0):
         n = 1
         rows = {
             "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
@@ -200,7 +218,7 @@ def _segment_rows(seg: dict, rows: dict[str, list], error: str, missing: int) ->
     out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
     out.update(
         segment=np.full(n, int(seg["segment"])),
-        seg_rows=np.full(n, n),
+        seg_rows=np.full(n, sent + n if last else -1),
         seg_missing=np.full(n, missing),
         frame=np.asarray(rows["frame"], np.int64),
         time_s=np.asarray(rows["time_s"], np.float64),
