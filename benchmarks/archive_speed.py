@@ -7,7 +7,10 @@ a frame, played forward then backward so no frame jumps), of 400 and 1,600 frame
    as ``fer label`` runs them, and one decoder with a thread per core) and by PyAV;
 2. ``fer label`` at ``--detect-every`` 1 (every whole frame: the baseline) and the settings
    asked for: frames/s after start-up (the difference between the two videos' runs), and the
-   faces found (face rows matching a true face box, of 4 a frame).
+   faces found (face rows matching a true face box, of 4 a frame);
+3. beside each, this machine's ceiling: all cores busy with nothing but the work itself, each
+   stage timed in one process on one core (decode + detect + crop a frame, classify a face
+   with the shipped model), i.e. cores / (decode-detect-crop + 4 x classify).
 
 Usage: python benchmarks/archive_speed.py [--every 1,5,10] [--skip-floor]
 """
@@ -83,6 +86,33 @@ def floor(path: Path) -> dict[str, float]:
     return out
 
 
+def stage_costs(video: Path, every: int) -> float:
+    """Milliseconds of one core to decode a frame, detect and crop its faces (one process)."""
+    from fer.video.align import MARGIN
+    from fer.video.pipeline import _column
+    from fer.video.stages import DecodeDetect, probe_segments
+
+    (seg,) = probe_segments({"path": str(video), "video_id": "v"}, segment_seconds=1e6)
+    decoder = DecodeDetect(detector="yunet", min_face=40, sample_fps=None, margin=MARGIN, align=True,
+                           detect_every=every)  # fmt: skip
+    t0 = time.perf_counter()
+    for _ in decoder({k: _column(v) for k, v in seg.items()}):
+        pass
+    return (time.perf_counter() - t0) * 1000 / len(seg["times_ms"])
+
+
+def classify_cost() -> float:
+    """Milliseconds of one core to classify a face with the shipped model (batches of 32)."""
+    from fer import bundle
+
+    model = bundle.load(None, threads=1)
+    faces = np.random.default_rng(0).integers(0, 256, (256, 48, 48, 1)).astype(np.float32)
+    model.predict(faces[:32])
+    t0 = time.perf_counter()
+    model.predict(faces)
+    return (time.perf_counter() - t0) * 1000 / len(faces)
+
+
 def label(videos: dict[int, Path], truth: np.ndarray, every: int, work: Path) -> tuple[float, float]:
     """``fer label`` at ``--detect-every every``: (frames/s after start-up, share of faces found)."""
     seconds, found = [], 0.0
@@ -114,10 +144,15 @@ def main() -> None:
             print("\ndecode floor (every frame to BGR):")
             for name, fps in floor(videos[LENGTHS[-1]]).items():
                 print(f"  {name:<36}{fps:>8.1f} frames/s")
-        print(f"\nfer label, 4 faces a frame:\n  {'--detect-every':<16}{'frames/s':>10}{'faces found':>13}")
+        cores, classify = os.cpu_count() or 1, classify_cost()
+        print(f"\nclassify (shipped model, 1 core): {classify:.2f} ms a face")
+        print(f"\nfer label, 4 faces a frame:\n  {'--detect-every':<16}{'frames/s':>10}{'faces found':>13}"
+              f"{'decode+detect ms':>18}{'ceiling frames/s':>18}")  # fmt: skip
         for every in map(int, args.every.split(",")):
             fps, found = label(videos, truth, every, work)
-            print(f"  {every:<16}{fps:>10.1f}{found:>13.2%}")
+            frame = stage_costs(videos[LENGTHS[0]], every)
+            ceiling = cores * 1000 / (frame + 4 * classify)
+            print(f"  {every:<16}{fps:>10.1f}{found:>13.2%}{frame:>18.1f}{ceiling:>18.1f}")
 
 
 if __name__ == "__main__":
