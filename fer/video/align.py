@@ -89,6 +89,8 @@ def _prescaled(frame: np.ndarray, m: np.ndarray, scale: float, size: int) -> tup
     if pad:
         frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     window = frame[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
+    if window.ndim == 3:  # the crop is grey: shrink one channel, not three
+        window = cv2.cvtColor(window, cv2.COLOR_BGR2GRAY)
     f = 2 * scale
     small = cv2.resize(
         window, (max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))), interpolation=cv2.INTER_AREA

@@ -361,6 +361,12 @@ def _label(job: _Run) -> None:
     job.summary.startup_s = display.first[0] - job.t0 if display.first else None
 
 
+#: How much lower the decoders' CPU priority is than the classifiers' (``nice``): where faces
+#: cost more to classify than frames to decode (the FER+ ensemble on AVX2, 4 faces a frame), the
+#: classifier gets the cores first instead of falling behind and finishing alone on one of them;
+#: where it is idle, the decoders have every core as before.
+DECODER_NICE = 5
+
 #: Decoders one probing task keeps fed: probing reads packets only (>100,000 frames/s here, against
 #: ~200 frames/s a decoder labels); opening many small files is what it then waits on.
 DECODERS_PER_PROBE = 16
@@ -417,7 +423,7 @@ def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools)
     )
     ds = ds.map_batches(
         DecodeDetect,
-        fn_constructor_kwargs={**_decode_options(config), "counter": counter},
+        fn_constructor_kwargs={**_decode_options(config), "counter": counter, "nice": DECODER_NICE},
         batch_size=1,
         # A decoder per part from the start (fewer for fewer parts); one part at a time, so none
         # waits queued behind another while a decoder idles.

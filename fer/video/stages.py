@@ -9,6 +9,7 @@ raising, so one bad video never stops the others.
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Iterator
 
@@ -115,6 +116,7 @@ class DecodeDetect:
         align: bool,
         detect_every: int = 1,
         counter=None,
+        nice: int = 0,
     ):
         import cv2
 
@@ -122,6 +124,10 @@ class DecodeDetect:
 
         # One actor per core: single-threaded decoding and OpenCV ops avoid oversubscription.
         cv2.setNumThreads(1)
+        if nice:
+            # Behind the classifier for the cores (see fer.video.pipeline.DECODER_NICE); only a
+            # process of its own (a Ray actor's) is niced, never the caller's.
+            os.nice(nice)
         self.detector = Scheduled(create_detector(detector, min_face=min_face), detect_every)
         self.last_signature: np.ndarray | None = None
         self.min_face = min_face
