@@ -119,7 +119,9 @@ def label(videos: dict[int, Path], truth: np.ndarray, every: int, work: Path) ->
     for n, video in videos.items():
         out = work / f"out_{every}_{n}"
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(out), "--detect-every", str(every)]
+        # On Ray both: left to itself, the 400-frame job would run in this process (--engine auto).
+        cmd = [sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(out), "--detect-every", str(every),
+               "--engine", "ray"]  # fmt: skip
         subprocess.run(cmd, check=True, capture_output=True)
         seconds.append(time.perf_counter() - t0)
         df = pd.read_parquet(next((out / "timelines").glob("*.parquet")))

@@ -50,8 +50,8 @@ from fer.video.shots import shot_index
 from fer.video.stages import CHUNK_ROWS
 from fer.video.track import assign_ids
 
-#: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 16.0 frames/s
-#: against 11.8 at 1, every face found (benchmarks/archive_speed.py).
+#: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 32.7 frames/s
+#: against 26.2 at 1 (2 AVX2 cores), every face found (benchmarks/archive_speed.py).
 DETECT_EVERY = 5
 
 
@@ -61,8 +61,8 @@ class LabelConfig:
 
     ``decoders`` (decode + detect actors, one CPU each) defaults to the cluster's CPUs.
     ``gpus`` is the number of classifier actors that each get a GPU; with 0 the classifier
-    actors (one per 8 CPUs) run on the CPUs beside the decoders: classifying a face costs
-    a fraction of decoding and detecting its frame.
+    actors (one per 8 CPUs, a thread per CPU of those) share the CPUs with the decoders,
+    ahead of them (:data:`DECODER_NICE`).
     """
 
     inputs: tuple[str, ...]
@@ -438,8 +438,8 @@ def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools)
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=pools.classifiers),
         num_gpus=1 if config.gpus else 0,
-        # No CPU reservation: the classifier borrows cycles beside the decoders (CPU
-        # mode) or only feeds its GPU; reserving a core would idle it most of the time.
+        # No CPU reservation: the classifier shares the decoders' cores, ahead of them (CPU
+        # mode), or only feeds its GPU; a core of its own would idle where faces are few.
         num_cpus=0,
     )
 
