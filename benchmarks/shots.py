@@ -1,15 +1,16 @@
 """Shot detection through ``fer label``: cut recall and precision, and face ids across cuts.
 
 Builds clips of shots of the sample clips joined by hard cuts at known frames (tests/cuts.py:
-0.8-2.5 s shots, a face on both sides of some cuts, on one or neither side of others), adds
-face_noface.mov (its own cut at frame 73), labels them with the default settings at every
-frame and at ``--fps 5`` (1-s segments, so segment boundaries fall inside shots and on cuts),
-and prints, beside the tracker without shots on the same rows (the baseline):
+0.8-2.5 s shots, a face on both sides of some cuts, on one or neither side of others) and clips
+where every other cut is a fade through black, adds face_noface.mov (its own cut at frame 73),
+labels them with the default settings at every frame and at ``--fps 5`` (1-s segments, so
+segment boundaries fall inside shots and on cuts), and prints for each kind of clip, beside the
+tracker without shots on the same rows (the baseline):
 
 1. cuts found at the first sampled frame of each new shot: recall and precision;
 2. face ids that span two shots.
 
-Usage: python benchmarks/shots.py [--clips 10] [--shots 10]
+Usage: python benchmarks/shots.py [--clips 10] [--fade-clips 5] [--shots 10]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fer.video.pipeline import LabelConfig, run  # noqa: E402
 from fer.video.track import assign_ids  # noqa: E402
 from tests import cuts  # noqa: E402
 
-#: face_noface.mov's own cut, from a woman talking to the empty room (frame 72 blends the two).
+#: face_noface.mov's own cut, from a woman talking to the empty room (frame 72, between them, is black).
 REAL = (cuts.SAMPLES / "face_noface.mov", [73])
 
 
@@ -50,17 +51,20 @@ def score(df: pd.DataFrame, truth: list[int]) -> tuple[int, int, int, int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=10, help="built clips (seeds 0..N-1)")
+    parser.add_argument("--clips", type=int, default=10, help="built clips with hard cuts (seeds 0..N-1)")
+    parser.add_argument("--fade-clips", type=int, default=5, help="built clips with fades at every other cut")
     parser.add_argument("--shots", type=int, default=10, help="shots per built clip")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        clips = {REAL[0]: REAL[1]}
-        for seed in range(args.clips):
+        kinds: dict[str, dict[Path, list[int]]] = {"hard cuts": {REAL[0]: REAL[1]}, "with fades": {}}
+        for seed in range(args.clips + args.fade_clips):
+            fades = seed >= args.clips
             path = Path(tmp) / f"edited_{seed}.mp4"
-            clips[path] = cuts.build(path, shots=args.shots, seed=seed)
-        n_cuts = sum(map(len, clips.values()))
-        print(f"{args.clips} built clips of {args.shots} shots and face_noface.mov: {n_cuts} cuts")
-        print(f"{'sampling':<12}{'cuts':>6}{'found':>7}{'recall':>9}{'precision':>11}{'ids across':>12}"
+            kinds["with fades" if fades else "hard cuts"][path] = cuts.build(path, args.shots, seed, fades=fades)
+        clips = {path: truth for kind in kinds.values() for path, truth in kind.items()}
+        print(f"{args.clips} built clips of {args.shots} shots and face_noface.mov, {args.fade_clips} with a fade "
+              f"through black at every other cut: {sum(map(len, clips.values()))} cuts")  # fmt: skip
+        print(f"{'sampling':<12}{'clips':<12}{'cuts':>6}{'found':>7}{'recall':>9}{'precision':>11}{'ids across':>12}"
               f"{'without shots':>15}{'frames/s':>10}")  # fmt: skip
         for fps in (None, 5.0):
             t0 = time.perf_counter()
@@ -68,14 +72,15 @@ def main() -> None:
                 inputs=tuple(map(str, clips)), out=str(Path(tmp) / f"out_{fps}"), fps=fps, segment_seconds=1.0
             )
             entries = {Path(e.path).name: e for e in run(config, progress=None).entries}
-            seconds = time.perf_counter() - t0
-            totals = np.zeros(5, int)
-            for path, truth in clips.items():
-                totals += score(pd.read_parquet(entries[path.name].output), truth)
-            true, found, right, across, baseline = totals
-            frames = sum(e.frames for e in entries.values())
-            print(f"{'every frame' if fps is None else f'--fps {fps:g}':<12}{true:>6}{found:>7}{right / true:>9.1%}"
-                  f"{right / max(found, 1):>11.1%}{across:>12}{baseline:>15}{frames / seconds:>10.0f}")  # fmt: skip
+            rate = sum(e.frames for e in entries.values()) / (time.perf_counter() - t0)
+            for kind, group in kinds.items():
+                totals = np.zeros(5, int)
+                for path, truth in group.items():
+                    totals += score(pd.read_parquet(entries[path.name].output), truth)
+                true, found, right, across, baseline = totals
+                sampling = "every frame" if fps is None else f"--fps {fps:g}"
+                print(f"{sampling:<12}{kind:<12}{true:>6}{found:>7}{right / max(true, 1):>9.1%}"
+                      f"{right / max(found, 1):>11.1%}{across:>12}{baseline:>15}{rate:>10.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ The decoder gives each sampled frame a signature (:func:`signature`: a 16x9 HSV 
 its signature differs from the sampled frame before it (PySceneDetect's content value: the mean
 absolute change of hue, saturation and value) and calls a cut where that score is large both
 outright and against the scores around it (PySceneDetect's ``AdaptiveDetector`` rule), so fast
-motion or a camera pan within a shot is not a cut. Deciding with the whole video in view lets
-its segments be decoded apart, and the rule sees frames on both sides of a segment boundary.
+motion or a camera pan within a shot is not a cut. A fade through black (PySceneDetect's
+``ThresholdDetector``) is a cut too, at the first frame after the black, where the picture comes
+back; the black frames end the shot before. Deciding with the whole video in view lets its
+segments be decoded apart, and the rules see frames on both sides of a segment boundary.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ MIN_SCORE = 15.0
 #: ...and this multiple of the mean score of the ``WINDOW`` sampled frames on either side of it.
 RATIO = 3.0
 WINDOW = 2
+#: A frame is black when its signature's mean value (HSV's V, 0-255) is below this
+#: (PySceneDetect's ``ThresholdDetector`` default, there on the mean of the RGB values).
+BLACK = 12.0
 #: Shots are at least this long: a flash or a one-frame glitch is not two cuts.
 MIN_SHOT_S = 0.5
 
@@ -51,6 +56,20 @@ def scores(signatures: np.ndarray) -> np.ndarray:
     return out
 
 
+def black(signatures: np.ndarray) -> np.ndarray:
+    """Whether each frame is black (:data:`BLACK`)."""
+    sig = np.asarray(signatures).reshape(len(signatures), -1, 3)
+    return sig[..., 2].mean(axis=1) < BLACK
+
+
+def fades(dark: np.ndarray) -> np.ndarray:
+    """The frames where a fade through black ends: the first frame after each run of black
+    frames with a picture on both sides (a video opening or ending on black has no cut there)."""
+    edges = np.flatnonzero(np.diff(dark.astype(np.int8))) + 1  # the first frame of each new run
+    into_black = edges[dark[edges]]
+    return np.array([e for e in edges[~dark[edges]] if (into_black < e).any()], np.int64)
+
+
 def shot_index(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
     """The shot (0, 1, ...) of each of a video's sampled frames, given in time order with
     their signatures ``(n, SIGNATURE_LEN)`` and times (s)."""
@@ -61,9 +80,12 @@ def shot_index(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a frame with no neighbour: mean NaN, no cut
         mean = np.nan_to_num(np.nanmean(around, axis=0), nan=0.0)
-        candidates = np.flatnonzero((score >= MIN_SCORE) & (score >= RATIO * mean))
+        hard = (score >= MIN_SCORE) & (score >= RATIO * mean)
+    dark = black(signatures)
+    # Into or out of black is the fade rule's to call: near black, hue and saturation jump.
+    hard &= ~dark & ~np.r_[False, dark[:-1]]
     cuts, last = [], -np.inf
-    for i in candidates:
+    for i in np.union1d(np.flatnonzero(hard), fades(dark)):
         if times[i] - last >= MIN_SHOT_S:
             cuts.append(i)
             last = times[i]
