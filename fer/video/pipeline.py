@@ -402,6 +402,7 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools
 
 
 def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
+    """:func:`_dataset`'s stages, built under its data context."""
     import ray
 
     from fer.video.stages import Classify, DecodeDetect, probe_segments
