@@ -128,8 +128,9 @@ def label_speed(workdir: Path, refs, grid: int) -> tuple[float, float, int, int]
         video = write_video(workdir / f"wide{grid}_{k}x.mp4", clip * k)
         out = workdir / f"out{grid}_{k}x"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(out)], check=True,
-                       capture_output=True)  # fmt: skip
+        # On Ray both: left to itself, the 400-frame job would run in this process (--engine auto).
+        subprocess.run([sys.executable, "-m", "fer.cli", "label", str(video), "--out", str(out), "--engine", "ray"],
+                       check=True, capture_output=True)  # fmt: skip
         times.append(time.perf_counter() - t0)
     return times[0], times[1], len(clip) * 4, len(clip) * 16
 
