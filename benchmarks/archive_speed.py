@@ -89,14 +89,15 @@ def floor(path: Path) -> dict[str, float]:
 def stage_costs(video: Path, every: int) -> float:
     """Milliseconds of one core to decode a frame, detect and crop its faces (one process)."""
     from fer.video.align import MARGIN
-    from fer.video.pipeline import _column
-    from fer.video.stages import DecodeDetect, probe_segments
+    from fer.video.faces import MIN_FACE
+    from fer.video.stages import DecodeDetect, as_batch, probe_segments
 
     (seg,) = probe_segments({"path": str(video), "video_id": "v"}, segment_seconds=1e6)
-    decoder = DecodeDetect(detector="yunet", min_face=40, sample_fps=None, margin=MARGIN, align=True,
+    # fer label's defaults: the same detector input size (--min-face) as the runs beside it.
+    decoder = DecodeDetect(detector="yunet", min_face=MIN_FACE, sample_fps=None, margin=MARGIN, align=True,
                            detect_every=every)  # fmt: skip
     t0 = time.perf_counter()
-    for _ in decoder({k: _column(v) for k, v in seg.items()}):
+    for _ in decoder(as_batch(seg)):
         pass
     return (time.perf_counter() - t0) * 1000 / len(seg["times_ms"])
 

@@ -62,8 +62,9 @@ def build(
         mirror = bool(rng.integers(2))
         shot = [f[:, ::-1] if mirror else f for f in frames[start : start + n]]
         if fades and i % 2 == 0 and i:  # this shot fades in after the last one faded out
-            pending = _scaled(pending, np.linspace(1, 0, FADE_OUT)) + [np.zeros_like(shot[0])] * BLACK
-            shot = _scaled(shot, np.linspace(0.25, 1, FADE_IN))
+            black = [np.zeros_like(shot[0])] * BLACK
+            pending = pending[:-FADE_OUT] + faded(pending[-FADE_OUT:], np.linspace(1, 0, FADE_OUT)) + black
+            shot = faded(shot[:FADE_IN], np.linspace(0.25, 1, FADE_IN)) + shot[FADE_IN:]
         for frame in pending:
             writer.write(frame)
         written += len(pending)
@@ -76,9 +77,6 @@ def build(
     return cuts
 
 
-def _scaled(frames: list[np.ndarray], ramp: np.ndarray) -> list[np.ndarray]:
-    """``frames`` with the first (fading in) or last (fading out) ``len(ramp)`` scaled by ``ramp``."""
-    k = len(ramp)
-    if ramp[0] < ramp[-1]:
-        return [(f * a).round().astype(np.uint8) for f, a in zip(frames[:k], ramp, strict=False)] + frames[k:]
-    return frames[:-k] + [(f * a).round().astype(np.uint8) for f, a in zip(frames[-k:], ramp, strict=False)]
+def faded(frames: list[np.ndarray], alphas) -> list[np.ndarray]:
+    """``frames`` scaled in brightness by ``alphas``, one each."""
+    return [(f * a).round().astype(np.uint8) for f, a in zip(frames, alphas, strict=True)]

@@ -16,8 +16,8 @@ from fer.video import manifest
 from fer.video.align import MARGIN, crop_face
 from fer.video.faces import DETECTORS, MIN_FACE, create_detector
 from fer.video.inputs import video_id
-from fer.video.pipeline import LabelConfig, _column, run
-from fer.video.stages import CHUNK_ROWS, DecodeDetect, probe_segments
+from fer.video.pipeline import LabelConfig, run
+from fer.video.stages import CHUNK_ROWS, DecodeDetect, as_batch, probe_segments
 from tests.conftest import SAMPLES, fer_cli
 from tests.mp4 import distinct_copy
 
@@ -63,7 +63,7 @@ def test_a_short_job_in_this_process_gives_what_ray_gives(labelled, untrained_bu
 def test_a_segment_goes_on_in_chunks_and_its_last_says_how_many_rows(tmp_path):
     (seg,) = probe_segments({"path": str(SAMPLES / "face_noface.mov"), "video_id": "v"}, segment_seconds=60.0)
     decoder = DecodeDetect(detector="yunet", min_face=MIN_FACE, sample_fps=None, margin=MARGIN, align=True)
-    chunks = list(decoder({k: _column(value) for k, value in seg.items()}))
+    chunks = list(decoder(as_batch(seg)))
     total = sum(len(c["frame"]) for c in chunks)
     assert len(chunks) == -(-total // CHUNK_ROWS) >= 2  # 169 frames, a row or more each
     assert all((c["seg_rows"] == -1).all() and len(c["frame"]) >= CHUNK_ROWS for c in chunks[:-1])

@@ -66,17 +66,14 @@ def test_no_face_id_crosses_a_cut(untrained_bundle, tmp_path):
     assert (unshot[unshot.track >= 0].groupby("track").shot.nunique() > 1).any()
 
 
-def faded(frames, alphas) -> list[np.ndarray]:
-    return [(f * a).round().astype(np.uint8) for f, a in zip(frames, alphas, strict=True)]
-
-
 def test_a_fade_through_black_is_a_cut_where_the_picture_comes_back():
     """Out over 15 frames, 10 black, in over 15: the next shot starts at the first frame that is
     not black (not at a near-black frame whose hue jumps); opening and ending on black are no cuts."""
     woman = read_frames(cuts.SAMPLES / "single_face.mp4", limit=40)
     room = [cv2.resize(f, woman[0].shape[1::-1]) for f in read_frames(cuts.SAMPLES / "no_face.mp4", limit=40)]
     ramp, black = np.linspace(1, 0, 15), [np.zeros_like(woman[0])] * 10
-    frames = black + woman[:25] + faded(woman[25:], ramp) + black + faded(room[:15], ramp[::-1]) + room[15:] + black
+    out, into = cuts.faded(woman[25:], ramp), cuts.faded(room[:15], ramp[::-1])
+    frames = black + woman[:25] + out + black + into + room[15:] + black
     sig = signatures(frames)
     dark = shots.black(sig)
     back = 10 + 40 + 10 + int(np.argmin(dark[60:]))  # the fade-in's first frame that is not black

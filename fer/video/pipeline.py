@@ -500,7 +500,7 @@ def _label_here(job: _Run) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from fer.video.progress import Counter
-    from fer.video.stages import Classify, DecodeDetect, probe_segments, with_probs
+    from fer.video.stages import Classify, DecodeDetect, as_batch, probe_segments, with_probs
 
     config, counter, writer = job.config, Counter(), job.writer()
     videos = lambda: (writer.videos_finished, writer.failed, len(job.plan.todo))  # noqa: E731
@@ -515,20 +515,12 @@ def _label_here(job: _Run) -> None:
             loading = pool.submit(Classify, **_classify_options(config, job.model_path, threads=0))
             decoder = DecodeDetect(**_decode_options(config), counter=counter)
         for segment in segments:
-            batch = {k: _column(value) for k, value in segment.items()}
+            batch = as_batch(segment)
             chunks = decoder(batch) if not segment["error"] else [DecodeDetect.failed(batch)]
             for rows in chunks:
                 writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
     writer.finish_incomplete()
     job.summary.startup_s = display.first[0] - job.t0 if display.first else None
-
-
-def _column(value) -> np.ndarray:
-    """One row's value as a column of a one-row batch (as Ray Data hands it to a stage)."""
-    column = np.empty(1, dtype=object) if isinstance(value, np.ndarray) else np.asarray([value])
-    if isinstance(value, np.ndarray):
-        column[0] = value
-    return column
 
 
 class _VideoWriter:

@@ -91,6 +91,17 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
     ]
 
 
+def as_batch(row: dict) -> dict[str, np.ndarray]:
+    """One row (a segment from :func:`probe_segments`) as the one-row batch Ray Data hands a stage."""
+    batch = {}
+    for k, value in row.items():
+        column = np.empty(1, dtype=object) if isinstance(value, np.ndarray) else np.asarray([value])
+        if isinstance(value, np.ndarray):
+            column[0] = value
+        batch[k] = column
+    return batch
+
+
 #: Rows a decoder sends on at once (a frame's rows are never split): the classifier starts on
 #: a segment's first faces while the rest of it is decoded, not after the whole segment.
 CHUNK_ROWS = 128
