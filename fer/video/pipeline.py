@@ -50,8 +50,8 @@ from fer.video.shots import shot_index
 from fer.video.stages import CHUNK_ROWS
 from fer.video.track import assign_ids
 
-#: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 32.7 frames/s
-#: against 26.2 at 1 (2 AVX2 cores), every face found (benchmarks/archive_speed.py).
+#: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 35.9 frames/s
+#: against 29.2 at 1 (2 AVX2 cores), every face found (benchmarks/archive_speed.py).
 DETECT_EVERY = 5
 
 
