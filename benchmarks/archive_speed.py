@@ -90,7 +90,8 @@ def stage_costs(video: Path, every: int) -> float:
     """Milliseconds of one core to decode a frame, detect and crop its faces (one process)."""
     from fer.video.align import MARGIN
     from fer.video.faces import MIN_FACE
-    from fer.video.stages import DecodeDetect, as_batch, probe_segments
+    from fer.video.plan import as_batch, probe_segments
+    from fer.video.stages import DecodeDetect
 
     (seg,) = probe_segments({"path": str(video), "video_id": "v"}, segment_seconds=1e6)
     # fer label's defaults: the same detector input size (--min-face) as the runs beside it.

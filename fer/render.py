@@ -69,7 +69,7 @@ def render(
         raise FerError(f"--out: OpenCV cannot write {out} (use a .mp4 name in a writable folder)")
     current, frames, boxes = None, 0, 0
     try:
-        for index, _, frame in frames_of(Segment(video_id, source, 0, 0, times, info.fps)):
+        for index, _, frame in frames_of(Segment(video_id, source, 0, 0, times, info.fps, seekable=info.seekable)):
             if index in sampled:
                 current = drawn_at.get(index)
             if current is not None:

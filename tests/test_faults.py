@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fer.video import manifest
@@ -170,3 +173,65 @@ def test_ctrl_c_at_start_up_exits_130_without_a_traceback(untrained_bundle, tmp_
     timelines, statuses = _on_disk(out) if out.exists() else (set(), {})
     assert timelines == {vid for vid, status in statuses.items() if status == "done"}
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # out or not, no temporaries
+
+
+def _label_with_chaos(clips: Path, out: Path, bundle: Path, chaos: str, *args: str) -> subprocess.CompletedProcess:
+    """``fer label`` on Ray with :data:`fer.video.stages.CHAOS_ENV` set to ``chaos``."""
+    from fer.video.stages import CHAOS_ENV
+
+    env = {**os.environ, CHAOS_ENV: chaos}
+    command = [sys.executable, "-m", "fer.cli", "label", str(clips), "--out", str(out), "--model", str(bundle),
+               "--engine", "ray", "--json", *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_clips(tmp_path_factory) -> Path:
+    """face_noface.mov (169 frames, chunks of 128 rows: a decoder can die between two) and single_face.mp4."""
+    clips = tmp_path_factory.mktemp("clips")
+    for name in ("face_noface.mov", "single_face.mp4"):
+        shutil.copy(SAMPLES / name, clips / name)
+    return clips
+
+
+def test_a_decoder_killed_mid_segment_is_replayed_and_every_frame_labelled_once(untrained_bundle, two_clips, tmp_path):
+    marker = tmp_path / "killed"
+    proc = _label_with_chaos(two_clips, tmp_path / "out", untrained_bundle, f"face_noface:{marker}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert marker.exists()  # the decoder did die, after sending its segment's first chunk
+    videos = {Path(v["path"]).name: v for v in json.loads(proc.stdout)["videos"]}
+    assert {name: (v["status"], v["frames"]) for name, v in videos.items()} == {
+        "face_noface.mov": ("done", 169), "single_face.mp4": ("done", 72)
+    }  # fmt: skip
+    df = pd.read_parquet(videos["face_noface.mov"]["output"])
+    assert df.frame.drop_duplicates().tolist() == list(range(169))
+    assert not df.duplicated(["frame", "x", "y"]).any()  # no row twice
+
+
+def test_a_file_that_kills_its_decoder_on_every_try_fails_and_the_run_goes_on(untrained_bundle, two_clips, tmp_path):
+    out = tmp_path / "out"
+    proc = _label_with_chaos(two_clips, out, untrained_bundle, "face_noface:always")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    videos = {Path(v["path"]).name: v for v in json.loads(proc.stdout)["videos"]}
+    assert videos["single_face.mp4"]["status"] == "done"
+    failed = videos["face_noface.mov"]
+    assert failed["status"] == "failed"
+    assert failed["reason"].startswith("segment(s) 0 of 1 never finished: the process that decoded or classified")
+    timelines, statuses = _on_disk(out)
+    assert statuses == {videos["single_face.mp4"]["video_id"]: "done", failed["video_id"]: "failed"}
+    assert timelines == {videos["single_face.mp4"]["video_id"]}
+
+
+def test_one_long_video_on_many_decoders_is_probed_once(untrained_bundle, tmp_path):
+    clip = tmp_path / "long.mp4"
+    looped(SAMPLES / "face_noface.mov", clip, 3)
+    proc = fer_cli("label", str(clip), "--out", str(tmp_path / "out"), "--model", str(untrained_bundle),
+                   "--engine", "ray", "--decoders", "4", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (log,) = (tmp_path / "out" / "logs").glob("run-*.json")
+    record = json.loads(log.read_text())
+    assert record["totals"]["probes"] == 1
+    (video,) = record["videos"]
+    assert video["status"] == "done" and video["frames"] == 3 * 169
+    df = pd.read_parquet(video["output"])
+    assert df.frame.drop_duplicates().tolist() == list(range(3 * 169))

@@ -17,7 +17,8 @@ from fer.video.align import MARGIN, crop_face
 from fer.video.faces import DETECTORS, MIN_FACE, create_detector
 from fer.video.inputs import video_id
 from fer.video.pipeline import LabelConfig, run
-from fer.video.stages import CHUNK_ROWS, DecodeDetect, as_batch, probe_segments
+from fer.video.plan import as_batch, probe_segments
+from fer.video.stages import CHUNK_ROWS, DecodeDetect
 from tests.conftest import SAMPLES, fer_cli
 from tests.mp4 import distinct_copy
 

@@ -80,3 +80,31 @@ def test_a_fade_through_black_is_a_cut_where_the_picture_comes_back():
     assert 60 < back < 75
     shot = shots.shot_index(sig, np.arange(len(frames)) / 25.0)
     assert (np.flatnonzero(np.diff(shot)) + 1).tolist() == [back]
+
+
+def dimmed(frames, seconds: float = 10.0, fps: float = 25.0) -> list[np.ndarray]:
+    """``frames`` (cycled) scaled so that their signatures' mean value drifts between 9.5 and
+    14.5, on a 1.1-s cycle: dim footage hovering around the black threshold, one shot."""
+    n = round(seconds * fps)
+    target = 12.0 + 2.5 * np.sin(2 * np.pi * np.arange(n) / (1.1 * fps))
+    out = []
+    for i in range(n):
+        f = frames[i % len(frames)].astype(np.float32)
+        value = shots.signature(f.astype(np.uint8)).reshape(-1, 3)[:, 2].mean()
+        out.append(np.clip(f * target[i] / value, 0, 255).round().astype(np.uint8))
+    return out
+
+
+@pytest.mark.parametrize("source", ["synthetic", "face"])
+def test_dim_footage_drifting_around_black_is_one_shot(source):
+    if source == "synthetic":
+        gradient = np.tile(np.linspace(0, 255, 320, dtype=np.float32), (180, 1))
+        frames = [cv2.merge([gradient, gradient * 0.8, gradient * 0.6]).astype(np.uint8)]
+    else:
+        frames = read_frames(cuts.SAMPLES / "single_face.mp4", limit=72)
+    sig = signatures(dimmed(frames))
+    value = sig.reshape(len(sig), -1, 3)[..., 2].mean(axis=1)
+    assert value.min() < 10 and value.max() > 14  # it does cross the black threshold, often
+    assert len(shots.fades(shots.black(sig))) >= 5  # a threshold alone calls a fade at each crossing
+    times = np.arange(len(sig)) / 25.0
+    assert (shots.shot_index(sig, times) == 0).all()

@@ -7,9 +7,14 @@ exact (frame i is the i-th frame decoding gives) and lets a worker seek by time 
 segment, even in variable frame rate video, where OpenCV's seeking by frame number lands on
 the wrong frames. The table leaves out the packets an MP4 edit list discards (a stream-copied
 loop or cut holds packets that are never shown) and its times are the decoder's, so edited
-files are indexed and counted as they play. Timestamps always come from the container, never
-from a frame counter. OpenCV applies rotation metadata while decoding, so frames (and face
-boxes) are in displayed orientation.
+files are indexed and counted as they play. Timestamps come from the table, never from the
+decoder: OpenCV reports no usable time for the frames a decoder flushes at the end of a stream
+(MPEG-2, H.264 with B-frames), so after the first frame of a segment is found by its time, the
+frames that follow are the next ones of the table. AVI holds no presentation times at all (its
+B-frames carry their decode order), so an AVI file is read whole and in order, frame i at
+i / rate. Cover images (an audio file's attached picture) are not video streams. Animated
+images (GIF, WebP) are videos. OpenCV applies rotation metadata while decoding, so frames (and
+face boxes) are in displayed orientation.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ class VideoError(Exception):
 class VideoInfo:
     """What probing a video found. ``frames`` is the number of frames whose packets could be
     read (the container's count when it gives no time table); ``declared_frames`` is the
-    count the container states less the packets its edit list discards, which a truncated
-    file no longer holds."""
+    count the container states (its frame count, else its stream's duration x rate; the
+    packets found where it states neither) less the packets its edit list discards, which a
+    truncated file no longer holds. ``seekable`` is False where frames can only be indexed
+    in decoding order (AVI): the video is then one segment."""
 
     path: str
     video_id: str
@@ -44,6 +51,7 @@ class VideoInfo:
     height: int
     rotation: int
     declared_frames: int
+    seekable: bool = True
 
 
 @dataclass
@@ -60,7 +68,8 @@ class Segment:
 
     ``times_ms`` are those frames' presentation times and ``prev_ms`` the time of the
     frame before the segment (None for the first); ``times_ms`` is None when the container
-    gave no time table, and the segment is then the whole video, read in order.
+    gave no time table. Without a table, or when ``seekable`` is False, the segment is the
+    whole video, read in order.
     """
 
     video_id: str
@@ -70,6 +79,7 @@ class Segment:
     times_ms: np.ndarray | None
     fps: float
     prev_ms: float | None = None
+    seekable: bool = True
 
 
 #: Two presentation times closer than this (ms) are the same frame.
@@ -82,7 +92,8 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
     Returns the info and the sorted frame times in ms (None when the container gives none).
 
     Raises:
-        VideoError: missing, empty, not a video, or no decodable frame.
+        VideoError: missing, empty, not a video (an audio file with a cover image included),
+            or no decodable frame.
     """
     import cv2
 
@@ -93,10 +104,11 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         raise VideoError(f"cannot read file on node {socket.gethostname()}: {exc.strerror}") from None
     if stat.st_size == 0:
         raise VideoError("empty file (0 bytes)")
-    if is_image(path):
+    if is_still(path):
         frame = read_image(path)
         info = VideoInfo(path, video_id, 1, 0.0, frame.shape[1], frame.shape[0], 0, 1)
         return info, np.zeros(1)
+    table = _animation(path) if is_image(path) else _demux(path)
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
@@ -105,26 +117,134 @@ def probe(path: str, video_id: str) -> tuple[VideoInfo, np.ndarray | None]:
         if not ok or frame is None:
             raise VideoError("no decodable frame (corrupt or truncated video)")
         fps = cap.get(cv2.CAP_PROP_FPS)
-        declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        opencv_count = max(0, int(min(cap.get(cv2.CAP_PROP_FRAME_COUNT), 2**31)))
         rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) if hasattr(cv2, "CAP_PROP_ORIENTATION_META") else 0
     finally:
         cap.release()
-    times, discarded = _frame_times(path)
-    declared = max(0, declared - discarded)
-    count = declared if times is None else len(times)
     if not math.isfinite(fps) or fps <= 0 or fps > 1000:
         fps = 0.0  # unknown: sampling by rate then keeps every frame
+    times = table.times
+    if not table.seekable and table.packets and fps > 0:
+        times = np.round(np.arange(table.packets) * 1000.0 / fps, 3)  # AVI: one frame per period
+    # What the container states; where it states nothing, the frames it holds (OpenCV's count,
+    # an estimate from duration x rate, only where FFmpeg's demuxer could not read the file).
+    declared = table.stated if table.stated is not None else (table.packets or opencv_count)
+    declared = max(0, declared - table.discarded)
     info = VideoInfo(
         path=path,
         video_id=video_id,
-        frames=max(count, 1),
+        frames=max(declared if times is None else len(times), 1),
         fps=float(fps),
         width=int(frame.shape[1]),
         height=int(frame.shape[0]),
         rotation=rotation % 360,
         declared_frames=declared,
+        seekable=table.seekable and times is not None,
     )
     return info, times
+
+
+def is_still(path: str) -> bool:
+    """Whether ``path`` is a still image: an image file of one frame (an animated WebP is a
+    video; GIFs are always read as videos, see :data:`fer.video.inputs.VIDEO_EXTENSIONS`)."""
+    if not is_image(path):
+        return False
+    if os.path.splitext(path)[1].lower() not in ANIMATED_IMAGE_EXTENSIONS:
+        return True
+    import cv2
+
+    try:
+        return cv2.imcount(path) <= 1
+    except cv2.error:
+        return True  # not decodable: reading it as a still says so
+
+
+#: Image types that may hold an animation (OpenCV counts their frames).
+ANIMATED_IMAGE_EXTENSIONS = (".webp",)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """What demuxing a file found: its frames' presentation times (None when unusable), the
+    frames it holds (``packets``), the count it states (None: it states none), the packets
+    its edit list discards, and whether frames can be found by time (False for AVI)."""
+
+    times: np.ndarray | None
+    packets: int = 0
+    stated: int | None = None
+    discarded: int = 0
+    seekable: bool = True
+
+
+#: Why a file with a cover image (an attached picture) but no video stream is not labelled.
+NO_VIDEO = "no video stream: the file holds a cover image only (an audio file?)"
+
+#: Containers whose packets carry no presentation time: FFmpeg numbers them in decoding order,
+#: which B-frames reorder, and OpenCV's decoder times are then off by the reordering.
+_DECODE_ORDER_FORMATS = ("avi",)
+
+
+def _demux(path: str) -> _Table:
+    """Demux a file without decoding (PyAV): see :class:`_Table`. Times are ms from the
+    stream's start, sorted, as OpenCV's decoder reports them.
+
+    Raises:
+        VideoError: the file holds no video stream but an attached picture (a cover image).
+    """
+    import av
+
+    try:
+        with av.open(path) as container:
+            streams = [s for s in container.streams.video if not _is_cover(s)]
+            if not streams and container.streams.video:
+                raise VideoError(NO_VIDEO)
+            if not streams:
+                return _Table(None)
+            stream = streams[0]
+            start = stream.start_time or 0
+            pts, discarded = [], 0
+            for packet in container.demux(stream):
+                if packet.is_discard:
+                    discarded += 1
+                elif packet.size:  # demuxing ends with an empty flush packet
+                    pts.append(packet.pts if packet.pts is not None else packet.dts)
+            base = float(stream.time_base)
+            stated = _stated_frames(stream)
+            order_only = any(name in _DECODE_ORDER_FORMATS for name in container.format.name.split(","))
+    except (av.FFmpegError, IndexError):
+        return _Table(None)
+    if order_only:
+        return _Table(None, len(pts), stated, discarded, seekable=False)
+    if not pts or None in pts:
+        return _Table(None, len(pts), stated, discarded)
+    out = np.unique(np.round((np.asarray(pts, np.float64) - start) * base * 1000.0, 3))
+    # Packets without real times (all equal) cannot index frames.
+    return _Table(out if len(out) == len(pts) else None, len(pts), stated, discarded)
+
+
+def _is_cover(stream) -> bool:
+    import av
+
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _stated_frames(stream) -> int | None:
+    """The frame count a video stream's container states: its count, else its duration x
+    its rate (MPEG streams), else None (Matroska states neither)."""
+    if stream.frames:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration and rate:
+        return round(float(stream.duration * stream.time_base * rate))
+    return None
+
+
+def _animation(path: str) -> _Table:
+    """An animated image's frame count (OpenCV reads its frames and times in order)."""
+    import cv2
+
+    frames = cv2.imcount(path)
+    return _Table(None, frames, frames)
 
 
 def read_image(path: str) -> np.ndarray:
@@ -141,38 +261,17 @@ def read_image(path: str) -> np.ndarray:
     return frame
 
 
-def _frame_times(path: str) -> tuple[np.ndarray | None, int]:
-    """Presentation times (ms from the stream's start, sorted, as OpenCV's decoder reports
-    them) of the frames decoding will output, read without decoding; and the number of
-    packets the container's edit list discards. Times are None when the container gives
-    no usable time for every frame."""
-    import av
-
-    try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            start = stream.start_time or 0
-            pts, discarded = [], 0
-            for packet in container.demux(stream):
-                if packet.is_discard:
-                    discarded += 1
-                elif packet.size:  # demuxing ends with an empty flush packet
-                    pts.append(packet.pts if packet.pts is not None else packet.dts)
-            base = float(stream.time_base)
-    except (av.FFmpegError, IndexError):
-        return None, 0
-    if not pts or None in pts:
-        return None, discarded
-    out = np.unique(np.round((np.asarray(pts, np.float64) - start) * base * 1000.0, 3))
-    # Packets without real times (all equal) cannot index frames.
-    return (out if len(out) == len(pts) else None), discarded
-
-
 def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: float) -> list[Segment]:
-    """Split a video into segments of about ``segment_seconds`` each."""
-    if times_ms is None:
-        return [Segment(info.video_id, info.path, 0, 0, None, info.fps)]
+    """Split a video into segments of about ``segment_seconds`` each: one, read in order,
+    where frames cannot be found by time (no time table, AVI, or a file OpenCV cannot seek
+    in, such as an H.264 transport stream that starts an hour in: tried once, here)."""
+    whole = [Segment(info.video_id, info.path, 0, 0, times_ms, info.fps, seekable=False)]
+    if times_ms is None or not info.seekable:
+        return whole
     per = max(1, round(segment_seconds * info.fps)) if info.fps > 0 else len(times_ms)
+    starts = range(0, len(times_ms), per)
+    if len(starts) > 1 and not seeks(info.path, float(times_ms[starts[len(starts) // 2]])):
+        return whole
     return [
         Segment(
             info.video_id,
@@ -183,8 +282,20 @@ def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: floa
             info.fps,
             float(times_ms[start - 1]) if start else None,
         )  # fmt: skip
-        for i, start in enumerate(range(0, len(times_ms), per))
+        for i, start in enumerate(starts)
     ]
+
+
+def seeks(path: str, t_ms: float) -> bool:
+    """Whether seeking to ``t_ms`` in a video lands at or before it (then reading on reaches it)."""
+    import cv2
+
+    cap = cv2.VideoCapture(path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+    try:
+        landed = next(_grab_from(cap, t_ms), None)
+    finally:
+        cap.release()
+    return landed is not None and 0.0 <= landed <= t_ms + _EPS_MS
 
 
 def is_sampled(t_ms: float, prev_ms: float | None, sample_fps: float | None) -> bool:
@@ -200,8 +311,8 @@ def is_sampled(t_ms: float, prev_ms: float | None, sample_fps: float | None) -> 
 def _grab_from(cap, t0_ms: float) -> Iterator[float]:
     """Grab frames from about ``t0_ms`` on, yielding each one's time.
 
-    Seeking by time can land after the target; then it seeks again further back until it
-    lands at or before it (or at the start), so no frame of the segment is missed.
+    Seeking by time can land after the target, or fail; then it seeks again further back
+    until it lands at or before it (or at the start), so no frame of the segment is missed.
     """
     import cv2
 
@@ -209,12 +320,17 @@ def _grab_from(cap, t0_ms: float) -> Iterator[float]:
     while t0_ms > 0:
         target = max(0.0, t0_ms - back)
         cap.set(cv2.CAP_PROP_POS_MSEC, target)
-        if not cap.grab():
-            return
-        t = cap.get(cv2.CAP_PROP_POS_MSEC)
-        if t <= t0_ms + _EPS_MS or target == 0.0:
+        # A seek can also fail to land at all (near the end of a Matroska file): further back, too.
+        landed = cap.grab()
+        t = cap.get(cv2.CAP_PROP_POS_MSEC) if landed else math.inf
+        if t <= t0_ms + _EPS_MS:
             yield t
             break
+        if target == 0.0:
+            if landed:
+                yield t
+                break
+            return
         back *= 4
     while cap.grab():
         yield cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -233,7 +349,7 @@ def iter_frames(
     stats = stats if stats is not None else DecodeStats()
     import cv2
 
-    if is_image(segment.path):
+    if is_still(segment.path):
         frame = read_image(segment.path)
         stats.grabbed = 1
         yield 0, 0.0, frame
@@ -242,11 +358,10 @@ def iter_frames(
     try:
         if not cap.isOpened():
             raise VideoError("not a video OpenCV can open")
-        times = segment.times_ms
-        if times is None:
-            frames = _counted(_grab_from(cap, 0.0))
+        if segment.seekable and segment.times_ms is not None:
+            frames = _indexed(_grab_from(cap, float(segment.times_ms[0]) if segment.start else 0.0), segment)
         else:
-            frames = _indexed(_grab_from(cap, float(times[0]) if segment.start else 0.0), segment)
+            frames = _in_order(_grab_from(cap, 0.0), segment.times_ms)
         for index, t_ms, prev_ms in frames:
             stats.grabbed += 1
             if is_sampled(t_ms, prev_ms, sample_fps):
@@ -258,24 +373,48 @@ def iter_frames(
         cap.release()
 
 
-def _counted(times: Iterator[float]) -> Iterator[tuple[int, float, float | None]]:
-    """``(index, time, previous time)`` of frames read in order from the start."""
+def _in_order(times: Iterator[float], table: np.ndarray | None) -> Iterator[tuple[int, float, float | None]]:
+    """``(index, time, previous time)`` of frames read in order from the start: frame i is
+    at ``table[i]`` where the table has it (AVI), else at the decoder's time."""
     prev = None
     for index, t in enumerate(times):
+        if table is not None and index < len(table):
+            t = float(table[index])
         yield index, t, prev
         prev = t
 
 
+def _match(table: np.ndarray, t: float) -> int | None:
+    """The position of time ``t`` in ``table`` (None: no frame there)."""
+    pos = int(np.searchsorted(table, t - _EPS_MS))
+    return pos if pos < len(table) and abs(table[pos] - t) <= _EPS_MS else None
+
+
 def _indexed(times: Iterator[float], segment: Segment) -> Iterator[tuple[int, float, float | None]]:
-    """``(index, time, previous time)`` of grabbed frames, indexed by the segment's time
-    table; stops past its end."""
+    """``(index, time, previous time)`` of grabbed frames, indexed and timed by the segment's
+    time table; stops past its end.
+
+    The first frame of the segment is found by its time (frames before it are a seek's
+    pre-roll). Decoding then gives the frames in order, so each next frame is the table's
+    next one; a time that matches a later entry means the decoder skipped frames (corrupt
+    data). Any other time is the decoder's, not the frame's: FFmpeg's flushed frames at a
+    stream's end report 0 or a stale time, and reading them by time dropped them.
+    """
     table = segment.times_ms
     first, last = table[0] - _EPS_MS, table[-1] + _EPS_MS
+    pos: int | None = None
     for t in times:
-        if t < first:
-            continue  # pre-roll after a seek
-        if t > last:
-            return
-        pos = int(np.searchsorted(table, t - _EPS_MS))
-        if pos < len(table) and abs(table[pos] - t) <= _EPS_MS:
-            yield segment.start + pos, t, float(table[pos - 1]) if pos else segment.prev_ms
+        if pos is None:
+            if t < first:
+                continue  # pre-roll after a seek
+            if t > last:
+                return
+            pos = _match(table, t)
+            if pos is None:
+                continue
+        else:
+            later = _match(table, t)
+            pos = later if later is not None and later > pos else pos + 1
+            if pos >= len(table):
+                return
+        yield segment.start + pos, float(table[pos]), float(table[pos - 1]) if pos else segment.prev_ms

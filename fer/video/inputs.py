@@ -18,6 +18,7 @@ from fer.image import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".3gp",
+    ".m2ts", ".vob", ".gif",  # a GIF, animated or not, is read as a video (FFmpeg gives its frames and times)
 )  # fmt: skip
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 LIST_EXTENSIONS = (".txt", ".lst", ".list")

@@ -23,32 +23,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-import pyarrow as pa
-
-from fer import aggregates, bundle, console
+from fer import bundle, console
 from fer.errors import EnvironmentFault, FerError
-from fer.labels import EMOTIONS, FACE_SIZE
-from fer.schema import (
-    AGGREGATES_DIR,
-    LANDMARK_COLUMNS,
-    LOGS_DIR,
-    NO_FACE,
-    TIMELINE_SCHEMA,
-    TIMELINES_DIR,
-    dominant,
-    with_metadata,
-)
+from fer.schema import AGGREGATES_DIR, LOGS_DIR, TIMELINES_DIR
 from fer.storage import Location
 from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, Options, option, validate
 from fer.video import manifest
 from fer.video.align import MARGIN
+from fer.video.engines import classify_runtime, label_here, label_on_ray, runs_here
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from fer.video.inputs import VideoInput, resolve_inputs
-from fer.video.progress import Display, start_counter
-from fer.video.shots import shot_index
-from fer.video.stages import CHUNK_ROWS
-from fer.video.track import assign_ids
+from fer.video.output import VideoWriter
 
 #: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 35.9 frames/s
 #: against 29.2 at 1 (2 AVX2 cores), every face found (benchmarks/archive_speed.py).
@@ -136,6 +121,8 @@ class LabelSummary:
     startup_s: float | None = None
     #: video id -> (first rows arrived, video finished), seconds from the start of the run.
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Times a video was probed (demuxed to plan its segments): once per video labelled.
+    probes: int = 0
 
     def count(self, status: str) -> int:
         return sum(e.status == status for e in self.entries)
@@ -154,7 +141,7 @@ class LabelSummary:
             "videos": len(self.entries),
             **{status: self.count(status) for status in manifest.STATUSES},
             "frames": self.frames, "faces": self.faces, "seconds": round(self.seconds, 3),
-            "startup_s": None if self.startup_s is None else round(self.startup_s, 3),
+            "startup_s": None if self.startup_s is None else round(self.startup_s, 3), "probes": self.probes,
         }  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -217,7 +204,7 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     job = _Run(config, plan, model_path, meta, runtime, summary, progress, t0, log)
     try:
         if plan.todo:
-            (_label_here if _runs_here(config, plan.todo) else _label)(job)
+            (label_here if runs_here(config, plan.todo) else label_on_ray)(job)
     except KeyboardInterrupt:
         _stop(job, "interrupted: run again to continue")
         raise Interrupted(summary) from None
@@ -263,10 +250,10 @@ class _Run:
     t0: float
     log: Location
 
-    def writer(self) -> _VideoWriter:
+    def writer(self) -> VideoWriter:
         """The writer that saves each video of the plan as its last rows arrive."""
         inputs = {v.video_id: (v, key) for v, key in self.plan.todo}
-        return _VideoWriter(self.config, self.meta, self.runtime, inputs, self.plan.superseded, self.summary, self.t0)
+        return VideoWriter(self.config, self.meta, self.runtime, inputs, self.plan.superseded, self.summary, self.t0)
 
 
 def _plan(
@@ -335,376 +322,3 @@ def _write_run_log(job: _Run) -> None:
         "totals": job.summary.totals(),
     }
     job.log.write_bytes((json.dumps(record, indent=1, default=str) + "\n").encode())
-
-
-def _label(job: _Run) -> None:
-    """Stream the plan's videos through the stages on Ray into the run's summary (entries,
-    timings, start-up time)."""
-    import ray
-
-    from fer._ray import connect, require_gpus
-
-    config = job.config
-    started = connect(config.address)
-    require_gpus(config.gpus, f"--gpus {config.gpus}")
-    counter = start_counter()
-    ds = _dataset(job.plan.todo, config, job.model_path, counter, _Pools.of(config, ray.cluster_resources()))
-    writer = job.writer()
-    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(job.plan.todo)), job.progress) as display:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            writer.add(batch)
-    writer.finish_incomplete()
-    ray.kill(counter)
-    if started:
-        # Lets the actors' last log lines arrive now, not after the caller's summary.
-        ray.shutdown()
-    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
-
-
-#: How much lower the decoders' CPU priority is than the classifiers' (``nice``): where faces
-#: cost more to classify than frames to decode (the FER+ ensemble on AVX2, 4 faces a frame), the
-#: classifier gets the cores first instead of falling behind and finishing alone on one of them;
-#: where it is idle, the decoders have every core as before.
-DECODER_NICE = 5
-
-#: Decoders one probing task keeps fed: probing reads packets only (>100,000 frames/s here, against
-#: ~200 frames/s a decoder labels); opening many small files is what it then waits on.
-DECODERS_PER_PROBE = 16
-
-
-@dataclass(frozen=True)
-class _Pools:
-    """The actors of a run on Ray: decoders (a CPU each), classifiers and their CPU threads."""
-
-    decoders: int
-    classifiers: int
-    threads: int
-
-    @classmethod
-    def of(cls, config: LabelConfig, resources: dict) -> _Pools:
-        cpus = max(1, int(resources.get("CPU", 1)))
-        classifiers = config.gpus or max(1, cpus // 8)
-        # On CPUs a classifier may use its share of the cores: they are the decoders' while
-        # decoding goes, and its own once the decoders finish and faces are still queued.
-        return cls(config.decoders or cpus, classifiers, 1 if config.gpus else max(1, cpus // classifiers))
-
-
-def _dataset(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
-    """The Ray Data pipeline: probe (tasks) -> decode + detect + crop (CPU actors) -> classify."""
-    import ray
-
-    context = ray.data.DataContext.get_current().copy()
-    # A decoder's chunk of rows (CHUNK_ROWS crops and their fields) fills a block and goes on to
-    # the classifier at once; Ray's default (128 MB) would hold a whole segment's rows back.
-    context.target_max_block_size = CHUNK_ROWS * FACE_SIZE * FACE_SIZE
-    with ray.data.DataContext.current(context):
-        return _stages(todo, config, model_path, counter, pools)
-
-
-def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
-    """:func:`_dataset`'s stages, built under its data context."""
-    import ray
-
-    from fer.video.stages import Classify, DecodeDetect, probe_segments
-
-    # Short jobs are split finer, so that one short video still keeps every decoder busy: each
-    # video is probed in `spread` parts, a block each (Ray sends a block to one decoder).
-    decoders = pools.decoders
-    spread = max(1, decoders // len(todo))
-    items = [{"path": v.path, "video_id": v.video_id, "part": k} for v, _ in todo for k in range(spread)]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    # Probing only demuxes; it must not wait for a CPU that the actor pools hold.
-    ds = ds.flat_map(
-        probe_segments,
-        fn_kwargs={"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter},
-        num_cpus=0,
-        # Without a CPU to bound them, every probe would start a worker process of its own
-        # (~200 MB each).
-        compute=ray.data.TaskPoolStrategy(size=max(1, decoders // DECODERS_PER_PROBE)),
-    )
-    ds = ds.map_batches(
-        DecodeDetect,
-        fn_constructor_kwargs={**_decode_options(config), "counter": counter, "nice": DECODER_NICE},
-        batch_size=1,
-        # A decoder per part from the start (fewer for fewer parts); one part at a time, so none
-        # waits queued behind another while a decoder idles.
-        compute=ray.data.ActorPoolStrategy(
-            min_size=1, initial_size=min(decoders, len(items)), max_size=decoders, max_tasks_in_flight_per_actor=1
-        ),
-        num_cpus=1,
-    )
-    return ds.map_batches(
-        Classify,
-        fn_constructor_kwargs=_classify_options(config, model_path, threads=pools.threads),
-        batch_size=config.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=pools.classifiers),
-        num_gpus=1 if config.gpus else 0,
-        # No CPU reservation: the classifier shares the decoders' cores, ahead of them (CPU
-        # mode), or only feeds its GPU; a core of its own would idle where faces are few.
-        num_cpus=0,
-    )
-
-
-def classify_runtime(config: LabelConfig) -> str:
-    """The runtime asked of the classifier: ``"auto"`` means tf-keras on GPUs (LiteRT runs on
-    CPUs only); :func:`fer.bundle.resolved_runtime` says what it resolves to for a bundle."""
-    return "keras" if config.gpus and config.runtime == "auto" else config.runtime
-
-
-def _classify_options(config: LabelConfig, model_path: Path, threads: int) -> dict:
-    """:class:`~fer.video.stages.Classify`'s arguments."""
-    return {"model": str(model_path), "tta": config.tta, "threads": threads, "runtime": classify_runtime(config)}
-
-
-def _decode_options(config: LabelConfig) -> dict:
-    return {"detector": config.detector, "min_face": config.min_face, "sample_fps": config.fps,
-            "margin": config.margin, "align": config.align, "detect_every": config.detect_every}  # fmt: skip
-
-
-#: The most frames (of all a job's videos, as their containers state) that ``engine="auto"``
-#: labels in this process: about the break-even with starting Ray (~15 s) and decoding on
-#: every core, measured on 2 cores; a short clip then gives its first result in seconds.
-PROCESS_MAX_FRAMES = 1000
-#: ... and the most videos (each is opened to read its frame count).
-PROCESS_MAX_VIDEOS = 8
-
-
-def _runs_here(config: LabelConfig, todo) -> bool:
-    """Whether this job runs in this process (see :attr:`LabelConfig.engine`)."""
-    if config.engine != "auto":
-        return config.engine == "process"
-    if config.address or os.environ.get("RAY_ADDRESS") or config.gpus or len(todo) > PROCESS_MAX_VIDEOS:
-        return False
-    return sum(_frame_count(v.path) for v, _ in todo) <= PROCESS_MAX_FRAMES
-
-
-def _frame_count(path: str) -> int:
-    """The frame count a video's container states (opening it only; 1 for an image, 0 when unreadable)."""
-    import cv2
-
-    from fer.video.inputs import is_image
-
-    if is_image(path):
-        return 1
-    cap = cv2.VideoCapture(path)
-    try:
-        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
-    finally:
-        cap.release()
-
-
-def _label_here(job: _Run) -> None:
-    """:func:`_label` in this process, for short jobs: the same stages called directly (no Ray
-    to start). Every video is probed first, so broken files are reported at once; the model
-    then loads in a thread while the first video is decoded (and not at all without faces)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from fer.video.progress import Counter
-    from fer.video.stages import Classify, DecodeDetect, as_batch, probe_segments, with_probs
-
-    config, counter, writer = job.config, Counter(), job.writer()
-    videos = lambda: (writer.videos_finished, writer.failed, len(job.plan.todo))  # noqa: E731
-    with Display(counter, videos, job.progress) as display, ThreadPoolExecutor(1) as pool:
-        segments = [
-            s
-            for v, _ in job.plan.todo
-            for s in probe_segments({"path": v.path, "video_id": v.video_id}, segment_seconds=config.segment_seconds,
-                                    counter=counter)
-        ]  # fmt: skip
-        if any(not s["error"] for s in segments):
-            loading = pool.submit(Classify, **_classify_options(config, job.model_path, threads=0))
-            decoder = DecodeDetect(**_decode_options(config), counter=counter)
-        for segment in segments:
-            batch = as_batch(segment)
-            chunks = decoder(batch) if not segment["error"] else [DecodeDetect.failed(batch)]
-            for rows in chunks:
-                writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
-    writer.finish_incomplete()
-    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
-
-
-class _VideoWriter:
-    """Collects rows per video and finishes each video once all its segments arrived."""
-
-    def __init__(
-        self,
-        config: LabelConfig,
-        meta: dict,
-        runtime: str,
-        inputs: dict[str, tuple[VideoInput, str]],
-        superseded: dict[str, list[str]],
-        summary: LabelSummary,
-        t0: float,
-    ):
-        self.config = config
-        self.out = summary.out
-        self.meta = meta
-        self.runtime = runtime
-        self.inputs = inputs  # video id -> (input, key)
-        self.superseded = superseded
-        self.summary = summary
-        self.rows: dict[str, list[dict]] = defaultdict(list)
-        self.seg_rows: dict[tuple[str, int], int] = defaultdict(int)  # rows arrived
-        self.seg_total: dict[tuple[str, int], int] = {}  # rows the segment's last chunk says it has
-        self.segments_done: dict[str, int] = defaultdict(int)
-        self.videos_finished = 0
-        self.failed = 0
-        self.t0 = t0
-        self.first_rows: dict[str, float] = {}
-
-    def add(self, batch: dict[str, np.ndarray]) -> None:
-        ids = batch["video_id"]
-        for vid in np.unique(ids):
-            sel = ids == vid
-            part = {k: v[sel] for k, v in batch.items()}
-            self.rows[vid].append(part)
-            self.first_rows.setdefault(vid, time.time() - self.t0)
-            for seg in np.unique(part["segment"]):
-                in_seg = part["segment"] == seg
-                key = (vid, int(seg))
-                self.seg_rows[key] += int(in_seg.sum())
-                total = int(part["seg_rows"][in_seg].max())  # -1 but on the last chunk's rows
-                if total >= 0:
-                    self.seg_total[key] = total
-                if self.seg_rows[key] == self.seg_total.get(key):
-                    self.segments_done[vid] += 1
-                    del self.seg_rows[key], self.seg_total[key]
-            if self.segments_done[vid] == int(part["n_segments"][0]):
-                del self.segments_done[vid]
-                self._finish(vid)
-
-    def _finish(self, vid: str) -> None:
-        parts = self.rows.pop(vid)
-        data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        errors = sorted({e for e in data["error"] if e})
-        video, key = self.inputs[vid]
-        base = {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key, "content": video.content}
-        if errors:
-            entry = manifest.Entry(**base, status=manifest.FAILED, reason="; ".join(errors))
-            manifest.record(self.out, entry)
-            self._remove_outputs(vid)  # an earlier run's timeline of this video no longer counts
-            self.failed += 1
-        else:
-            entry = self._save(data, base, *_completeness(data))
-        for old in self.superseded.get(vid, []):  # the file at this path was replaced: its old labels go
-            self._remove_outputs(old)
-            manifest.remove(self.out, old)
-        self.summary.entries.append(entry)
-        self.videos_finished += 1
-        self.summary.timings[vid] = (round(self.first_rows.pop(vid), 3), round(time.time() - self.t0, 3))
-
-    def _remove_outputs(self, vid: str) -> None:
-        timeline = timeline_path(self.out, vid)
-        timeline.delete()
-        aggregates.location(timeline).delete()
-
-    def _save(self, data: dict, base: dict, status: str, reason: str) -> manifest.Entry:
-        """Write a video's timeline, aggregates and manifest entry, in that order (the entry
-        last: it is what says the video is done). When a write fails, the files this attempt
-        wrote are removed again, so no output is left without its entry."""
-        table, frames, faces = _timeline(data)
-        out = timeline_path(self.out, base["video_id"])
-        written: list[Location] = []
-        try:
-            _write_timeline(table, out, self._file_meta(data))
-            written.append(out)
-            agg = aggregates.aggregate(table.to_pandas())
-            aggregates.location(out).write_parquet(agg)
-            written.append(aggregates.location(out))
-            seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
-            entry = manifest.Entry(
-                **base, status=status, reason=reason, frames=frames, faces=faces, seconds=round(seconds, 3),
-                output=str(out),
-            )  # fmt: skip
-            manifest.record(self.out, entry)
-        except EnvironmentFault:
-            for f in written:
-                f.delete()
-            raise
-        return entry
-
-    def _file_meta(self, data: dict) -> dict:
-        return {
-            "model": {"name": self.meta.get("name"), "id": self.meta["id"], "runtime": self.runtime},
-            "detector": self.config.detector,
-            "sample_fps": self.config.fps,
-            "settings": self.config.settings_key(),
-            "video": {k: (v.item() if hasattr(v, "item") else v) for k, v in ((k, data[k][0]) for k in
-                      ("video_path", "fps", "width", "height", "rotation", "frames"))},
-        }  # fmt: skip
-
-    def finish_incomplete(self) -> None:
-        """Videos whose rows never all arrived (should not happen) are recorded as failed."""
-        for vid in list(self.rows):
-            video, key = self.inputs[vid]
-            entry = manifest.Entry(
-                video_id=vid, path=video.path, status=manifest.FAILED, reason="incomplete: not every segment finished",
-                model_id=self.meta["id"], key=key, content=video.content,
-            )  # fmt: skip
-            manifest.record(self.out, entry)
-            self.summary.entries.append(entry)
-            del self.rows[vid]
-
-
-#: A video counts as partial when more frames than this are missing: 16 frames (a decoder may
-#: hold back up to 16 reordered H.264 frames at the end of a stream, and OpenCV does not always
-#: flush them), or 2% of the container's count (containers without an exact count estimate it
-#: from duration x rate), whichever is larger.
-PARTIAL_MIN_FRAMES, PARTIAL_SHARE = 16, 0.02
-
-
-def _completeness(data: dict) -> tuple[str, str]:
-    """``(status, reason)`` of a video from its rows: partial when the frames that could be
-    read and decoded fall short of the count its container states."""
-    declared = int(data["declared"][0])
-    last = data["seg_rows"] >= 0  # the rows of each segment's last chunk, which say what it missed
-    firsts = np.unique(data["segment"][last], return_index=True)[1]
-    missing = max(0, declared - int(data["frames"][0])) + int(data["seg_missing"][last][firsts].sum())
-    if missing <= max(PARTIAL_MIN_FRAMES, PARTIAL_SHARE * declared):
-        return manifest.DONE, ""
-    return manifest.PARTIAL, (
-        f"{declared - missing} of the {declared} frames the container states could be decoded (truncated or corrupt)"
-    )
-
-
-def _timeline(data: dict) -> tuple[pa.Table, int, int]:
-    """Rows of one video (any order) to its timeline table; also frames and face rows."""
-    keep = data["frame"] >= 0
-    data = {k: v[keep] for k, v in data.items()}
-    order = np.lexsort((data["box"][:, 0], data["frame"]))
-    data = {k: v[order] for k, v in data.items()}
-    box = data["box"]
-    shot = _shots(data["frame"], data["time_s"], data["signature"])
-    face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan), shots=shot)
-    probs, has = data["probs"], data["has_face"]
-    emotion, confidence = dominant(probs, has)
-    n = len(face_ids)
-    columns = {
-        "video_id": data["video_id"].astype(str),
-        "video_path": data["video_path"].astype(str),
-        "frame": data["frame"],
-        "time_s": data["time_s"],
-        "shot": shot,
-        "face_id": np.where(has, face_ids, NO_FACE).astype(np.int32),
-        "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
-        "score": data["score"],
-        **{name: data["landmarks"][:, i] for i, name in enumerate(LANDMARK_COLUMNS)},
-        "emotion": pa.array(list(emotion), pa.string()) if n else pa.array([], pa.string()),
-        "confidence": confidence,
-        **{name: probs[:, i] for i, name in enumerate(EMOTIONS)},
-    }  # fmt: skip
-    table = pa.table(columns, schema=TIMELINE_SCHEMA)
-    return table, len(np.unique(data["frame"])), int(has.sum())
-
-
-def _shots(frame: np.ndarray, time_s: np.ndarray, signature: np.ndarray) -> np.ndarray:
-    """The shot of each row (rows sorted by frame; a frame's rows share its signature)."""
-    first = np.flatnonzero(np.r_[True, np.diff(frame) != 0])
-    per_frame = shot_index(signature[first], time_s[first])
-    return np.repeat(per_frame, np.diff(np.r_[first, len(frame)]))
-
-
-def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:
-    """Write one video's timeline with its metadata, atomically (:meth:`Location.write_parquet`):
-    a crash never leaves a half-written file under the final name."""
-    where.write_parquet(table.replace_schema_metadata(with_metadata(meta).metadata))

@@ -7,8 +7,11 @@ absolute change of hue, saturation and value) and calls a cut where that score i
 outright and against the scores around it (PySceneDetect's ``AdaptiveDetector`` rule), so fast
 motion or a camera pan within a shot is not a cut. A fade through black (PySceneDetect's
 ``ThresholdDetector``) is a cut too, at the first frame after the black, where the picture comes
-back; the black frames end the shot before. Deciding with the whole video in view lets its
-segments be decoded apart, and the rules see frames on both sides of a segment boundary.
+back; the black frames end the shot before. Black is decided with hysteresis: a run of frames
+darker than :data:`BLACK` is black only when it goes down to :data:`DEEP_BLACK` and lasts
+:data:`MIN_BLACK_S`, so dim footage whose brightness drifts around :data:`BLACK` is one shot.
+Deciding with the whole video in view lets its segments be decoded apart, and the rules see
+frames on both sides of a segment boundary.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ WINDOW = 2
 #: A frame is black when its signature's mean value (HSV's V, 0-255) is below this
 #: (PySceneDetect's ``ThresholdDetector`` default, there on the mean of the RGB values).
 BLACK = 12.0
+#: ... and a run of such frames is a fade through black only when one of them is darker than
+#: this (a fade reaches black; dim footage only hovers near it)...
+DEEP_BLACK = 6.0
+#: ... and it lasts this long, from its first frame to the frame after it.
+MIN_BLACK_S = 0.1
 #: Shots are at least this long: a flash or a one-frame glitch is not two cuts.
 MIN_SHOT_S = 0.5
 
@@ -62,6 +70,21 @@ def black(signatures: np.ndarray) -> np.ndarray:
     return sig[..., 2].mean(axis=1) < BLACK
 
 
+def fade_black(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Whether each frame is in a fade's black: a run of black frames (:func:`black`) that
+    reaches :data:`DEEP_BLACK` and lasts :data:`MIN_BLACK_S`."""
+    sig = np.asarray(signatures).reshape(len(signatures), -1, 3)
+    value = sig[..., 2].mean(axis=1)
+    dark = value < BLACK
+    out = np.zeros(len(dark), bool)
+    edges = np.flatnonzero(np.diff(np.r_[0, dark.astype(np.int8), 0]))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        after = times[end] if end < len(times) else np.inf  # a video ending on black: long enough
+        if value[start:end].min() < DEEP_BLACK and after - times[start] >= MIN_BLACK_S:
+            out[start:end] = True
+    return out
+
+
 def fades(dark: np.ndarray) -> np.ndarray:
     """The frames where a fade through black ends: the first frame after each run of black
     frames with a picture on both sides (a video opening or ending on black has no cut there)."""
@@ -85,7 +108,7 @@ def shot_index(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
     # Into or out of black is the fade rule's to call: near black, hue and saturation jump.
     hard &= ~dark & ~np.r_[False, dark[:-1]]
     cuts, last = [], -np.inf
-    for i in np.union1d(np.flatnonzero(hard), fades(dark)):
+    for i in np.union1d(np.flatnonzero(hard), fades(fade_black(signatures, times))):
         if times[i] - last >= MIN_SHOT_S:
             cuts.append(i)
             last = times[i]

@@ -10,6 +10,7 @@ raising, so one bad video never stops the others.
 from __future__ import annotations
 
 import os
+import signal
 import traceback
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
-from fer.video.decode import DecodeStats, Segment, VideoError, iter_frames, probe, segments
+from fer.video.decode import DecodeStats, Segment, iter_frames
 from fer.video.progress import Reporter
 from fer.video.shots import SIGNATURE_LEN, changed, signature
 from fer.video.windows import Scheduled
@@ -31,77 +32,6 @@ _ROW_FIELDS = ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop
 VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames", "declared")
 
 
-def _error_segment(item: dict, reason: str) -> dict:
-    return {
-        "video_id": item["video_id"], "video_path": item["path"], "segment": 0, "n_segments": 1, "start": 0,
-        "times_ms": np.zeros(0), "has_times": False, "prev_ms": np.nan, "fps": 0.0, "width": 0, "height": 0,
-        "rotation": 0, "frames": 0, "declared": 0, "error": reason,
-    }  # fmt: skip
-
-
-#: Shortest segment worth a decoder of its own: each one costs an open and a seek.
-MIN_SEGMENT_S = 2.0
-
-
-def segment_length(duration_s: float, segment_seconds: float, spread: int) -> float:
-    """Seconds per segment: at most ``segment_seconds``, and short enough that a video
-    shorter than ``spread`` segments still gives every one of ``spread`` decoders a part
-    (never below :data:`MIN_SEGMENT_S`)."""
-    return min(segment_seconds, max(MIN_SEGMENT_S, duration_s / max(1, spread)))
-
-
-def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, counter=None) -> list[dict]:
-    """flat_map: one part of a video ``{path, video_id, part}`` to its segments (or one error
-    row, on part 0). A video is cut into segments (see :func:`segment_length`), dealt out in
-    turn to its ``spread`` parts: each part is a block of its own, so a decoder of its own.
-    Part 0 adds the video's frames to the run's progress ``counter`` (:mod:`fer.video.progress`)."""
-    part = int(item.get("part", 0))
-    try:
-        info, times = probe(item["path"], item["video_id"])
-    except VideoError as exc:
-        return [_error_segment(item, str(exc))] if part == 0 else []
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
-        return [_error_segment(item, f"probe failed: {exc}")] if part == 0 else []
-    if part == 0:
-        reporter = Reporter(counter)
-        reporter.add(total=info.frames)
-        reporter.flush()
-    duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0
-    segs = segments(info, times, segment_length(duration, segment_seconds, spread))
-    return [
-        {
-            "video_id": info.video_id,
-            "video_path": info.path,
-            "segment": s.index,
-            "n_segments": len(segs),
-            "start": s.start,
-            # The time of the frame before the segment: sampling by rate continues across the cut.
-            "prev_ms": np.nan if s.prev_ms is None else s.prev_ms,
-            "times_ms": s.times_ms if s.times_ms is not None else np.zeros(0),
-            "has_times": s.times_ms is not None,
-            "fps": info.fps,
-            "width": info.width,
-            "height": info.height,
-            "rotation": info.rotation,
-            "frames": info.frames,
-            "declared": info.declared_frames,
-            "error": "",
-        }  # fmt: skip
-        for s in segs[part::spread]
-    ]
-
-
-def as_batch(row: dict) -> dict[str, np.ndarray]:
-    """One row (a segment from :func:`probe_segments`) as the one-row batch Ray Data hands a stage."""
-    batch = {}
-    for k, value in row.items():
-        column = np.empty(1, dtype=object) if isinstance(value, np.ndarray) else np.asarray([value])
-        if isinstance(value, np.ndarray):
-            column[0] = value
-        batch[k] = column
-    return batch
-
-
 #: Rows a decoder sends on at once (a frame's rows are never split): the classifier starts on
 #: a segment's first faces while the rest of it is decoded, not after the whole segment.
 CHUNK_ROWS = 128
@@ -111,10 +41,12 @@ class DecodeDetect:
     """map_batches actor: decode a segment's sampled frames, detect faces, crop them.
 
     Yields one row per face, or one row with ``has_face`` False for a frame without a
-    face, in chunks of about :data:`CHUNK_ROWS` rows as decoding goes. The rows of a
-    segment's last chunk carry ``seg_rows``, the segment's row count (-1 on the others), so
-    the driver knows when it has all of them. The frames gone through (sampled or not) are
-    reported to the run's progress ``counter`` as decoding goes, not per segment.
+    face, in chunks of about :data:`CHUNK_ROWS` rows as decoding goes. Each row carries its
+    place in the segment (``row``) and the rows of a segment's last chunk the segment's row
+    count (``seg_rows``, -1 on the others): the driver's tags (:mod:`fer.video.protocol`).
+    The chunks are the same on every try, so a replayed segment's rows are the same rows.
+    The frames gone through (sampled or not) are reported to the run's progress ``counter``
+    as decoding goes, not per segment.
     """
 
     def __init__(
@@ -178,7 +110,7 @@ class DecodeDetect:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
                 np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
-                None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]),
+                None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]), bool(seg["seekable"]),
             )  # fmt: skip
             covered = segment.start  # frames of the video gone through, for progress
             self.detector.reset()
@@ -197,9 +129,10 @@ class DecodeDetect:
                 self.progress.add(frames=index + 1 - covered)
                 covered = index + 1
                 if len(rows["frame"]) >= CHUNK_ROWS:  # sent before this frame: the last chunk is never empty
-                    yield _segment_rows(seg, rows, "", 0, last=False)
+                    yield _segment_rows(seg, rows, "", 0, last=False, sent=sent)
                     sent += len(rows["frame"])
                     rows = {k: [] for k in _ROW_FIELDS}
+                    _chaos(segment.path)
                 # Outside the try: an error in detection or cropping is a bug of ours, not a bad
                 # video, and must crash the run (exit 70 with its traceback), not fail every video.
                 self._detect(index, t, frame, rows)
@@ -235,6 +168,7 @@ def _segment_rows(
     out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
     out.update(
         segment=np.full(n, int(seg["segment"])),
+        row=np.arange(sent, sent + n),
         seg_rows=np.full(n, sent + n if last else -1),
         seg_missing=np.full(n, missing),
         frame=np.asarray(rows["frame"], np.int64),
@@ -248,6 +182,27 @@ def _segment_rows(
         error=np.full(n, error, dtype=object),
     )
     return out
+
+
+#: Fault injection for the tests, as ``NAME:MARKER``: a decoder's process is SIGKILLed (as the
+#: kernel's OOM killer ends it) after sending the first chunk of a segment of a video whose path
+#: holds NAME; once (MARKER, a file, is written first) or, with MARKER ``always``, on every try.
+CHAOS_ENV = "FER_CHAOS_KILL_DECODER"
+
+
+def _chaos(path: str) -> None:
+    spec = os.environ.get(CHAOS_ENV)
+    if not spec:
+        return
+    name, marker = spec.split(":", 1)
+    if name not in path:
+        return
+    if marker != "always":
+        if os.path.exists(marker):
+            return
+        with open(marker, "w") as f:
+            f.write(f"killed a decoder of {path}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Classify:

@@ -1,0 +1,242 @@
+"""The engines that run a labelling job's stages: Ray Data (any job, any cluster) or this
+process (short jobs on this machine, no Ray to start). Both plan each video once
+(:mod:`fer.video.plan`), run the same stages (:mod:`fer.video.stages`) and hand every row to
+the same writer (:class:`fer.video.output.VideoWriter`), which finishes each video once.
+
+On Ray, a process that dies (a decoder that crashes on a file, a node lost, the kernel's OOM
+killer) is restarted and its task tried again once (:data:`TASK_RETRIES`); a task that fails
+again is dropped by Ray Data (``max_errored_blocks``), so its video ends ``failed`` with the
+segments it lacks named, and the run goes on. The writer drops what a replay sends twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fer.labels import FACE_SIZE
+from fer.video.progress import Display, start_counter
+from fer.video.stages import CHUNK_ROWS
+
+if TYPE_CHECKING:
+    from fer.video.pipeline import LabelConfig, _Run
+
+#: How much lower the decoders' CPU priority is than the classifiers' (``nice``): where faces
+#: cost more to classify than frames to decode (the FER+ ensemble on AVX2, 4 faces a frame), the
+#: classifier gets the cores first instead of falling behind and finishing alone on one of them;
+#: where it is idle, the decoders have every core as before.
+DECODER_NICE = 5
+
+#: Probing tasks that run at once, per this many decoders: probing reads packets only (>100,000
+#: frames/s here, against ~200 frames/s a decoder labels); opening many small files is what it
+#: then waits on.
+DECODERS_PER_PROBE = 16
+
+#: Tries of a task after the first, when its process died: a file that kills its decoder twice
+#: is failed, where Ray's default (retry for ever) would hang the run on it.
+TASK_RETRIES = 1
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """The actors of a run on Ray: decoders (a CPU each), classifiers and their CPU threads."""
+
+    decoders: int
+    classifiers: int
+    threads: int
+
+    @classmethod
+    def of(cls, config: LabelConfig, resources: dict) -> _Pools:
+        cpus = max(1, int(resources.get("CPU", 1)))
+        classifiers = config.gpus or max(1, cpus // 8)
+        # On CPUs a classifier may use its share of the cores: they are the decoders' while
+        # decoding goes, and its own once the decoders finish and faces are still queued.
+        return cls(config.decoders or cpus, classifiers, 1 if config.gpus else max(1, cpus // classifiers))
+
+
+def label_on_ray(job: _Run) -> None:
+    """Stream the job's videos through the stages on Ray into its summary (entries, timings,
+    start-up time and the number of probes)."""
+    import ray
+
+    from fer._ray import connect, require_gpus
+
+    config = job.config
+    started = connect(config.address)
+    require_gpus(config.gpus, f"--gpus {config.gpus}")
+    counter = start_counter()
+    pools = _Pools.of(config, ray.cluster_resources())
+    writer = job.writer()
+    with Display(counter, lambda: (writer.videos_finished, writer.failed, len(job.plan.todo)), job.progress) as display:
+        ds = _dataset(job.plan.todo, config, job.model_path, counter, pools)
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            writer.add(batch)
+    writer.finish_incomplete()
+    job.summary.probes = ray.get(counter.snapshot.remote()).get("probes", 0)
+    ray.kill(counter)
+    if started:
+        # Lets the actors' last log lines arrive now, not after the caller's summary.
+        ray.shutdown()
+    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
+
+
+def _dataset(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
+    """The Ray Data pipeline: plan -> decode + detect + crop (CPU actors) -> classify."""
+    import ray
+
+    context = ray.data.DataContext.get_current().copy()
+    # A decoder's chunk of rows (CHUNK_ROWS crops and their fields) fills a block and goes on to
+    # the classifier at once; Ray's default (128 MB) would hold a whole segment's rows back.
+    context.target_max_block_size = CHUNK_ROWS * FACE_SIZE * FACE_SIZE
+    # A block whose task failed on every try is dropped, not the run: its video is failed.
+    context.max_errored_blocks = -1
+    with ray.data.DataContext.current(context):
+        return _stages(todo, config, model_path, counter, pools)
+
+
+def _segments(todo, config: LabelConfig, counter, decoders: int):
+    """The dataset of the job's segments, each video probed once, and its number of blocks.
+
+    An archive (at least as many videos as decoders) is probed as it streams, a video a task.
+    A short job is probed first (a task a video, at once) and split finer, so that one short
+    video still keeps every decoder busy: each of its segments is a block of its own (Ray sends
+    a block to one decoder)."""
+    import ray
+
+    from fer.video.plan import probe_segments
+
+    spread = max(1, decoders // len(todo))
+    options = {"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter}
+    if spread == 1:
+        items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        return len(items), ds.flat_map(
+            probe_segments,
+            fn_kwargs=options,
+            # Probing only demuxes; it must not wait for a CPU that the actor pools hold, and without
+            # a CPU to bound them every probe would start a worker process of its own (~200 MB each).
+            num_cpus=0,
+            compute=ray.data.TaskPoolStrategy(size=max(1, decoders // DECODERS_PER_PROBE)),
+            max_retries=TASK_RETRIES,
+        )
+    plan = ray.remote(num_cpus=0, max_retries=TASK_RETRIES)(probe_segments)
+    segments = [s for segs in ray.get([plan.remote({"path": v.path, "video_id": v.video_id}, **options)
+                                       for v, _ in todo]) for s in segs]  # fmt: skip
+    return len(segments), ray.data.from_items(segments, override_num_blocks=len(segments))
+
+
+def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
+    """:func:`_dataset`'s stages, built under its data context."""
+    import ray
+
+    from fer.video.stages import Classify, DecodeDetect
+
+    blocks, ds = _segments(todo, config, counter, pools.decoders)
+    ds = ds.map_batches(
+        DecodeDetect,
+        fn_constructor_kwargs={**_decode_options(config), "counter": counter, "nice": DECODER_NICE},
+        batch_size=1,
+        # A decoder per segment from the start (fewer for fewer segments); one segment at a time,
+        # so none waits queued behind another while a decoder idles.
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1,
+            initial_size=min(pools.decoders, blocks),
+            max_size=pools.decoders,
+            max_tasks_in_flight_per_actor=1,
+        ),  # fmt: skip
+        num_cpus=1,
+        max_task_retries=TASK_RETRIES,
+    )
+    return ds.map_batches(
+        Classify,
+        fn_constructor_kwargs=_classify_options(config, model_path, threads=pools.threads),
+        batch_size=config.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=pools.classifiers),
+        num_gpus=1 if config.gpus else 0,
+        # No CPU reservation: the classifier shares the decoders' cores, ahead of them (CPU
+        # mode), or only feeds its GPU; a core of its own would idle where faces are few.
+        num_cpus=0,
+        max_task_retries=TASK_RETRIES,
+    )
+
+
+def classify_runtime(config: LabelConfig) -> str:
+    """The runtime asked of the classifier: ``"auto"`` means tf-keras on GPUs (LiteRT runs on
+    CPUs only); :func:`fer.bundle.resolved_runtime` says what it resolves to for a bundle."""
+    return "keras" if config.gpus and config.runtime == "auto" else config.runtime
+
+
+def _classify_options(config: LabelConfig, model_path: Path, threads: int) -> dict:
+    """:class:`~fer.video.stages.Classify`'s arguments."""
+    return {"model": str(model_path), "tta": config.tta, "threads": threads, "runtime": classify_runtime(config)}
+
+
+def _decode_options(config: LabelConfig) -> dict:
+    return {"detector": config.detector, "min_face": config.min_face, "sample_fps": config.fps,
+            "margin": config.margin, "align": config.align, "detect_every": config.detect_every}  # fmt: skip
+
+
+#: The most frames (of all a job's videos, as their containers state) that ``engine="auto"``
+#: labels in this process: about the break-even with starting Ray (~15 s) and decoding on
+#: every core, measured on 2 cores; a short clip then gives its first result in seconds.
+PROCESS_MAX_FRAMES = 1000
+#: ... and the most videos (each is opened to read its frame count).
+PROCESS_MAX_VIDEOS = 8
+
+
+def runs_here(config: LabelConfig, todo) -> bool:
+    """Whether this job runs in this process (see :attr:`LabelConfig.engine`)."""
+    if config.engine != "auto":
+        return config.engine == "process"
+    if config.address or os.environ.get("RAY_ADDRESS") or config.gpus or len(todo) > PROCESS_MAX_VIDEOS:
+        return False
+    return sum(_frame_count(v.path) for v, _ in todo) <= PROCESS_MAX_FRAMES
+
+
+def _frame_count(path: str) -> int:
+    """The frame count a video's container states (opening it only; 1 for an image, 0 when unreadable)."""
+    import cv2
+
+    from fer.video.inputs import is_image
+
+    if is_image(path):
+        return 1
+    cap = cv2.VideoCapture(path)
+    try:
+        return max(0, int(min(cap.get(cv2.CAP_PROP_FRAME_COUNT), 2**31))) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
+def label_here(job: _Run) -> None:
+    """:func:`label_on_ray` in this process, for short jobs: the same stages called directly (no
+    Ray to start). Every video is probed first, so broken files are reported at once; the model
+    then loads in a thread while the first video is decoded (and not at all without faces)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer.video.plan import as_batch, probe_segments
+    from fer.video.progress import Counter
+    from fer.video.stages import Classify, DecodeDetect, with_probs
+
+    config, counter, writer = job.config, Counter(), job.writer()
+    videos = lambda: (writer.videos_finished, writer.failed, len(job.plan.todo))  # noqa: E731
+    with Display(counter, videos, job.progress) as display, ThreadPoolExecutor(1) as pool:
+        segments = [
+            s
+            for v, _ in job.plan.todo
+            for s in probe_segments({"path": v.path, "video_id": v.video_id}, segment_seconds=config.segment_seconds,
+                                    counter=counter)
+        ]  # fmt: skip
+        if any(not s["error"] for s in segments):
+            loading = pool.submit(Classify, **_classify_options(config, job.model_path, threads=0))
+            decoder = DecodeDetect(**_decode_options(config), counter=counter)
+        for segment in segments:
+            batch = as_batch(segment)
+            chunks = decoder(batch) if not segment["error"] else [DecodeDetect.failed(batch)]
+            for rows in chunks:
+                writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
+    writer.finish_incomplete()
+    job.summary.probes = counter.snapshot().get("probes", 0)
+    job.summary.startup_s = display.first[0] - job.t0 if display.first else None

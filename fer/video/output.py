@@ -1,0 +1,175 @@
+"""Writing a labelled video: its rows become a timeline (face ids, shots), its aggregates and
+its manifest entry, in that order; the entry last, since it is what says the video is done."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from fer import aggregates
+from fer.errors import EnvironmentFault
+from fer.labels import EMOTIONS
+from fer.schema import LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, with_metadata
+from fer.storage import Location
+from fer.video import manifest, protocol
+from fer.video.inputs import VideoInput
+from fer.video.protocol import Collector
+from fer.video.shots import shot_index
+from fer.video.track import assign_ids
+
+if TYPE_CHECKING:
+    from fer.video.pipeline import LabelConfig, LabelSummary
+
+
+def timeline_path(out: Location, video_id: str) -> Location:
+    return out / TIMELINES_DIR / f"{video_id}.parquet"
+
+
+class VideoWriter:
+    """Writes each video as its last rows arrive (:class:`~fer.video.protocol.Collector` says
+    when): its timeline, aggregates and manifest entry, into ``summary``'s output."""
+
+    def __init__(
+        self,
+        config: LabelConfig,
+        meta: dict,
+        runtime: str,
+        inputs: dict[str, tuple[VideoInput, str]],
+        superseded: dict[str, list[str]],
+        summary: LabelSummary,
+        t0: float,
+    ):
+        self.config = config
+        self.out = summary.out
+        self.meta = meta
+        self.runtime = runtime
+        self.inputs = inputs  # video id -> (input, key)
+        self.superseded = superseded
+        self.summary = summary
+        self.collector = Collector(inputs)
+        self.videos_finished = 0
+        self.failed = 0
+        self.t0 = t0
+        self.first_rows: dict[str, float] = {}
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        """Take a batch of rows (any videos, any order); write the videos it finishes."""
+        for vid in np.unique(batch["video_id"]):
+            self.first_rows.setdefault(str(vid), time.time() - self.t0)
+        for vid, data in self.collector.add(batch):
+            self._finish(vid, data)
+
+    def _finish(self, vid: str, data: dict[str, np.ndarray]) -> None:
+        video, key = self.inputs[vid]
+        base = {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key, "content": video.content}
+        status, reason = protocol.status(data)
+        entry = self._fail(base, reason) if status == manifest.FAILED else self._save(data, base, status, reason)
+        for old in self.superseded.get(vid, []):  # the file at this path was replaced: its old labels go
+            self._remove_outputs(old)
+            manifest.remove(self.out, old)
+        self.summary.entries.append(entry)
+        self.videos_finished += 1
+        first = self.first_rows.pop(vid, time.time() - self.t0)
+        self.summary.timings[vid] = (round(first, 3), round(time.time() - self.t0, 3))
+
+    def _fail(self, base: dict, reason: str) -> manifest.Entry:
+        entry = manifest.Entry(**base, status=manifest.FAILED, reason=reason)
+        manifest.record(self.out, entry)
+        self._remove_outputs(base["video_id"])  # an earlier run's timeline of this video no longer counts
+        self.failed += 1
+        return entry
+
+    def _remove_outputs(self, vid: str) -> None:
+        timeline = timeline_path(self.out, vid)
+        timeline.delete()
+        aggregates.location(timeline).delete()
+
+    def _save(self, data: dict, base: dict, status: str, reason: str) -> manifest.Entry:
+        """Write a video's timeline, aggregates and manifest entry, in that order (the entry
+        last: it is what says the video is done). When a write fails, the files this attempt
+        wrote are removed again, so no output is left without its entry."""
+        table, frames, faces = _timeline(data)
+        out = timeline_path(self.out, base["video_id"])
+        written: list[Location] = []
+        try:
+            _write_timeline(table, out, self._file_meta(data))
+            written.append(out)
+            agg = aggregates.aggregate(table.to_pandas())
+            aggregates.location(out).write_parquet(agg)
+            written.append(aggregates.location(out))
+            seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
+            entry = manifest.Entry(
+                **base, status=status, reason=reason, frames=frames, faces=faces, seconds=round(seconds, 3),
+                output=str(out),
+            )  # fmt: skip
+            manifest.record(self.out, entry)
+        except EnvironmentFault:
+            for f in written:
+                f.delete()
+            raise
+        return entry
+
+    def _file_meta(self, data: dict) -> dict:
+        return {
+            "model": {"name": self.meta.get("name"), "id": self.meta["id"], "runtime": self.runtime},
+            "detector": self.config.detector,
+            "sample_fps": self.config.fps,
+            "settings": self.config.settings_key(),
+            "video": {k: (v.item() if hasattr(v, "item") else v) for k, v in ((k, data[k][0]) for k in
+                      ("video_path", "fps", "width", "height", "rotation", "frames"))},
+        }  # fmt: skip
+
+    def finish_incomplete(self) -> None:
+        """Videos whose rows never all arrived (their processes died on every try) are failed."""
+        for vid, reason in self.collector.unfinished().items():
+            video, key = self.inputs[vid]
+            base = {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key,
+                    "content": video.content}  # fmt: skip
+            self.summary.entries.append(self._fail(base, reason))
+            self.videos_finished += 1
+
+
+def _timeline(data: dict) -> tuple[pa.Table, int, int]:
+    """Rows of one video (any order) to its timeline table; also frames and face rows."""
+    keep = data["frame"] >= 0
+    data = {k: v[keep] for k, v in data.items()}
+    order = np.lexsort((data["box"][:, 0], data["frame"]))
+    data = {k: v[order] for k, v in data.items()}
+    box = data["box"]
+    shot = _shots(data["frame"], data["time_s"], data["signature"])
+    face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan), shots=shot)
+    probs, has = data["probs"], data["has_face"]
+    emotion, confidence = dominant(probs, has)
+    n = len(face_ids)
+    columns = {
+        "video_id": data["video_id"].astype(str),
+        "video_path": data["video_path"].astype(str),
+        "frame": data["frame"],
+        "time_s": data["time_s"],
+        "shot": shot,
+        "face_id": np.where(has, face_ids, NO_FACE).astype(np.int32),
+        "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
+        "score": data["score"],
+        **{name: data["landmarks"][:, i] for i, name in enumerate(LANDMARK_COLUMNS)},
+        "emotion": pa.array(list(emotion), pa.string()) if n else pa.array([], pa.string()),
+        "confidence": confidence,
+        **{name: probs[:, i] for i, name in enumerate(EMOTIONS)},
+    }  # fmt: skip
+    table = pa.table(columns, schema=TIMELINE_SCHEMA)
+    return table, len(np.unique(data["frame"])), int(has.sum())
+
+
+def _shots(frame: np.ndarray, time_s: np.ndarray, signature: np.ndarray) -> np.ndarray:
+    """The shot of each row (rows sorted by frame; a frame's rows share its signature)."""
+    first = np.flatnonzero(np.r_[True, np.diff(frame) != 0])
+    per_frame = shot_index(signature[first], time_s[first])
+    return np.repeat(per_frame, np.diff(np.r_[first, len(frame)]))
+
+
+def _write_timeline(table: pa.Table, where: Location, meta: dict) -> None:
+    """Write one video's timeline with its metadata, atomically (:meth:`Location.write_parquet`):
+    a crash never leaves a half-written file under the final name."""
+    where.write_parquet(table.replace_schema_metadata(with_metadata(meta).metadata))
