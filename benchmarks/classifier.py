@@ -1,6 +1,8 @@
 """The classifier's runtimes side by side: faces/s, val accuracy and labelled timelines.
 
-For a bundle (default: the shipped model), in one run: faces/s of each runtime of
+For a bundle (default: the shipped model), in one run: its multiply-adds a face and its
+faces/s at `fer label`'s runtime on one and on every core beside the shipped model's (the
+default it would replace); faces/s of each runtime of
 :data:`fer.bundle.RUNTIMES` on one and on every core, against a baseline bundle on tf-keras
 (default: the shipped model's float network, what `fer label` ran before LiteRT), and of each
 TTA mode on the runtime `fer label` picks, on every core; accuracy,
@@ -54,6 +56,18 @@ def faces_per_s(model_path: str | None, runtime: str, threads: int, faces: np.nd
         return pool.apply(_faces_per_s, (model_path, runtime, threads, faces, tta))
 
 
+def bundle_multiply_adds(model_path: str | None) -> int:
+    """Multiply-adds a face of a bundle: of its network, or of all its ensemble's members."""
+    from fer.train.models import multiply_adds
+
+    model = bundle.load(model_path, runtime="keras")
+    return (
+        sum(multiply_adds(m.keras_model) for m, _ in model.members)
+        if model.members
+        else multiply_adds(model.keras_model)
+    )
+
+
 def sample_rows(model_path: str | None, runtime: str, out: Path) -> np.ndarray:
     """The emotion of every face row `fer label` writes for the sample clips, in a fixed order."""
     import pandas as pd
@@ -79,6 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     faces, labels = read_val(args.data)
     cores = os.cpu_count() or 1
+    for name, path in (("measured", args.model), ("shipped default", None)):
+        rates = ", ".join(f"{t} thread(s) {faces_per_s(path, 'auto', t, faces):.0f}" for t in sorted({1, cores}))
+        print(f"{name} {path or bundle.resolve(None)}: {bundle_multiply_adds(path) / 1e6:.1f} M multiply-adds a face; "
+              f"faces/s at fer label's runtime: {rates}")  # fmt: skip
     speed, probs = {}, {}
     for runtime in bundle.RUNTIMES:
         for threads in sorted({1, cores}):

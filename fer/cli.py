@@ -403,11 +403,17 @@ def calibrate(
     min_recall: Annotated[
         float, typer.Option(help="Then raise the offsets of classes whose recall is below this (0: none).")
     ] = 0.0,
+    fer2013_min_recall: Annotated[
+        float,
+        typer.Option(
+            help="FER+ roots: a recall floor against FER-2013's labels of the same faces, held too (0: none)."
+        ),
+    ] = 0.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fit per-class offsets on a bundle's log-probabilities (maximum likelihood on a labelled
     split, then raised to a recall floor if asked) and write the calibrated copy: the figures
-    before, after and cross-validated.
+    before, after and cross-validated (on a FER+ root, after against FER-2013's labels too).
 
     Example: fer calibrate runs/deep/model --data fer2013/ --out runs/deep-cal --min-recall 0.55
     """
@@ -417,11 +423,18 @@ def calibrate(
 
     TTA.get(tta)
     with _quiet(console.user_logs(), f"calibrate-{console.stamp()}", verbose):
-        result = calibrate_bundle(model, data, out, split=split, tta=tta, runtime=runtime, min_recall=min_recall)
+        result = calibrate_bundle(model, data, out, split=split, tta=tta, runtime=runtime, min_recall=min_recall,
+                                  fer2013_min_recall=fer2013_min_recall)  # fmt: skip
     offsets = ", ".join(f"{name} {b:+.2f}" for name, b in zip(EMOTIONS, result.bias, strict=True))
     typer.echo(f"class offsets (log-probability): {offsets}\n")
-    for title, scores in (("before", result.before), ("after (fitted on these faces)", result.after),
-                          ("after, cross-validated (fitted on the other half)", result.cross_validated)):  # fmt: skip
+    rows = [
+        ("before", result.before),
+        ("after (fitted on these faces)", result.after),
+        ("after, cross-validated (fitted on the other half)", result.cross_validated),
+    ]
+    if result.fer2013 is not None:
+        rows.append(("after, against FER-2013's labels", result.fer2013))
+    for title, scores in rows:
         low = lowest_recall(scores)
         typer.echo(f"{title}: accuracy {scores.accuracy:.4f}, macro-F1 {scores.macro_f1:.4f}, "
                    f"lowest recall {scores.recall[low]:.3f} ({EMOTIONS[low]})")  # fmt: skip

@@ -7,6 +7,7 @@ on the machine), and are torn down by killing only the processes of this cluster
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -132,9 +133,9 @@ class Cluster:
         return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
 
 
-@pytest.fixture(scope="module")
-def cluster(s3):
-    """Head (1 CPU) + worker (2 CPUs); every process gets the token and the S3 endpoint of ``s3``."""
+@contextlib.contextmanager
+def _cluster(head_cpus: int):
+    """Head (``head_cpus`` CPUs) + worker (2 CPUs); every process gets the token."""
     temp_dir = tempfile.mkdtemp(prefix="fert", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
@@ -142,7 +143,7 @@ def cluster(s3):
     common = ["--block", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
     head = subprocess.Popen(
         ["ray", "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--ray-client-server-port={client}", "--num-cpus=1", *_node_ports(ports[:6]), *common],
+         f"--ray-client-server-port={client}", f"--num-cpus={head_cpus}", *_node_ports(ports[:6]), *common],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     c = Cluster(env, f"http://127.0.0.1:{dash}", temp_dir)
@@ -158,6 +159,13 @@ def cluster(s3):
         yield c
     finally:
         _kill_cluster(temp_dir, c.procs)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    """Head (1 CPU) + worker (2 CPUs), with the S3 endpoint of ``s3`` in every process's environment."""
+    with _cluster(head_cpus=1) as c:
+        yield c
 
 
 def test_label_job_through_fer_submit_writes_to_s3(cluster, s3, untrained_bundle):
@@ -298,3 +306,25 @@ def test_jobs_with_the_default_runtime_environment(cluster, untrained_bundle, ti
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert (tmp_path / "run" / "model" / "model.json").is_file() and "epoch 1/1" in proc.stdout
+
+
+def test_classifiers_run_where_the_cpus_are_never_on_a_head_without_any(untrained_bundle, tmp_path):
+    """The shipped KubeRay and AWS heads have 0 CPUs for work: a classifier on the CPUs is placed
+    on a node that has them, where the decoders are."""
+    with _cluster(head_cpus=0) as c:
+        proc = c.fer("submit", "--address", c.dashboard, "--no-pip", "label", str(SAMPLES / "single_face.mp4"),
+                     "--out", str(tmp_path / "out"), "--model", str(untrained_bundle), "--engine", "ray")  # fmt: skip
+        assert proc.returncode == 0 and "1 done" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+        code = (
+            "import json, ray\nfrom ray.util.state import list_actors\nray.init(address='auto')\n"
+            "head = [n['NodeID'] for n in ray.nodes() if n['Resources'].get('node:__internal_head__')]\n"
+            "actors = [(a.class_name, a.node_id) for a in list_actors(limit=10000)]\n"
+            "print(json.dumps({'head': head, 'actors': actors}))"
+        )
+        env = {**c.env, "RAY_ADDRESS": c.gcs}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        placed = json.loads(out.stdout.strip().splitlines()[-1])
+    (head,) = placed["head"]
+    stages = {(name, node) for name, node in placed["actors"] if "Classify" in name or "DecodeDetect" in name}
+    assert any("Classify" in name for name, _ in stages), placed["actors"]
+    assert all(node != head for _, node in stages), stages

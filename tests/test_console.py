@@ -65,7 +65,7 @@ def test_run_log_records_the_run(quiet_run):
     assert 0 < video["first_rows_s"] <= video["finished_s"] <= record["totals"]["seconds"]
     assert record["totals"] | {"seconds": 0, "startup_s": 0} == {
         "videos": 1, "done": 1, "partial": 0, "skipped": 0, "failed": 0, "interrupted": 0, "frames": 72, "faces": 72,
-        "seconds": 0, "startup_s": 0,
+        "seconds": 0, "startup_s": 0, "probes": 1, "rows_dropped": 0,
     }  # fmt: skip
 
 

@@ -144,3 +144,13 @@ def test_every_image_type_fer_label_reads_is_a_dataset_image(tmp_path):
     proc = fer_cli("data", "stats", str(tmp_path / "faces"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split()[:8] == ["val", "5", "1", "1", "1", "1", "1", "0"]
+
+
+def test_called_neutral_is_the_share_of_expressive_faces_read_as_neutral():
+    from fer.evaluate import called_neutral
+    from fer.metrics import score
+
+    angry, happy, neutral = (EMOTIONS.index(e) for e in ("angry", "happy", "neutral"))
+    labels = np.array([angry] * 5 + [happy] * 5 + [neutral] * 4)
+    predicted = np.array([neutral, neutral, angry, angry, angry, neutral, *[happy] * 4, *[neutral] * 3, angry])
+    assert called_neutral(score(labels, predicted)) == 3 / 10  # the neutral face called angry does not count

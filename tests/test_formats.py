@@ -43,14 +43,15 @@ def test_every_format_is_labelled_whole_and_once(matrix, untrained_bundle, tmp_p
         assert rows.time_s.is_monotonic_increasing and rows.time_s.iloc[0] == 0.0, case.name
 
 
+@pytest.mark.parametrize("seconds", [0.5, 71 / 30])  # 71 frames: a last segment of 1 frame, were it not joined
 @pytest.mark.parametrize("name", [c.name for c in formats.CASES if c.video])
-def test_frame_i_is_the_frame_ffmpeg_decodes_i_th(matrix, name):
-    """Frame i, decoded in 0.5-s segments (sought into), is the i-th frame FFmpeg decodes
-    (PyAV), and has the i-th presentation time."""
+def test_frame_i_is_the_frame_ffmpeg_decodes_i_th(matrix, name, seconds):
+    """Frame i, decoded in segments (sought into) as a decoder does, is the i-th frame FFmpeg
+    decodes (PyAV), and has the i-th presentation time."""
     folder, _ = matrix
     path = str(folder / name)
     info, times = probe(path, video_id(path))
-    got = {i: (t, f) for s in segments(info, times, 0.5) for i, t, f in iter_frames(s)}
+    got = {i: (t, f) for s in segments(info, times, seconds) for i, t, f in iter_frames(s, threads=1)}
     reference = formats.reference_frames(folder / name)
     assert sorted(got) == list(range(len(reference))), name
     for i, (bgr, t_ref) in enumerate(reference):

@@ -186,3 +186,15 @@ def test_a_bundle_is_replaced_in_one_step(tmp_path):
     bundle.save(models.build("small"), target, {"name": "second"})
     assert bundle.read_meta(target)["name"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "bundle"]  # the old one is gone
+
+
+def test_multiply_adds_counts_convolutions_and_dense_layers():
+    from fer._tf import keras
+    from fer.train.models import multiply_adds
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    inner = keras.Sequential([keras.Input((48, 48, 8)), keras.layers.DepthwiseConv2D(3, strides=2, padding="same")])
+    x = keras.layers.GlobalAveragePooling2D()(inner(x))
+    outputs = keras.layers.Dense(7)(x)
+    assert multiply_adds(keras.Model(inputs, outputs)) == 48 * 48 * 9 * 8 + 24 * 24 * 9 * 8 + 8 * 7

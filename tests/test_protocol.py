@@ -111,10 +111,13 @@ def test_a_video_that_yields_no_frame_is_a_failed_entry_not_a_crash(writer, tmp_
 
 def test_status_rules():
     def data(frames, declared, missing, errors=("",)):
+        frames = np.asarray(frames)
         n = len(frames)
-        return {"frame": np.asarray(frames), "declared": np.full(n, declared), "frames": np.full(n, 72),
-                "seg_rows": np.r_[np.full(n - 1, -1), n], "segment": np.zeros(n, int),
-                "seg_missing": np.full(n, missing), "error": np.asarray(list(errors) * n, object)[:n]}  # fmt: skip
+        return {"frame": frames, "declared": np.full(n, declared), "frames": np.full(n, 72),
+                "seg_rows": np.r_[np.full(n - 1, -1), n], "seg_frames": np.full(n, (frames >= 0).sum()),
+                "segment": np.zeros(n, int), "seg_missing": np.full(n, missing),
+                "has_face": frames >= 0, "box": np.c_[frames, frames, frames, frames].astype(np.float32),
+                "error": np.asarray(list(errors) * n, object)[:n]}  # fmt: skip
 
     assert protocol.status(data(range(72), 72, 0)) == (manifest.DONE, "")
     assert protocol.status(data(range(71), 72, 1)) == (
@@ -123,3 +126,9 @@ def test_status_rules():
     assert protocol.status(data(range(72), 120, 0))[0] == manifest.PARTIAL  # the container states 120: truncated
     assert protocol.status(data([-1], 72, 0))[0] == manifest.FAILED
     assert protocol.status(data(range(3), 72, 0, errors=("decoding failed",))) == (manifest.FAILED, "decoding failed")
+    # A retry whose rows did not line up with its first try's: a frame lost, or one twice.
+    lost = data(range(72), 72, 0) | {"seg_frames": np.full(72, 73)}
+    twice = data([*range(72), 40], 72, 0)
+    for mismatched in (lost, twice):
+        status, reason = protocol.status(mismatched)
+        assert status == manifest.FAILED and reason.startswith("segment(s) 0: the rows of a retried segment"), reason

@@ -108,3 +108,17 @@ def test_dim_footage_drifting_around_black_is_one_shot(source):
     assert len(shots.fades(shots.black(sig))) >= 5  # a threshold alone calls a fade at each crossing
     times = np.arange(len(sig)) / 25.0
     assert (shots.shot_index(sig, times) == 0).all()
+
+
+def test_hard_cuts_into_and_out_of_a_dim_scene_are_found():
+    """A night scene (mean value 10, under the black threshold but no fade: it never goes
+    near 0) between two bright ones: both cuts are hard cuts, found where they are."""
+    woman = read_frames(cuts.SAMPLES / "single_face.mp4", limit=50)
+    room = [cv2.resize(f, woman[0].shape[1::-1]) for f in read_frames(cuts.SAMPLES / "no_face.mp4", limit=50)]
+    night = [
+        np.clip(f * (10.0 / shots.signature(f).reshape(-1, 3)[:, 2].mean()), 0, 255).astype(np.uint8) for f in room
+    ]
+    sig = signatures(woman + night + woman[::-1])
+    assert shots.black(sig)[50:100].all() and not shots.fade_black(sig, np.arange(150) / 25.0).any()
+    shot = shots.shot_index(sig, np.arange(150) / 25.0)
+    assert (np.flatnonzero(np.diff(shot)) + 1).tolist() == [50, 100]

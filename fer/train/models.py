@@ -224,3 +224,30 @@ def set_backbone_trainable(model, arch: str, top_blocks: int) -> None:
         layer.trainable = (
             top_blocks > 0 and layer.name.startswith(prefixes) and not isinstance(layer, layers.BatchNormalization)
         )
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds of one forward pass of ``model`` for one face: its convolutions (dense
+    and depthwise) and dense layers, nested models included; what a face costs wherever it
+    runs (normalisation, pooling and activations add under 1%)."""
+    from fer._tf import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_adds(layer)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, cin, mult = layer.depthwise_kernel.shape
+            total += kh * kw * cin * mult * _spatial(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            total += kh * kw * cin * cout * _spatial(layer)
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(layer.kernel.shape[0] * layer.kernel.shape[1])
+    return int(total)
+
+
+def _spatial(layer) -> int:
+    """Output positions of a 2-D layer (height x width of its output)."""
+    shape = layer.output.shape
+    return int(shape[1] * shape[2])

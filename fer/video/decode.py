@@ -269,7 +269,9 @@ def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: floa
     if times_ms is None or not info.seekable:
         return whole
     per = max(1, round(segment_seconds * info.fps)) if info.fps > 0 else len(times_ms)
-    starts = range(0, len(times_ms), per)
+    starts = list(range(0, len(times_ms), per))
+    if len(starts) > 1 and len(times_ms) - starts[-1] < MIN_TAIL_FRAMES:
+        starts.pop()  # a short tail joins the segment before it
     if len(starts) > 1 and not seeks(info.path, float(times_ms[starts[len(starts) // 2]])):
         return whole
     return [
@@ -278,12 +280,17 @@ def segments(info: VideoInfo, times_ms: np.ndarray | None, segment_seconds: floa
             info.path,
             i,
             start,
-            times_ms[start : start + per],
+            times_ms[start:end],
             info.fps,
             float(times_ms[start - 1]) if start else None,
         )  # fmt: skip
-        for i, start in enumerate(starts)
+        for i, (start, end) in enumerate(zip(starts, [*starts[1:], len(times_ms)], strict=True))
     ]
+
+
+#: The shortest last segment: a decoder flushes up to 16 reordered frames at a stream's end with
+#: no usable time (see :func:`_indexed`), so a segment of fewer frames could not find its first.
+MIN_TAIL_FRAMES = 16
 
 
 def seeks(path: str, t_ms: float) -> bool:
@@ -361,25 +368,31 @@ def iter_frames(
         if segment.seekable and segment.times_ms is not None:
             frames = _indexed(_grab_from(cap, float(segment.times_ms[0]) if segment.start else 0.0), segment)
         else:
-            frames = _in_order(_grab_from(cap, 0.0), segment.times_ms)
+            frames = _in_order(_grab_from(cap, 0.0), segment.times_ms, segment.fps)
         for index, t_ms, prev_ms in frames:
             stats.grabbed += 1
             if is_sampled(t_ms, prev_ms, sample_fps):
                 ok, frame = cap.retrieve()
                 if not ok:
+                    stats.grabbed -= 1  # not decoded after all: it counts as missing
                     break
                 yield index, t_ms / 1000.0, frame
     finally:
         cap.release()
 
 
-def _in_order(times: Iterator[float], table: np.ndarray | None) -> Iterator[tuple[int, float, float | None]]:
+def _in_order(
+    times: Iterator[float], table: np.ndarray | None, fps: float
+) -> Iterator[tuple[int, float, float | None]]:
     """``(index, time, previous time)`` of frames read in order from the start: frame i is
-    at ``table[i]`` where the table has it (AVI), else at the decoder's time."""
+    at ``table[i]`` where the table has it (AVI), else at the decoder's time, or a frame
+    period after the frame before where that time does not move on (a flushed frame's)."""
     prev = None
     for index, t in enumerate(times):
         if table is not None and index < len(table):
             t = float(table[index])
+        elif prev is not None and t <= prev:
+            t = prev + (1000.0 / fps if fps > 0 else 1.0)
         yield index, t, prev
         prev = t
 

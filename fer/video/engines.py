@@ -39,11 +39,21 @@ DECODERS_PER_PROBE = 16
 TASK_RETRIES = 1
 
 
+#: What a classifier on the CPUs reserves: a sliver of a CPU, so that Ray places it only on a node
+#: that has CPUs (never on a cluster's head of 0 CPUs, as the shipped KubeRay and AWS heads are),
+#: while it shares the cores with the decoders there, ahead of them (:data:`DECODER_NICE`); each
+#: decoder reserves a CPU less the sliver, so that every core still gets a decoder.
+CLASSIFIER_CPUS = 0.01
+
+
 @dataclass(frozen=True)
 class _Pools:
-    """The actors of a run on Ray: decoders (a CPU each), classifiers and their CPU threads."""
+    """The actors of a run on Ray: decoders (a CPU each; ``decoders`` None: as many as the
+    cluster has CPUs for, growing with it, ``initial_decoders`` at the start), classifiers and
+    their CPU threads."""
 
-    decoders: int
+    decoders: int | None
+    initial_decoders: int
     classifiers: int
     threads: int
 
@@ -53,7 +63,8 @@ class _Pools:
         classifiers = config.gpus or max(1, cpus // 8)
         # On CPUs a classifier may use its share of the cores: they are the decoders' while
         # decoding goes, and its own once the decoders finish and faces are still queued.
-        return cls(config.decoders or cpus, classifiers, 1 if config.gpus else max(1, cpus // classifiers))
+        threads = 1 if config.gpus else max(1, cpus // classifiers)
+        return cls(config.decoders, config.decoders or cpus, classifiers, threads)
 
 
 def label_on_ray(job: _Run) -> None:
@@ -75,6 +86,7 @@ def label_on_ray(job: _Run) -> None:
             writer.add(batch)
     writer.finish_incomplete()
     job.summary.probes = ray.get(counter.snapshot.remote()).get("probes", 0)
+    job.summary.rows_dropped = writer.collector.dropped
     ray.kill(counter)
     if started:
         # Lets the actors' last log lines arrive now, not after the caller's summary.
@@ -122,9 +134,23 @@ def _segments(todo, config: LabelConfig, counter, decoders: int):
             max_retries=TASK_RETRIES,
         )
     plan = ray.remote(num_cpus=0, max_retries=TASK_RETRIES)(probe_segments)
-    segments = [s for segs in ray.get([plan.remote({"path": v.path, "video_id": v.video_id}, **options)
-                                       for v, _ in todo]) for s in segs]  # fmt: skip
+    items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
+    segments = [s for item, ref in zip(items, [plan.remote(i, **options) for i in items], strict=True)
+                for s in _planned(item, ref)]  # fmt: skip
     return len(segments), ray.data.from_items(segments, override_num_blocks=len(segments))
+
+
+def _planned(item: dict, ref) -> list[dict]:
+    """The segments a probing task returned, or the video's error segment when its process
+    died on every try (a crash in a demuxer): one file never stops a short job either."""
+    import ray
+
+    from fer.video.plan import error_segment
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        return [error_segment(item, f"probing died on every try: {type(exc).__name__}")]
 
 
 def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):
@@ -133,20 +159,22 @@ def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools)
 
     from fer.video.stages import Classify, DecodeDetect
 
-    blocks, ds = _segments(todo, config, counter, pools.decoders)
+    blocks, ds = _segments(todo, config, counter, pools.initial_decoders)
+    on_cpus = not config.gpus
     ds = ds.map_batches(
         DecodeDetect,
         fn_constructor_kwargs={**_decode_options(config), "counter": counter, "nice": DECODER_NICE},
         batch_size=1,
-        # A decoder per segment from the start (fewer for fewer segments); one segment at a time,
+        # A decoder per segment from the start (fewer for fewer segments), more as an autoscaling
+        # cluster adds nodes (without --decoders no maximum but the CPUs); one segment at a time,
         # so none waits queued behind another while a decoder idles.
         compute=ray.data.ActorPoolStrategy(
             min_size=1,
-            initial_size=min(pools.decoders, blocks),
+            initial_size=min(pools.initial_decoders, blocks),
             max_size=pools.decoders,
             max_tasks_in_flight_per_actor=1,
-        ),  # fmt: skip
-        num_cpus=1,
+        ),
+        num_cpus=1 - CLASSIFIER_CPUS if on_cpus else 1,
         max_task_retries=TASK_RETRIES,
     )
     return ds.map_batches(
@@ -154,10 +182,10 @@ def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools)
         fn_constructor_kwargs=_classify_options(config, model_path, threads=pools.threads),
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=pools.classifiers),
-        num_gpus=1 if config.gpus else 0,
-        # No CPU reservation: the classifier shares the decoders' cores, ahead of them (CPU
-        # mode), or only feeds its GPU; a core of its own would idle where faces are few.
-        num_cpus=0,
+        num_gpus=0 if on_cpus else 1,
+        # Not a core of its own: it shares the decoders' cores, ahead of them (CPU mode), or only
+        # feeds its GPU; a core of its own would idle where faces are few.
+        num_cpus=CLASSIFIER_CPUS if on_cpus else 0,
         max_task_retries=TASK_RETRIES,
     )
 
@@ -199,9 +227,9 @@ def _frame_count(path: str) -> int:
     """The frame count a video's container states (opening it only; 1 for an image, 0 when unreadable)."""
     import cv2
 
-    from fer.video.inputs import is_image
+    from fer.video.decode import is_still
 
-    if is_image(path):
+    if is_still(path):
         return 1
     cap = cv2.VideoCapture(path)
     try:
@@ -239,4 +267,5 @@ def label_here(job: _Run) -> None:
                 writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
     writer.finish_incomplete()
     job.summary.probes = counter.snapshot().get("probes", 0)
+    job.summary.rows_dropped = writer.collector.dropped
     job.summary.startup_s = display.first[0] - job.t0 if display.first else None

@@ -25,7 +25,8 @@ LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
 
 def is_image(path: str | Path) -> bool:
-    """Whether ``path`` names a still image (by its extension)."""
+    """Whether ``path`` names an image file (by its extension; an animated WebP is read as a
+    video: :func:`fer.video.decode.is_still`)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 

@@ -63,8 +63,7 @@ class VideoWriter:
             self._finish(vid, data)
 
     def _finish(self, vid: str, data: dict[str, np.ndarray]) -> None:
-        video, key = self.inputs[vid]
-        base = {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key, "content": video.content}
+        base = self._base(vid)
         status, reason = protocol.status(data)
         entry = self._fail(base, reason) if status == manifest.FAILED else self._save(data, base, status, reason)
         for old in self.superseded.get(vid, []):  # the file at this path was replaced: its old labels go
@@ -74,6 +73,11 @@ class VideoWriter:
         self.videos_finished += 1
         first = self.first_rows.pop(vid, time.time() - self.t0)
         self.summary.timings[vid] = (round(first, 3), round(time.time() - self.t0, 3))
+
+    def _base(self, vid: str) -> dict:
+        """The fields of a video's manifest entry that do not depend on its outcome."""
+        video, key = self.inputs[vid]
+        return {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key, "content": video.content}
 
     def _fail(self, base: dict, reason: str) -> manifest.Entry:
         entry = manifest.Entry(**base, status=manifest.FAILED, reason=reason)
@@ -125,9 +129,7 @@ class VideoWriter:
     def finish_incomplete(self) -> None:
         """Videos whose rows never all arrived (their processes died on every try) are failed."""
         for vid, reason in self.collector.unfinished().items():
-            video, key = self.inputs[vid]
-            base = {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key,
-                    "content": video.content}  # fmt: skip
+            base = self._base(vid)
             self.summary.entries.append(self._fail(base, reason))
             self.videos_finished += 1
 

@@ -34,6 +34,7 @@ from fer.video.engines import classify_runtime, label_here, label_on_ray, runs_h
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
 from fer.video.inputs import VideoInput, resolve_inputs
 from fer.video.output import VideoWriter
+from fer.video.stages import INTERNAL_ERROR
 
 #: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 35.9 frames/s
 #: against 29.2 at 1 (2 AVX2 cores), every face found (benchmarks/archive_speed.py).
@@ -121,8 +122,11 @@ class LabelSummary:
     startup_s: float | None = None
     #: video id -> (first rows arrived, video finished), seconds from the start of the run.
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: Times a video was probed (demuxed to plan its segments): once per video labelled.
+    #: Times a video was probed (demuxed to plan its segments): once per video labelled (a probe
+    #: whose process died and was tried again counts twice).
     probes: int = 0
+    #: Rows the driver dropped: had already (a replayed task's), or of a video finished or not planned.
+    rows_dropped: int = 0
 
     def count(self, status: str) -> int:
         return sum(e.status == status for e in self.entries)
@@ -142,6 +146,7 @@ class LabelSummary:
             **{status: self.count(status) for status in manifest.STATUSES},
             "frames": self.frames, "faces": self.faces, "seconds": round(self.seconds, 3),
             "startup_s": None if self.startup_s is None else round(self.startup_s, 3), "probes": self.probes,
+            "rows_dropped": self.rows_dropped,
         }  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -213,6 +218,9 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
         raise OutputFault(str(exc), summary) from None
     summary.seconds = time.time() - t0
     _write_run_log(job)
+    bugs = [e for e in summary.entries if e.status == manifest.FAILED and INTERNAL_ERROR in e.reason]
+    if bugs:  # every other video is saved; a bug is still a crash (exit 70), not a bad input
+        raise RuntimeError(f"a bug in fer failed {len(bugs)} video(s), e.g. {bugs[0].path}: {bugs[0].reason}")
     return summary
 
 

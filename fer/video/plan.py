@@ -36,9 +36,9 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
     try:
         info, times = probe(item["path"], item["video_id"])
     except VideoError as exc:
-        return [_error_segment(item, str(exc))]
+        return [error_segment(item, str(exc))]
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
-        return [_error_segment(item, f"probe failed: {exc}")]
+        return [error_segment(item, f"probe failed: {exc}")]
     finally:
         reporter.flush()
     reporter.add(total=info.frames)
@@ -46,36 +46,40 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
     duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0
     segs = segments(info, times, segment_length(duration, segment_seconds, spread))
     return [
-        {
-            "video_id": info.video_id,
-            "video_path": info.path,
-            "segment": s.index,
-            "n_segments": len(segs),
-            "start": s.start,
+        _row(
+            item,
+            segment=s.index,
+            n_segments=len(segs),
+            start=s.start,
             # The time of the frame before the segment: sampling by rate continues across the cut.
-            "prev_ms": np.nan if s.prev_ms is None else s.prev_ms,
-            "times_ms": s.times_ms if s.times_ms is not None else np.zeros(0),
-            "has_times": s.times_ms is not None,
-            "seekable": s.seekable,
-            "fps": info.fps,
-            "width": info.width,
-            "height": info.height,
-            "rotation": info.rotation,
-            "frames": info.frames,
-            "declared": info.declared_frames,
-            "error": "",
-        }  # fmt: skip
+            prev_ms=np.nan if s.prev_ms is None else s.prev_ms,
+            times_ms=s.times_ms if s.times_ms is not None else np.zeros(0),
+            has_times=s.times_ms is not None,
+            seekable=s.seekable,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            rotation=info.rotation,
+            frames=info.frames,
+            declared=info.declared_frames,
+        )  # fmt: skip
         for s in segs
     ]
 
 
-def _error_segment(item: dict, reason: str) -> dict:
+def error_segment(item: dict, reason: str) -> dict:
     """The one segment of a video that cannot be labelled, saying why."""
-    return {
-        "video_id": item["video_id"], "video_path": item["path"], "segment": 0, "n_segments": 1, "start": 0,
-        "times_ms": np.zeros(0), "has_times": False, "seekable": False, "prev_ms": np.nan, "fps": 0.0, "width": 0,
-        "height": 0, "rotation": 0, "frames": 0, "declared": 0, "error": reason,
+    return _row(item, error=reason)
+
+
+def _row(item: dict, **fields) -> dict:
+    """A segment row of the video ``item``: every column, ``fields`` over the defaults (the
+    columns must be the same in every row Ray Data moves)."""
+    defaults = {
+        "segment": 0, "n_segments": 1, "start": 0, "prev_ms": np.nan, "times_ms": np.zeros(0), "has_times": False,
+        "seekable": False, "fps": 0.0, "width": 0, "height": 0, "rotation": 0, "frames": 0, "declared": 0, "error": "",
     }  # fmt: skip
+    return {"video_id": item["video_id"], "video_path": item["path"], **defaults, **fields}
 
 
 def as_batch(row: dict) -> dict[str, np.ndarray]:

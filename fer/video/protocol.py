@@ -26,9 +26,6 @@ import numpy as np
 
 from fer.video import manifest
 
-#: The tag columns every row carries (see the module's docstring).
-TAGS = ("video_id", "segment", "row", "seg_rows", "n_segments")
-
 
 class Collector:
     """Collects the rows of the ``planned`` videos; see the module's docstring."""
@@ -86,10 +83,12 @@ class Collector:
         for seg in self.complete.pop(vid):
             self.seen.pop((vid, seg), None)
             self.expected.pop((vid, seg), None)
+        del self.segments[vid]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def unfinished(self) -> dict[str, str]:
-        """The planned videos that never finished, each with the reason for its failed entry."""
+        """The planned videos that never finished, each with the reason for its failed entry
+        (call it at the end: it finishes them)."""
         reasons = {}
         for vid in sorted(self.planned - self.finished):
             n = self.segments.get(vid)
@@ -101,6 +100,7 @@ class Collector:
                 f"segment(s) {', '.join(missing)} of {n} never finished: the process that decoded or classified "
                 "them died on every try (a crash, or out of memory)"
             )
+        self.finished |= set(reasons)
         return reasons
 
 
@@ -120,6 +120,11 @@ def status(data: dict[str, np.ndarray]) -> tuple[str, str]:
         return manifest.FAILED, "; ".join(errors)
     if not (data["frame"] >= 0).any():
         return manifest.FAILED, "no frame could be decoded (the decoder's frame times match none of the file's)"
+    if mismatched := _replays_mismatched(data):
+        return manifest.FAILED, (
+            f"segment(s) {', '.join(map(str, mismatched))}: the rows of a retried segment did not line up with those "
+            "of its first try (frames missing or twice); label it again"
+        )
     declared, held = int(data["declared"][0]), int(data["frames"][0])
     last = data["seg_rows"] >= 0  # the rows of each segment's last chunk, which say what it missed
     firsts = np.unique(data["segment"][last], return_index=True)[1]
@@ -133,3 +138,22 @@ def status(data: dict[str, np.ndarray]) -> tuple[str, str]:
             f"{held - undecoded} of the {declared} frames the container states could be decoded (truncated or corrupt)"
         )
     return manifest.PARTIAL, f"{held - undecoded} of the {held} frames the file holds could be decoded (corrupt data)"
+
+
+def _replays_mismatched(data: dict[str, np.ndarray]) -> list[int]:
+    """The segments whose rows are not one try's: a replayed task sends only the chunks its
+    first try had not, which lines up only when both tries decode the same rows (they do on
+    one machine; a retry on a CPU whose arithmetic differs could find another face). Such a
+    segment has frames other than the ones its last chunk counts, or a frame twice."""
+    last = data["seg_rows"] >= 0
+    counted = dict(zip(data["segment"][last].tolist(), data["seg_frames"][last].tolist(), strict=True))
+    bad = []
+    for seg, frames in sorted(counted.items()):
+        rows = (data["segment"] == seg) & (data["frame"] >= 0)
+        with_face = rows & data["has_face"]
+        boxes = np.c_[data["frame"][with_face], data["box"][with_face]]
+        twice = len(np.unique(boxes, axis=0)) < len(boxes)
+        mixed = np.intersect1d(data["frame"][rows & ~data["has_face"]], data["frame"][with_face]).size > 0
+        if len(np.unique(data["frame"][rows])) != frames or twice or mixed:
+            bad.append(seg)
+    return bad

@@ -64,17 +64,20 @@ def scores(signatures: np.ndarray) -> np.ndarray:
     return out
 
 
+def _value(signatures: np.ndarray) -> np.ndarray:
+    """Each frame's mean value (HSV's V, 0-255) over its signature."""
+    return np.asarray(signatures).reshape(len(signatures), -1, 3)[..., 2].mean(axis=1)
+
+
 def black(signatures: np.ndarray) -> np.ndarray:
     """Whether each frame is black (:data:`BLACK`)."""
-    sig = np.asarray(signatures).reshape(len(signatures), -1, 3)
-    return sig[..., 2].mean(axis=1) < BLACK
+    return _value(signatures) < BLACK
 
 
 def fade_black(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Whether each frame is in a fade's black: a run of black frames (:func:`black`) that
     reaches :data:`DEEP_BLACK` and lasts :data:`MIN_BLACK_S`."""
-    sig = np.asarray(signatures).reshape(len(signatures), -1, 3)
-    value = sig[..., 2].mean(axis=1)
+    value = _value(signatures)
     dark = value < BLACK
     out = np.zeros(len(dark), bool)
     edges = np.flatnonzero(np.diff(np.r_[0, dark.astype(np.int8), 0]))
@@ -104,11 +107,12 @@ def shot_index(signatures: np.ndarray, times: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)  # a frame with no neighbour: mean NaN, no cut
         mean = np.nan_to_num(np.nanmean(around, axis=0), nan=0.0)
         hard = (score >= MIN_SCORE) & (score >= RATIO * mean)
-    dark = black(signatures)
-    # Into or out of black is the fade rule's to call: near black, hue and saturation jump.
+    dark = fade_black(signatures, times)
+    # Into or out of a fade's black is the fade rule's to call: near black, hue and saturation
+    # jump. Dim footage that is no fade keeps the hard rule (a cut into a night scene).
     hard &= ~dark & ~np.r_[False, dark[:-1]]
     cuts, last = [], -np.inf
-    for i in np.union1d(np.flatnonzero(hard), fades(fade_black(signatures, times))):
+    for i in np.union1d(np.flatnonzero(hard), fades(dark)):
         if times[i] - last >= MIN_SHOT_S:
             cuts.append(i)
             last = times[i]

@@ -3,14 +3,16 @@
 probe (task) -> decode + detect + crop (CPU actors) -> classify (actors, GPU when asked).
 
 Decoded frames never leave the decode actor: only 48x48 crops and box rows travel
-through the object store. Every stage turns a failure into an ``error`` row instead of
-raising, so one bad video never stops the others.
+through the object store. Every stage turns a failure into ``error`` rows instead of
+raising, so one bad video never stops the others; a bug of fer's (:data:`INTERNAL_ERROR`)
+fails its videos and then the run (exit 70), once the others are saved.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 import traceback
 from collections.abc import Iterator
 
@@ -31,6 +33,9 @@ _ROW_FIELDS = ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop
 #: Per-video fields every row carries, so the driver can finish a video from its rows.
 VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames", "declared")
 
+
+#: How a video's failure reason starts when a bug of fer's failed it (``fer label`` then exits 70).
+INTERNAL_ERROR = "internal error"
 
 #: Rows a decoder sends on at once (a frame's rows are never split): the classifier starts on
 #: a segment's first faces while the rest of it is decoded, not after the whole segment.
@@ -68,7 +73,7 @@ class DecodeDetect:
         # One actor per core: single-threaded decoding and OpenCV ops avoid oversubscription.
         cv2.setNumThreads(1)
         if nice:
-            # Behind the classifier for the cores (see fer.video.pipeline.DECODER_NICE); only a
+            # Behind the classifier for the cores (see fer.video.engines.DECODER_NICE); only a
             # process of its own (a Ray actor's) is niced, never the caller's.
             os.nice(nice)
         self.detector = Scheduled(create_detector(detector, min_face=min_face), detect_every)
@@ -105,7 +110,7 @@ class DecodeDetect:
     def _segment(self, seg: dict) -> Iterator[dict[str, np.ndarray]]:
         rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
         error = str(seg["error"])
-        missing = sent = 0
+        missing = sent = decoded = 0
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
@@ -133,15 +138,23 @@ class DecodeDetect:
                     sent += len(rows["frame"])
                     rows = {k: [] for k in _ROW_FIELDS}
                     _chaos(segment.path)
-                # Outside the try: an error in detection or cropping is a bug of ours, not a bad
-                # video, and must crash the run (exit 70 with its traceback), not fail every video.
-                self._detect(index, t, frame, rows)
+                decoded += 1
+                try:
+                    self._detect(index, t, frame, rows)
+                except Exception as exc:  # noqa: BLE001 - a bug of ours: the video fails, and the run exits 70
+                    # Raised out of the stage, it would be a block Ray Data drops (its videos failed as
+                    # if their decoder had died); the driver raises it once every other video is saved.
+                    where = traceback.extract_tb(exc.__traceback__)[-1]
+                    error = (f"{INTERNAL_ERROR} detecting faces at frame {index}: {type(exc).__name__}: {exc} "
+                             f"({where.filename}:{where.lineno})")  # fmt: skip
+                    traceback.print_exc()
+                    break
             expected = len(segment.times_ms) if segment.times_ms is not None else int(seg["declared"])
             missing = max(0, expected - stats.grabbed)  # a segment cut short: truncated or corrupt data
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
                 self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
             self.progress.flush()
-        yield _segment_rows(seg, rows, error, missing, sent=sent)
+        yield _segment_rows(seg, rows, error, missing, sent=sent, frames=decoded)
 
     @staticmethod
     def failed(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -152,12 +165,12 @@ class DecodeDetect:
 
 
 def _segment_rows(
-    seg: dict, rows: dict[str, list], error: str, missing: int, *, last: bool = True, sent: int = 0
+    seg: dict, rows: dict[str, list], error: str, missing: int, *, last: bool = True, sent: int = 0, frames: int = 0
 ) -> dict[str, np.ndarray]:
     """A chunk of a segment's output columns: one row per face found (``rows``). The ``last``
-    chunk, after ``sent`` rows in earlier ones, carries the segment's row count and frames
-    ``missing``; it is one error row when decoding failed or gave no frame (a segment past
-    a truncated end reports so too)."""
+    chunk, after ``sent`` rows in earlier ones, carries the segment's row count, the
+    ``frames`` it has rows for and the frames ``missing``; it is one error row when decoding
+    failed or gave no frame (a segment past a truncated end reports so too)."""
     n = len(rows.get("frame", ()))
     if last and (error or n == 0):
         n = 1
@@ -170,6 +183,7 @@ def _segment_rows(
         segment=np.full(n, int(seg["segment"])),
         row=np.arange(sent, sent + n),
         seg_rows=np.full(n, sent + n if last else -1),
+        seg_frames=np.full(n, frames if last else -1),
         seg_missing=np.full(n, missing),
         frame=np.asarray(rows["frame"], np.int64),
         time_s=np.asarray(rows["time_s"], np.float64),
@@ -185,8 +199,9 @@ def _segment_rows(
 
 
 #: Fault injection for the tests, as ``NAME:MARKER``: a decoder's process is SIGKILLed (as the
-#: kernel's OOM killer ends it) after sending the first chunk of a segment of a video whose path
-#: holds NAME; once (MARKER, a file, is written first) or, with MARKER ``always``, on every try.
+#: kernel's OOM killer ends it) a second after sending the first chunk of a segment of a video
+#: whose path holds NAME (time for the chunk to reach the driver); once (MARKER, a file, is
+#: written first) or, with MARKER ``always``, on every try.
 CHAOS_ENV = "FER_CHAOS_KILL_DECODER"
 
 
@@ -202,6 +217,7 @@ def _chaos(path: str) -> None:
             return
         with open(marker, "w") as f:
             f.write(f"killed a decoder of {path}\n")
+    time.sleep(1.0)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -226,7 +242,15 @@ class Classify:
         self.tta = tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return with_probs(batch, lambda crops: self.model.predict(crops, tta=self.tta))
+        try:
+            return with_probs(batch, lambda crops: self.model.predict(crops, tta=self.tta))
+        except Exception as exc:  # noqa: BLE001 - a bug (or a GPU out of memory): these videos fail, the run exits 70
+            traceback.print_exc()
+            batch.pop("crop", None)
+            batch["probs"] = np.full((len(batch["video_id"]), len(EMOTIONS)), np.nan, np.float32)
+            batch["error"] = np.full(len(batch["video_id"]), f"{INTERNAL_ERROR} classifying: {type(exc).__name__}: "
+                                                             f"{exc}", dtype=object)  # fmt: skip
+            return batch
 
 
 def with_probs(batch: dict[str, np.ndarray], predict) -> dict[str, np.ndarray]:
