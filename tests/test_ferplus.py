@@ -55,6 +55,11 @@ def test_targets_of_each_mode(tiny_ferplus):
     both, _ = ferplus.targets(rows, "both")  # face 3: an angry face that FER-2013 calls sad
     np.testing.assert_allclose(both[3][[angry, neutral, sad]], [7 / 18, 1 / 9, 0.5], rtol=1e-6)
     np.testing.assert_allclose(both[0][[angry, neutral]], [8 / 9, 1 / 9], rtol=1e-6)  # agreed: sharper
+    np.testing.assert_array_equal(ferplus.targets(rows, "mix:0.5")[0], both)
+    quarter, has = ferplus.targets(rows, "mix:0.25")  # a quarter the votes, three quarters FER-2013's label
+    assert has.sum() == KEPT
+    np.testing.assert_allclose(quarter[3][[angry, neutral, sad]], [7 / 36, 1 / 18, 0.75], rtol=1e-6)
+    np.testing.assert_array_equal(ferplus.targets(rows, "mix:1")[0][has], votes[has])
 
 
 def test_read_split_keeps_the_columns_evaluation_needs(ray_local, tiny_ferplus):
@@ -124,7 +129,12 @@ def test_train_evaluate_and_calibrate_on_the_ferplus_layout(ray_local, tiny_ferp
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("train", "--targets", "crowd", "--out", "OUT"), "--targets: must be one of votes, majority, fer2013, both"),
+        (
+            ("train", "--targets", "crowd", "--out", "OUT"),
+            "--targets: must be one of votes, majority, fer2013, both, or mix:W with W in [0, 1] (the votes' share); "
+            "got 'crowd'",
+        ),
+        (("train", "--targets", "mix:1.5", "--out", "OUT"), "--targets: must be one of votes, "),
         (("evaluate", "--detect"), "--detect: "),
     ],
 )

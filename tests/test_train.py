@@ -297,3 +297,14 @@ def test_phases_split_transfer_runs_at_the_unfreezing_and_skip_what_is_done(tiny
     transfer = TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "t"), arch="vgg16", epochs=10, freeze_epochs=3)
     assert phases(transfer, 0) == [(0, 3), (3, 10)] and phases(transfer, 2) == [(2, 3), (3, 10)]
     assert phases(transfer, 5) == [(5, 10)]
+
+
+def test_a_teacher_temperature_softens_its_probabilities_and_keeps_their_order():
+    from fer.train.loop import soften
+
+    probs = np.array([[0.7, 0.2, 0.1, 0, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(soften(probs, 1.0), probs)
+    warm = soften(probs, 2.0)
+    np.testing.assert_allclose(warm.sum(), 1, rtol=1e-6)
+    assert warm[0, 0] < 0.7 and warm[0, 2] > 0.1 and list(np.argsort(-warm[0])[:3]) == [0, 1, 2]
+    np.testing.assert_allclose(warm[0, :3], np.sqrt([0.7, 0.2, 0.1]) / np.sqrt([0.7, 0.2, 0.1]).sum(), rtol=1e-3)

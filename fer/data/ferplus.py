@@ -20,8 +20,9 @@ How votes become targets (decided once, here):
 - Targets of ``fer train --targets``: ``votes`` the face's vote distribution over the seven
   classes (the paper's "probability" mode); ``majority`` its one-hot majority (faces
   without one left out); ``fer2013`` FER-2013's own label on these pixels, where the join is
-  confident (and FER+ keeps the face); ``both`` the mean of the votes and FER-2013's one-hot
-  label where the join is confident, the votes alone elsewhere.
+  confident (and FER+ keeps the face); ``mix:W`` the votes with share W and FER-2013's
+  one-hot label with 1 - W where the join is confident, the votes alone elsewhere; ``both``
+  is ``mix:0.5``.
 
 Every split read carries, beside ``image``, ``label`` (the target's arg-max: what balancing
 counts and validation scores) and ``target``, the columns evaluation reports on: ``votes``
@@ -30,6 +31,7 @@ counts and validation scores) and ``target``, the columns evaluation reports on:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,37 @@ SPLITS = {
     "test": ("FER2013Test", "PrivateTest"),
 }
 TARGETS = ("votes", "majority", "fer2013", "both")
+#: ``mix:W``: the votes' share W of a target mixed with FER-2013's label (``both`` is ``mix:0.5``).
+MIX = "mix:"
 NO_LABEL = -1
+
+
+def mix_share(mode: str) -> float | None:
+    """The votes' share of a ``mix:W`` (``both``: 0.5) target; None for the other modes and
+    for a ``mix:`` whose W is not a number in [0, 1]."""
+    if mode == "both":
+        return 0.5
+    if not mode.startswith(MIX):
+        return None
+    try:
+        share = float(mode[len(MIX) :])
+    except ValueError:
+        return None
+    return share if 0.0 <= share <= 1.0 else None
+
+
+@dataclass(frozen=True)
+class TargetModes:
+    """The constraint on ``--targets``: one of :data:`TARGETS`, or ``mix:W`` (:func:`mix_share`)."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and (value in TARGETS or mix_share(value) is not None)
+
+    def __str__(self) -> str:
+        return f"one of {', '.join(TARGETS)}, or mix:W with W in [0, 1] (the votes' share)"
+
+
+TARGET_MODES = TargetModes()
 
 
 def is_ferplus(source: str | Path) -> bool:
@@ -135,10 +167,11 @@ def targets(df: pd.DataFrame, mode: str) -> tuple[np.ndarray, np.ndarray]:
     joined = kept & (fer2013 != NO_LABEL)
     if mode == "fer2013":
         return onehot[np.maximum(fer2013, 0)], joined
-    if mode == "both":
-        mixed = np.where(joined[:, None], 0.5 * votes + 0.5 * onehot[np.maximum(fer2013, 0)], votes)
+    share = mix_share(mode)
+    if share is not None:
+        mixed = np.where(joined[:, None], share * votes + (1 - share) * onehot[np.maximum(fer2013, 0)], votes)
         return mixed.astype(np.float32), kept
-    raise FerError(f"--targets: must be one of {', '.join(TARGETS)}; got {mode!r}")
+    raise FerError(f"--targets: must be {TARGET_MODES}; got {mode!r}")
 
 
 def read_split(

@@ -25,8 +25,8 @@ def read_split(
     """Read one split of ``source`` (see the module) as a :class:`fer.data.fer2013.FaceSplit`."""
     if ferplus.is_ferplus(source):
         return ferplus.read_split(source, split, targets_mode=targets, limit_per_class=limit_per_class)
-    if targets not in TARGETS:
-        raise FerError(f"--targets: must be one of {', '.join(TARGETS)}; got {targets!r}")
+    if not ferplus.TARGET_MODES.accepts(targets):
+        raise FerError(f"--targets: must be {ferplus.TARGET_MODES}; got {targets!r}")
     return fer2013.read_split(source, split, limit_per_class=limit_per_class)
 
 

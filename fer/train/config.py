@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fer.data.augment import AugmentConfig
 from fer.data.balance import BALANCE_MODES
+from fer.data.ferplus import TARGET_MODES
 from fer.data.sources import DEFAULT_TARGETS, TARGETS
 from fer.errors import FerError
 from fer.train import models
@@ -65,8 +66,9 @@ TRAIN_CONSTRAINTS = {
     "seed": (NON_NEGATIVE_INT,),
     "limit_per_class": (NONE, AT_LEAST_ONE),
     "teacher_weight": (Interval(0, 1),),
+    "teacher_temperature": (POSITIVE,),
     "precision": (Options(PRECISIONS),),
-    "targets": (Options(TARGETS),),
+    "targets": (TARGET_MODES,),
 }
 
 
@@ -86,8 +88,9 @@ class TrainConfig:
     val_split: str = option("val", "Split to select the best epoch on.")
     targets: str = option(
         DEFAULT_TARGETS,
-        f"FER+ data: {' | '.join(TARGETS)} (vote distribution; majority one-hot; FER-2013's label; "
-        "votes and FER-2013's label mixed). Validation scores FER+'s majority (FER-2013's label with fer2013).",
+        f"FER+ data: {' | '.join(TARGETS)} | mix:W (vote distribution; majority one-hot; FER-2013's label; "
+        "the votes with share W (both: 0.5) and FER-2013's label mixed). Validation scores FER+'s majority "
+        "(FER-2013's label with fer2013).",
     )
     arch: str = option("deep", f"Architecture: {models.ARCHITECTURES.help()}.")
     epochs: int = 30
@@ -111,6 +114,9 @@ class TrainConfig:
     #: are mixed into its target with ``teacher_weight`` (the label keeps the rest).
     teacher: str | None = option(None, "Distil this bundle (an ensemble, say): its probabilities join each target.")
     teacher_weight: float = option(0.5, "With --teacher: the teacher's share of the target (the label has the rest).")
+    teacher_temperature: float = option(
+        1.0, "With --teacher: its probabilities raised to 1/T and renormalised (T > 1 softens them)."
+    )
     # Scale and fault tolerance.
     workers: int = option(1, "Data-parallel training workers.")
     cpus_per_worker: int | None = option(None, "CPUs per worker (default: local cores / workers).")

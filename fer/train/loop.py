@@ -329,11 +329,21 @@ def _epoch_sample(config: TrainConfig, x, y, t, teacher, per_class, size: int, e
         xb, partners, shares = mixup(xb, rng, config.augment.mixup)
         targets = shares[:, None] * targets + (1 - shares[:, None]) * targets[partners]
     if teacher is not None:
-        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * teacher.predict(xb)
+        taught = soften(teacher.predict(xb), config.teacher_temperature)
+        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * taught
     weights = None
     if config.balance == "class-weight":
         weights = class_weights(np.bincount(y, minlength=NUM_CLASSES))[y[idx]].astype(np.float32)
     return xb, targets, weights, np.bincount(y[idx], minlength=NUM_CLASSES).tolist()
+
+
+def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities at a distillation temperature: raised to ``1 / temperature`` and
+    renormalised (Hinton et al. 2015's softmax at T, from probabilities); 1 leaves them."""
+    if temperature == 1.0:
+        return probs
+    powered = np.power(np.clip(probs, 1e-12, None), 1.0 / temperature)
+    return (powered / powered.sum(axis=1, keepdims=True)).astype(probs.dtype)
 
 
 def _epoch_batches(config: TrainConfig, epochs: range, sample, steps: int):
