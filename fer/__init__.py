@@ -8,4 +8,4 @@ The data flow is visible from the package layout:
 - ``fer.evaluate``: metrics of a bundle on a labelled split.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"  # v3 (CHANGELOG.md)

@@ -468,13 +468,15 @@ def label(
     from fer import console
     from fer.schema import LOGS_DIR
     from fer.storage import Location
+    from fer.video.inputs import resolve_inputs
     from fer.video.pipeline import Interrupted, OutputFault, run
 
     config = LabelConfig(inputs=tuple(inputs), out=out, **settings, command=_command_line())
+    videos = resolve_inputs(config.inputs)  # a missing input is an error before anything is written
     name = console.stamp()
     try:
         with _quiet(str(Location.parse(out) / LOGS_DIR), f"run-{name}", verbose) as terminal:
-            summary = run(config, progress=terminal, run_name=name)
+            summary = run(config, progress=terminal, run_name=name, videos=videos)
     except (Interrupted, OutputFault) as exc:
         # What was saved before the stop, then the reason (main prints it and sets the exit status).
         typer.echo(_json.dumps(exc.summary.to_dict(), indent=1) if json else format_label_summary(exc.summary))
@@ -560,6 +562,8 @@ def _table_view(table):
     """The summary as a table for people: videos by their paths, shares only, named by emotion."""
     shown = table.drop(columns=[c for c in table.columns if c.startswith("mean_") or c == "video_id"])
     shown.columns = [c.removeprefix("share_") for c in shown.columns]
+    if "dominant" in shown:  # a video (or shot) without faces has no dominant emotion: say so in words
+        shown["dominant"] = shown["dominant"].astype(object).where(shown["dominant"].notna(), "none")
     return shown.rename(columns={"video_path": "video"})
 
 

@@ -495,14 +495,33 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
 
 def _check_where(con, where: str | None) -> None:
     """Raise a one-line error naming ``--where`` if the condition does not compile against the
-    timeline schema (before any file is read, so a reading error is not blamed on it)."""
+    timeline schema, or fails on a row of it (a text column compared with a number column, as
+    ``emotion = happy`` does), before any file is read, so a reading error is not blamed on it."""
     import duckdb
+    import pyarrow as pa
 
     if where:
+        row = pa.table({f.name: pa.array([_SAMPLE.get(str(f.type))], f.type) for f in TIMELINE_SCHEMA})
+        con.register("fer_row", row)
         try:
-            con.execute(f"SELECT * FROM fer_schema WHERE {where}")
+            con.execute(f"SELECT * FROM fer_row WHERE {where}")
         except duckdb.Error as exc:
-            raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}") from None
+            raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}{_quote_hint(where)}") from None
+
+
+#: A value of each timeline column type, for :func:`_check_where`'s one row.
+_SAMPLE = {"string": "neutral", "int32": 0, "int64": 0, "float": 0.5, "double": 0.5, "bool": False}
+
+
+def _quote_hint(where: str) -> str:
+    """A hint when ``where`` compares a column with a bare word that names an emotion (a
+    column itself, the emotion's probability), where the user meant the word."""
+    import re
+
+    for column, op, word in re.findall(r"\b(\w+)\s*(=|!=|<>)\s*([A-Za-z_]\w*)\b(?!\s*\()", where):
+        if word in EMOTIONS and column not in EMOTIONS:
+            return f" (to compare with the word, quote it: {column} {op} '{word}')"
+    return ""
 
 
 def top_videos(path: str | Path | Location, emotion: str, n: int = 10, address: str | None = None) -> pd.DataFrame:

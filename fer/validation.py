@@ -4,7 +4,7 @@ Modelled on scikit-learn's ``_param_validation``: a config class lists, per fiel
 values it accepts; :func:`validate` checks them all when the config is built and fails on
 the first bad one with one line naming the option, what it accepts and what it got::
 
-    error: --fps: must be a number > 0 or None; got nan
+    error: --fps: must be a number > 0 (or left out); got nan
 
 The option is named as the CLI spells it (``min_face`` -> ``--min-face``), so the CLI only
 maps names to flags and never repeats a check.
@@ -106,5 +106,7 @@ def check(name: str, value: Any, *allowed) -> None:
         FerError: ``--name: must be <what it accepts>; got <value>``.
     """
     if not any(value is None if c is NONE else c.accepts(value) for c in allowed):
-        accepted = " or ".join("None" if c is NONE else str(c) for c in allowed)
-        raise FerError(f"{flag(name)}: must be {accepted}; got {value!r}")
+        # In the CLI's terms: an option that may be None is one that may be left out.
+        accepted = " or ".join(str(c) for c in allowed if c is not NONE)
+        optional = " (or left out)" if NONE in allowed else ""
+        raise FerError(f"{flag(name)}: must be {accepted}{optional}; got {value!r}")

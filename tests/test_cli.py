@@ -45,10 +45,13 @@ def test_data_stats_on_shared_fer2013():
         ),
         (["evaluate", "--model", "/no/bundle", "--data", "/x"], "no such model bundle: /no/bundle"),
         (["label", str(SAMPLES), "--out", "/tmp/x", "--model", str(SAMPLES)], "is not a model bundle (no model.json)"),
-        (["label", str(SAMPLES), "--out", "/tmp/x", "--fps", "nan"], "--fps: must be None or a number > 0; got nan"),
+        (
+            ["label", str(SAMPLES), "--out", "/tmp/x", "--fps", "nan"],
+            "--fps: must be a number > 0 (or left out); got nan",
+        ),
         (
             ["label", str(SAMPLES), "--out", "/tmp/x", "--decoders", "0"],
-            "--decoders: must be None or a whole number >= 1; got 0",
+            "--decoders: must be a whole number >= 1 (or left out); got 0",
         ),
         (
             ["label", str(SAMPLES), "--out", "/tmp/x", "--min-face", "-5"],
@@ -119,3 +122,9 @@ def test_label_refuses_a_tta_the_ensemble_would_ignore(untrained_bundle, tmp_pat
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "error: --tta shift: this model's members run their own TTA (none, flip); use --tta none"
+
+
+def test_a_missing_input_is_an_error_before_anything_is_written(tmp_path):
+    proc = fer_cli("label", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: no such file or folder: {tmp_path / 'missing.mp4'}"
+    assert not (tmp_path / "out").exists()  # not even its logs folder

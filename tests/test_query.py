@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -124,3 +125,20 @@ def test_a_program_that_imports_fer_gets_no_watcher_of_its_children(ray_local):
         if b"fer._reaper" in args and str(os.getpid()).encode() in args:
             watchers.append(args)
     assert watchers == []  # the CLI's own processes get one (tests/test_faults.py)
+
+
+def test_a_video_without_faces_has_dominant_none_in_the_summary_table(labelled):
+    proc = fer_cli("summary", str(labelled), "--video", "no_face.mp4")
+    assert proc.returncode == 0, proc.stderr
+    header, row = proc.stdout.splitlines()[:2]
+    assert row.split()[header.split().index("dominant")] == "none"
+    csv = fer_cli("summary", str(labelled), "--video", "no_face.mp4", "--format", "csv").stdout
+    assert pd.read_csv(io.StringIO(csv)).dominant.isna().all()  # data stays missing, not a word
+
+
+def test_an_unquoted_emotion_in_where_gets_a_quoting_hint(labelled):
+    proc = fer_cli("query", str(labelled), "--where", "emotion = happy")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --where 'emotion = happy': Conversion Error")  # named before a file is read
+    assert line.endswith("(to compare with the word, quote it: emotion = 'happy')")

@@ -184,7 +184,10 @@ class OutputFault(EnvironmentFault):
         self.summary = summary
 
 
-def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: str | None = None) -> LabelSummary:
+def run(
+    config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: str | None = None,
+    videos: list[VideoInput] | None = None,
+) -> LabelSummary:  # fmt: skip
     """Label every input video; return the per-video outcome (also in the manifest).
 
     ``progress`` is where the live progress goes (None: nowhere). The run's record, with
@@ -192,12 +195,13 @@ def run(config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: 
     ``OUT/logs/run-<run_name>.json`` (default name: the start time). Every finished video
     is saved as it finishes; a run stopped by Ctrl-C (:class:`Interrupted`) or by an output
     that cannot be written (:class:`OutputFault`) says what was saved and what is left, and
-    the same call continues it.
+    the same call continues it. ``videos`` are ``config.inputs`` already resolved
+    (:func:`fer.video.inputs.resolve_inputs`: the CLI checks them before it writes anything).
 
     Example: ``run(LabelConfig(inputs=("clips/",), out="out"))``
     """
     t0 = time.time()
-    videos = resolve_inputs(config.inputs)
+    videos = resolve_inputs(config.inputs) if videos is None else videos
     model_path = bundle.resolve(config.model)
     meta = bundle.read_meta(model_path)
     bundle.check_tta(meta, config.tta)
