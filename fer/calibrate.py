@@ -194,4 +194,6 @@ def _faces(data: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, np.nda
         images, labels = sources.read_split(data, split, targets="majority").to_numpy()
         return images, labels, None
     columns = fer2013.to_columns(ferplus.read_split(data, split, targets_mode="votes").dataset)
-    return columns["image"], columns["majority"], columns["fer2013"]
+    joined = columns["fer2013"]
+    # A root without FER+'s join to the FER-2013 labels has none to hold.
+    return columns["image"], columns["majority"], joined if (joined >= 0).any() else None

@@ -469,7 +469,7 @@ def label(
     from fer.schema import LOGS_DIR
     from fer.storage import Location
     from fer.video.inputs import resolve_inputs
-    from fer.video.pipeline import Interrupted, OutputFault, run
+    from fer.video.pipeline import InternalError, Interrupted, OutputFault, run
 
     config = LabelConfig(inputs=tuple(inputs), out=out, **settings, command=_command_line())
     videos = resolve_inputs(config.inputs)  # a missing input is an error before anything is written
@@ -477,11 +477,12 @@ def label(
     try:
         with _quiet(str(Location.parse(out) / LOGS_DIR), f"run-{name}", verbose) as terminal:
             summary = run(config, progress=terminal, run_name=name, videos=videos)
-    except (Interrupted, OutputFault) as exc:
+    except (Interrupted, OutputFault, InternalError) as exc:
         # What was saved before the stop, then the reason (main prints it and sets the exit status).
         typer.echo(_json.dumps(exc.summary.to_dict(), indent=1) if json else format_label_summary(exc.summary))
-        left = exc.summary.count("interrupted")
-        typer.echo(f"stopped with {left} video(s) left; the same command continues the run", err=True)
+        if not isinstance(exc, InternalError):
+            left = exc.summary.count("interrupted")
+            typer.echo(f"stopped with {left} video(s) left; the same command continues the run", err=True)
         raise
     typer.echo(_json.dumps(summary.to_dict(), indent=1) if json else format_label_summary(summary))
     if summary.count("failed") or summary.count("partial"):

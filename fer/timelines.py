@@ -495,18 +495,27 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
 
 def _check_where(con, where: str | None) -> None:
     """Raise a one-line error naming ``--where`` if the condition does not compile against the
-    timeline schema, or fails on a row of it (a text column compared with a number column, as
-    ``emotion = happy`` does), before any file is read, so a reading error is not blamed on it."""
+    timeline schema, or compares a column with an unquoted emotion (``emotion = happy``: the
+    column ``happy``, a number, where the word was meant; it fails on every row), before any
+    file is read, so a reading error is not blamed on it."""
     import duckdb
     import pyarrow as pa
 
-    if where:
-        row = pa.table({f.name: pa.array([_SAMPLE.get(str(f.type))], f.type) for f in TIMELINE_SCHEMA})
-        con.register("fer_row", row)
+    if not where:
+        return
+    try:
+        con.execute(f"SELECT * FROM fer_schema WHERE {where}")
+    except duckdb.Error as exc:
+        raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}{_quote_hint(where)}") from None
+    hint = _quote_hint(where)
+    if hint:  # run it on a row of the schema: only then does the comparison of a word with a number fail
+        con.register(
+            "fer_row", pa.table({f.name: pa.array([_SAMPLE.get(str(f.type))], f.type) for f in TIMELINE_SCHEMA})
+        )
         try:
             con.execute(f"SELECT * FROM fer_row WHERE {where}")
         except duckdb.Error as exc:
-            raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}{_quote_hint(where)}") from None
+            raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}{hint}") from None
 
 
 #: A value of each timeline column type, for :func:`_check_where`'s one row.

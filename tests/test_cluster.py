@@ -24,7 +24,7 @@ import pytest
 from fer import timelines
 from fer.video.inputs import video_id
 from tests.conftest import ROOT, SAMPLES
-from tests.mp4 import distinct_copy
+from tests.mp4 import distinct_copy, looped
 
 pytestmark = pytest.mark.slow
 
@@ -308,23 +308,41 @@ def test_jobs_with_the_default_runtime_environment(cluster, untrained_bundle, ti
     assert (tmp_path / "run" / "model" / "model.json").is_file() and "epoch 1/1" in proc.stdout
 
 
-def test_classifiers_run_where_the_cpus_are_never_on_a_head_without_any(untrained_bundle, tmp_path):
-    """The shipped KubeRay and AWS heads have 0 CPUs for work: a classifier on the CPUs is placed
-    on a node that has them, where the decoders are."""
-    with _cluster(head_cpus=0) as c:
-        proc = c.fer("submit", "--address", c.dashboard, "--no-pip", "label", str(SAMPLES / "single_face.mp4"),
-                     "--out", str(tmp_path / "out"), "--model", str(untrained_bundle), "--engine", "ray")  # fmt: skip
-        assert proc.returncode == 0 and "1 done" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
-        code = (
-            "import json, ray\nfrom ray.util.state import list_actors\nray.init(address='auto')\n"
-            "head = [n['NodeID'] for n in ray.nodes() if n['Resources'].get('node:__internal_head__')]\n"
-            "actors = [(a.class_name, a.node_id) for a in list_actors(limit=10000)]\n"
-            "print(json.dumps({'head': head, 'actors': actors}))"
-        )
-        env = {**c.env, "RAY_ADDRESS": c.gcs}
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-        placed = json.loads(out.stdout.strip().splitlines()[-1])
+def _placed(c: Cluster) -> tuple[str, list[tuple[str, str]]]:
+    """The cluster's head node id and every actor's (class name, node id), dead ones too."""
+    code = (
+        "import json, ray\nfrom ray.util.state import list_actors\nray.init(address='auto')\n"
+        "head = [n['NodeID'] for n in ray.nodes() if n['Resources'].get('node:__internal_head__')]\n"
+        "actors = [(a.class_name, a.node_id) for a in list_actors(limit=10000)]\n"
+        "print(json.dumps({'head': head, 'actors': actors}))"
+    )
+    env = {**c.env, "RAY_ADDRESS": c.gcs}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    placed = json.loads(out.stdout.strip().splitlines()[-1])
     (head,) = placed["head"]
-    stages = {(name, node) for name, node in placed["actors"] if "Classify" in name or "DecodeDetect" in name}
-    assert any("Classify" in name for name, _ in stages), placed["actors"]
-    assert all(node != head for _, node in stages), stages
+    return head, [tuple(a) for a in placed["actors"]]
+
+
+def test_stages_run_where_the_cpus_are_and_decoders_grow_with_the_cluster(untrained_bundle, tmp_path):
+    """The shipped KubeRay and AWS heads have 0 CPUs for work: classifiers on the CPUs are placed
+    on nodes that have them, and a node added during a job gets decoders (no --decoders)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    looped(SAMPLES / "face_noface.mov", videos / "long.mp4", 4)
+    for i in range(4):
+        distinct_copy(videos / "long.mp4", videos / f"long{i}.mp4", i)
+    (videos / "long.mp4").unlink()
+    with _cluster(head_cpus=0) as c:
+        job = c.submit("label", str(videos), "--out", str(tmp_path / "out"), "--model", str(untrained_bundle),
+                       "--segment-seconds", "2")  # fmt: skip
+        decoding = lambda: _pids_where(lambda cmd, cwd: "DecodeDetect" in cmd and cwd.startswith(c.temp_dir))  # noqa: E731
+        _wait_for(lambda: decoding() or job.poll() is not None, 300, "the first decoders")
+        started = len(decoding())
+        c.add_node(cpus=2)
+        output, _ = job.communicate(timeout=900)
+        assert job.returncode == 0 and "4 done" in output, output[-3000:]
+        head, actors = _placed(c)
+    decoders = {node for name, node in actors if "DecodeDetect" in name}
+    classifiers = {node for name, node in actors if "Classify" in name}
+    assert classifiers and head not in classifiers | decoders, actors
+    assert started <= 2 and len(decoders) == 2, actors  # the new node's CPUs got decoders too

@@ -235,3 +235,27 @@ def test_one_long_video_on_many_decoders_is_probed_once(untrained_bundle, tmp_pa
     assert video["status"] == "done" and video["frames"] == 3 * 169
     df = pd.read_parquet(video["output"])
     assert df.frame.drop_duplicates().tolist() == list(range(3 * 169))
+
+
+def test_a_bug_fails_its_videos_saves_the_others_and_exits_70(tmp_path):
+    """A network that answers with 8 classes where its bundle names 7 (a broken build, as a
+    bug would leave it): the videos it classifies fail with "internal error", the video
+    without faces is saved, the summary is printed, and the run then crashes (70), not 1."""
+    from fer import bundle
+    from fer._tf import keras
+
+    inputs = keras.Input((48, 48, 1))
+    broken = keras.Model(inputs, keras.layers.Dense(8, activation="softmax")(keras.layers.Flatten()(inputs)))
+    model = bundle.save(broken, tmp_path / "broken", {"name": "broken", "architecture": "small"})
+    for lite in model.glob("*.tflite"):
+        lite.unlink()  # tf-keras, whose answer is what the network says
+    out = tmp_path / "out"
+    proc = fer_cli("label", str(SAMPLES / "single_face.mp4"), str(SAMPLES / "no_face.mp4"), "--out", str(out),
+                   "--model", str(model), "--runtime", "keras", "--json")  # fmt: skip
+    assert proc.returncode == 70, proc.stderr[-3000:]
+    videos = {Path(v["path"]).name: v for v in json.loads(proc.stdout)["videos"]}
+    assert videos["no_face.mp4"]["status"] == "done"
+    assert videos["single_face.mp4"]["status"] == "failed"
+    assert videos["single_face.mp4"]["reason"].startswith("internal error classifying: ValueError")
+    assert "InternalError: a bug in fer failed 1 video(s)" in proc.stderr
+    assert manifest.load(out)[videos["no_face.mp4"]["video_id"]].status == "done"

@@ -31,7 +31,8 @@ def chunks(vid: str, segments: list[int], n_segments: int | None = None) -> list
             out.append({
                 "video_id": np.full(len(row), vid), "segment": np.full(len(row), seg), "row": row,
                 "seg_rows": np.full(len(row), rows if last else -1), "n_segments": np.full(len(row), n_segments),
-                "frame": seg * 100 + row,
+                "frame": seg * 100 + row, "chunk": np.full(len(row), start // 3),
+                "box": np.tile(np.array([[1.0, 2.0, 3.0, 4.0]], np.float32), (len(row), 1)),
             })  # fmt: skip
     return out
 
@@ -64,7 +65,17 @@ def test_a_replay_is_dropped_and_rows_of_finished_or_unplanned_videos_too():
     assert collector.dropped == 6
     for part in [*a, *chunks("stranger", [2])]:
         assert collector.add(part) == []
-    assert collector.dropped == 6 + 7 + 2
+    assert collector.dropped == 6 + 7 + 2 and not collector.conflicts
+
+
+def test_a_replay_with_other_rows_at_the_same_places_is_a_conflict():
+    """A retry that found one face more or less sends other rows under the same row numbers."""
+    a = chunks("a", [7])
+    collector = Collector(["a"])
+    collector.add(a[0])
+    other = {k: v.copy() for k, v in a[0].items()}
+    other["frame"] = other["frame"] + 1  # the same places, frames one on
+    assert collector.add(other) == [] and collector.conflicts == {"a": {0}}
 
 
 def test_a_video_missing_a_segment_is_unfinished_with_the_segment_named():
@@ -114,9 +125,8 @@ def test_status_rules():
         frames = np.asarray(frames)
         n = len(frames)
         return {"frame": frames, "declared": np.full(n, declared), "frames": np.full(n, 72),
-                "seg_rows": np.r_[np.full(n - 1, -1), n], "seg_frames": np.full(n, (frames >= 0).sum()),
-                "segment": np.zeros(n, int), "seg_missing": np.full(n, missing),
-                "has_face": frames >= 0, "box": np.c_[frames, frames, frames, frames].astype(np.float32),
+                "seg_rows": np.r_[np.full(n - 1, -1), n], "seg_frames": np.full(n, len(set(frames[frames >= 0]))),
+                "segment": np.zeros(n, int), "seg_missing": np.full(n, missing), "chunk": np.arange(n) // 10,
                 "error": np.asarray(list(errors) * n, object)[:n]}  # fmt: skip
 
     assert protocol.status(data(range(72), 72, 0)) == (manifest.DONE, "")
@@ -126,9 +136,11 @@ def test_status_rules():
     assert protocol.status(data(range(72), 120, 0))[0] == manifest.PARTIAL  # the container states 120: truncated
     assert protocol.status(data([-1], 72, 0))[0] == manifest.FAILED
     assert protocol.status(data(range(3), 72, 0, errors=("decoding failed",))) == (manifest.FAILED, "decoding failed")
-    # A retry whose rows did not line up with its first try's: a frame lost, or one twice.
+    # A retry whose rows did not line up with its first try's: a frame lost, a frame's rows in two
+    # chunks (it came from both tries), or rows two tries sent differently under one row number.
     lost = data(range(72), 72, 0) | {"seg_frames": np.full(72, 73)}
-    twice = data([*range(72), 40], 72, 0)
-    for mismatched in (lost, twice):
-        status, reason = protocol.status(mismatched)
+    twice = data([*range(20), 19, *range(20, 71)], 72, 0)  # frame 19 ends chunk 1 and opens chunk 2
+    assert twice["chunk"][19] == 1 and twice["chunk"][20] == 2 and twice["seg_frames"][0] == 71
+    for mismatched, conflicts in ((lost, ()), (twice, ()), (data(range(72), 72, 0), [0])):
+        status, reason = protocol.status(mismatched, conflicts)
         assert status == manifest.FAILED and reason.startswith("segment(s) 0: the rows of a retried segment"), reason

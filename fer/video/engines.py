@@ -11,6 +11,7 @@ segments it lacks named, and the run goes on. The writer drops what a replay sen
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,11 @@ def _dataset(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools
     context.target_max_block_size = CHUNK_ROWS * FACE_SIZE * FACE_SIZE
     # A block whose task failed on every try is dropped, not the run: its video is failed.
     context.max_errored_blocks = -1
+    # A decoder takes one segment at a time, so its pool is as busy as it gets at a utilisation of
+    # 1.0; Ray's default threshold (1.75) would never add the decoders new nodes have room for.
+    context.autoscaling_config = dataclasses.replace(
+        context.autoscaling_config, actor_pool_util_upscaling_threshold=1.0
+    )
     with ray.data.DataContext.current(context):
         return _stages(todo, config, model_path, counter, pools)
 

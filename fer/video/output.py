@@ -64,7 +64,7 @@ class VideoWriter:
 
     def _finish(self, vid: str, data: dict[str, np.ndarray]) -> None:
         base = self._base(vid)
-        status, reason = protocol.status(data)
+        status, reason = protocol.status(data, self.collector.conflicts.pop(vid, ()))
         entry = self._fail(base, reason) if status == manifest.FAILED else self._save(data, base, status, reason)
         for old in self.superseded.get(vid, []):  # the file at this path was replaced: its old labels go
             self._remove_outputs(old)

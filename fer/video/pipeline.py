@@ -184,6 +184,16 @@ class OutputFault(EnvironmentFault):
         self.summary = summary
 
 
+class InternalError(RuntimeError):
+    """A bug of fer's failed videos (their reasons start with ``internal error``, the
+    tracebacks are in the run's log); ``summary`` holds the run's outcome: every other video
+    was saved. ``fer label`` prints it and exits 70."""
+
+    def __init__(self, message: str, summary: LabelSummary):
+        super().__init__(message)
+        self.summary = summary
+
+
 def run(
     config: LabelConfig, *, progress: TextIO | None = sys.stderr, run_name: str | None = None,
     videos: list[VideoInput] | None = None,
@@ -222,9 +232,10 @@ def run(
         raise OutputFault(str(exc), summary) from None
     summary.seconds = time.time() - t0
     _write_run_log(job)
-    bugs = [e for e in summary.entries if e.status == manifest.FAILED and INTERNAL_ERROR in e.reason]
+    bugs = [e for e in summary.entries if e.status == manifest.FAILED
+            and any(part.startswith(INTERNAL_ERROR) for part in e.reason.split("; "))]  # fmt: skip
     if bugs:  # every other video is saved; a bug is still a crash (exit 70), not a bad input
-        raise RuntimeError(f"a bug in fer failed {len(bugs)} video(s), e.g. {bugs[0].path}: {bugs[0].reason}")
+        raise InternalError(f"a bug in fer failed {len(bugs)} video(s), e.g. {bugs[0].path}: {bugs[0].reason}", summary)
     return summary
 
 

@@ -34,12 +34,15 @@ class Collector:
         self.planned = set(planned)
         self.finished: set[str] = set()
         self.parts: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
-        self.seen: dict[tuple[str, int], set[int]] = defaultdict(set)  # rows arrived, by (video, segment)
+        # Rows arrived, by (video, segment): each row's place -> what it holds (frame, chunk, box).
+        self.seen: dict[tuple[str, int], dict[int, tuple]] = defaultdict(dict)
         self.expected: dict[tuple[str, int], int] = {}  # rows the segment's last chunk says it has
         self.complete: dict[str, set[int]] = defaultdict(set)  # segments with all their rows
         self.segments: dict[str, int] = {}
         #: Rows dropped: already had (replays), or of videos not planned or finished.
         self.dropped = 0
+        #: Segments, by video, where two tries sent different rows for the same place.
+        self.conflicts: dict[str, set[int]] = defaultdict(set)
 
     def add(self, batch: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:
         """Take a batch of rows; return the videos it finished, each with all its rows."""
@@ -62,12 +65,17 @@ class Collector:
         """The rows of ``part`` not had before (None: none), with the segments they complete."""
         self.segments[vid] = int(part["n_segments"][0])
         keep = np.ones(len(part["row"]), bool)
-        for i, (seg, row, total) in enumerate(zip(part["segment"], part["row"], part["seg_rows"], strict=True)):
-            key = (vid, int(seg))
-            if int(row) in self.seen[key]:
+        held = zip(part["frame"].tolist(), part["chunk"].tolist(), np.round(part["box"], 1).tolist(), strict=True)
+        for i, (seg, row, total, what) in enumerate(zip(part["segment"], part["row"], part["seg_rows"], held,
+                                                        strict=True)):  # fmt: skip
+            key, what = (vid, int(seg)), str(what)  # str: NaN boxes (no face) compare equal
+            had = self.seen[key].get(int(row))
+            if had is not None:
                 keep[i] = False
+                if had != what:  # a replay that did not decode the same rows
+                    self.conflicts[vid].add(int(seg))
                 continue
-            self.seen[key].add(int(row))
+            self.seen[key][int(row)] = what
             if total >= 0:
                 self.expected[key] = int(total)
         self.dropped += int((~keep).sum())
@@ -111,16 +119,17 @@ class Collector:
 PARTIAL_MIN_FRAMES, PARTIAL_SHARE = 16, 0.02
 
 
-def status(data: dict[str, np.ndarray]) -> tuple[str, str]:
-    """``(status, reason)`` of a finished video from all its rows: failed when a segment
-    failed or no frame was decoded at all; partial when a frame the file holds could not be
-    decoded, or when it holds fewer frames than its container states; else done."""
+def status(data: dict[str, np.ndarray], conflicts: Iterable[int] = ()) -> tuple[str, str]:
+    """``(status, reason)`` of a finished video from all its rows (and the segments whose tries
+    sent different rows, :attr:`Collector.conflicts`): failed when a segment failed, its rows
+    are not one try's, or no frame was decoded at all; partial when a frame the file holds
+    could not be decoded, or when it holds fewer frames than its container states; else done."""
     errors = sorted({str(e) for e in data["error"] if e})
     if errors:
         return manifest.FAILED, "; ".join(errors)
     if not (data["frame"] >= 0).any():
         return manifest.FAILED, "no frame could be decoded (the decoder's frame times match none of the file's)"
-    if mismatched := _replays_mismatched(data):
+    if mismatched := sorted(set(conflicts) | set(_replays_mismatched(data))):
         return manifest.FAILED, (
             f"segment(s) {', '.join(map(str, mismatched))}: the rows of a retried segment did not line up with those "
             "of its first try (frames missing or twice); label it again"
@@ -143,17 +152,16 @@ def status(data: dict[str, np.ndarray]) -> tuple[str, str]:
 def _replays_mismatched(data: dict[str, np.ndarray]) -> list[int]:
     """The segments whose rows are not one try's: a replayed task sends only the chunks its
     first try had not, which lines up only when both tries decode the same rows (they do on
-    one machine; a retry on a CPU whose arithmetic differs could find another face). Such a
-    segment has frames other than the ones its last chunk counts, or a frame twice."""
+    one machine; a retry on a CPU whose arithmetic differs could find another face). Then a
+    chunk boundary moves: frames go missing (fewer than the last chunk counts) or come twice
+    (a frame's rows in two chunks, which one try never sends)."""
     last = data["seg_rows"] >= 0
     counted = dict(zip(data["segment"][last].tolist(), data["seg_frames"][last].tolist(), strict=True))
-    bad = []
-    for seg, frames in sorted(counted.items()):
-        rows = (data["segment"] == seg) & (data["frame"] >= 0)
-        with_face = rows & data["has_face"]
-        boxes = np.c_[data["frame"][with_face], data["box"][with_face]]
-        twice = len(np.unique(boxes, axis=0)) < len(boxes)
-        mixed = np.intersect1d(data["frame"][rows & ~data["has_face"]], data["frame"][with_face]).size > 0
-        if len(np.unique(data["frame"][rows])) != frames or twice or mixed:
-            bad.append(seg)
-    return bad
+    rows = data["frame"] >= 0
+    segment, frame, chunk = data["segment"][rows], data["frame"][rows], data["chunk"][rows]
+    pairs = np.unique(np.c_[segment, frame, chunk], axis=0)  # (segment, frame, chunk), each once
+    frames = np.unique(pairs[:, :2], axis=0)  # (segment, frame)
+    bad = set(pairs[:, 0][np.r_[False, (np.diff(pairs[:, :2], axis=0) == 0).all(axis=1)]].tolist())
+    per_segment = dict(zip(*np.unique(frames[:, 0], return_counts=True), strict=True))
+    bad |= {seg for seg, n in counted.items() if per_segment.get(seg, 0) != n}
+    return sorted(int(s) for s in bad)

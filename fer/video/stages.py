@@ -110,7 +110,7 @@ class DecodeDetect:
     def _segment(self, seg: dict) -> Iterator[dict[str, np.ndarray]]:
         rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
         error = str(seg["error"])
-        missing = sent = decoded = 0
+        missing = sent = decoded = chunks = 0
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
@@ -134,8 +134,9 @@ class DecodeDetect:
                 self.progress.add(frames=index + 1 - covered)
                 covered = index + 1
                 if len(rows["frame"]) >= CHUNK_ROWS:  # sent before this frame: the last chunk is never empty
-                    yield _segment_rows(seg, rows, "", 0, last=False, sent=sent)
+                    yield _segment_rows(seg, rows, "", 0, last=False, sent=sent, chunk=chunks)
                     sent += len(rows["frame"])
+                    chunks += 1
                     rows = {k: [] for k in _ROW_FIELDS}
                     _chaos(segment.path)
                 decoded += 1
@@ -154,7 +155,7 @@ class DecodeDetect:
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
                 self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
             self.progress.flush()
-        yield _segment_rows(seg, rows, error, missing, sent=sent, frames=decoded)
+        yield _segment_rows(seg, rows, error, missing, sent=sent, frames=decoded, chunk=chunks)
 
     @staticmethod
     def failed(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -165,12 +166,13 @@ class DecodeDetect:
 
 
 def _segment_rows(
-    seg: dict, rows: dict[str, list], error: str, missing: int, *, last: bool = True, sent: int = 0, frames: int = 0
-) -> dict[str, np.ndarray]:
-    """A chunk of a segment's output columns: one row per face found (``rows``). The ``last``
-    chunk, after ``sent`` rows in earlier ones, carries the segment's row count, the
-    ``frames`` it has rows for and the frames ``missing``; it is one error row when decoding
-    failed or gave no frame (a segment past a truncated end reports so too)."""
+    seg: dict, rows: dict[str, list], error: str, missing: int, *, last: bool = True, sent: int = 0,
+    frames: int = 0, chunk: int = 0,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Chunk number ``chunk`` of a segment's output columns: one row per face found (``rows``).
+    The ``last`` chunk, after ``sent`` rows in earlier ones, carries the segment's row count,
+    the ``frames`` it has rows for and the frames ``missing``; it is one error row when
+    decoding failed or gave no frame (a segment past a truncated end reports so too)."""
     n = len(rows.get("frame", ()))
     if last and (error or n == 0):
         n = 1
@@ -181,6 +183,7 @@ def _segment_rows(
     out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
     out.update(
         segment=np.full(n, int(seg["segment"])),
+        chunk=np.full(n, chunk),
         row=np.arange(sent, sent + n),
         seg_rows=np.full(n, sent + n if last else -1),
         seg_frames=np.full(n, frames if last else -1),
@@ -242,24 +245,24 @@ class Classify:
         self.tta = tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        try:
-            return with_probs(batch, lambda crops: self.model.predict(crops, tta=self.tta))
-        except Exception as exc:  # noqa: BLE001 - a bug (or a GPU out of memory): these videos fail, the run exits 70
-            traceback.print_exc()
-            batch.pop("crop", None)
-            batch["probs"] = np.full((len(batch["video_id"]), len(EMOTIONS)), np.nan, np.float32)
-            batch["error"] = np.full(len(batch["video_id"]), f"{INTERNAL_ERROR} classifying: {type(exc).__name__}: "
-                                                             f"{exc}", dtype=object)  # fmt: skip
-            return batch
+        return with_probs(batch, lambda crops: self.model.predict(crops, tta=self.tta))
 
 
 def with_probs(batch: dict[str, np.ndarray], predict) -> dict[str, np.ndarray]:
     """``batch`` with its crops replaced by emotion probabilities (NaN for rows without a face);
-    ``predict`` maps crops to probabilities and is only called when there are faces."""
+    ``predict`` maps crops to probabilities and is only called when there are faces. Both
+    engines classify through it, so an exception (a bug, or a GPU out of memory) fails the
+    batch's videos with :data:`INTERNAL_ERROR` the same way (the run then exits 70)."""
     crops = batch.pop("crop")
     has_face = batch["has_face"]
     probs = np.full((len(crops), len(EMOTIONS)), np.nan, np.float32)
     if has_face.any():
-        probs[has_face] = predict(crops[has_face])
+        try:
+            probs[has_face] = predict(crops[has_face])
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            traceback.print_exc()
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = f"{INTERNAL_ERROR} classifying: {type(exc).__name__}: {exc} ({where.filename}:{where.lineno})"
+            batch["error"] = np.full(len(crops), reason, dtype=object)
     batch["probs"] = probs
     return batch
