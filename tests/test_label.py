@@ -16,7 +16,7 @@ from fer.video import manifest
 from fer.video.align import MARGIN, crop_face
 from fer.video.faces import DETECTORS, MIN_FACE, create_detector
 from fer.video.inputs import video_id
-from fer.video.pipeline import LabelConfig, run
+from fer.video.pipeline import InternalError, LabelConfig, run
 from fer.video.plan import as_batch, probe_segments
 from fer.video.stages import CHUNK_ROWS, DecodeDetect
 from tests.conftest import SAMPLES, fer_cli
@@ -283,7 +283,10 @@ def test_every_detector_finds_the_face(name):
     assert create_detector(name)(np.zeros((360, 640, 3), np.uint8)) == []
 
 
-def test_a_bug_in_detection_is_a_crash_not_a_failed_video(untrained_bundle, tmp_path):
+def test_a_bug_in_detection_fails_its_video_and_then_the_run(untrained_bundle, tmp_path):
+    """The video the bug met is failed, saying where; the run then raises (``fer label`` exits
+    70), with the summary of what it saved (tests/test_faults.py: a bug met by one video of two)."""
+
     def broken(**_) -> object:
         def detect(frame):
             raise ZeroDivisionError("a bug in detection")
@@ -291,13 +294,17 @@ def test_a_bug_in_detection_is_a_crash_not_a_failed_video(untrained_bundle, tmp_
         return detect
 
     DETECTORS.register("broken-for-test", "raises on every frame")(broken)
-    config = LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(tmp_path), model=str(untrained_bundle),
-                         detector="broken-for-test", engine="process")  # fmt: skip
+    clips = (str(SAMPLES / "single_face.mp4"),)
+    config = LabelConfig(inputs=clips, out=str(tmp_path), model=str(untrained_bundle), detector="broken-for-test",
+                         engine="process")  # fmt: skip
     try:
-        with pytest.raises(ZeroDivisionError, match="a bug in detection"):
+        with pytest.raises(InternalError, match="a bug in fer failed 1 video") as raised:
             run(config, progress=None)
     finally:
         DETECTORS._entries.pop("broken-for-test")
+    (entry,) = raised.value.summary.entries
+    assert entry.status == "failed"
+    assert entry.reason.startswith("internal error detecting faces at frame 0: ZeroDivisionError: a bug in detection")
     assert not list(tmp_path.glob("timelines/*.parquet"))
 
 

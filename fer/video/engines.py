@@ -86,13 +86,23 @@ def label_on_ray(job: _Run) -> None:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
     writer.finish_incomplete()
-    job.summary.probes = ray.get(counter.snapshot.remote()).get("probes", 0)
+    job.summary.probes = _final_counts(counter, display.counts).get("probes", 0)
     job.summary.rows_dropped = writer.collector.dropped
     ray.kill(counter)
     if started:
         # Lets the actors' last log lines arrive now, not after the caller's summary.
         ray.shutdown()
     job.summary.startup_s = display.first[0] - job.t0 if display.first else None
+
+
+def _final_counts(counter, last: dict[str, int]) -> dict[str, int]:
+    """The run's counts at its end, or the ``last`` the display polled when the counter is gone."""
+    import ray
+
+    try:
+        return ray.get(counter.snapshot.remote(), timeout=10)
+    except (ray.exceptions.RayError, TimeoutError):
+        return last
 
 
 def _dataset(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools):

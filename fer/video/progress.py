@@ -38,10 +38,13 @@ class Counter:
 
 
 def start_counter():
-    """A :class:`Counter` actor of this run (no CPU: it only adds numbers)."""
+    """A :class:`Counter` actor of this run (no CPU: it only adds numbers), on the driver's node:
+    a worker node lost during the run must not take the run's counts with it."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return ray.remote(num_cpus=0)(Counter).remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(Counter).options(scheduling_strategy=here).remote()
 
 
 class Reporter:
