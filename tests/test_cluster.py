@@ -329,7 +329,7 @@ def test_stages_run_where_the_cpus_are_and_decoders_grow_with_the_cluster(untrai
     videos = tmp_path / "videos"
     videos.mkdir()
     looped(SAMPLES / "face_noface.mov", videos / "long.mp4", 4)
-    for i in range(4):
+    for i in range(8):  # ~5,400 frames: a minute and more of work on 2 CPUs, most of it after the node joins
         distinct_copy(videos / "long.mp4", videos / f"long{i}.mp4", i)
     (videos / "long.mp4").unlink()
     with _cluster(head_cpus=0) as c:
@@ -340,7 +340,7 @@ def test_stages_run_where_the_cpus_are_and_decoders_grow_with_the_cluster(untrai
         started = len(decoding())
         c.add_node(cpus=2)
         output, _ = job.communicate(timeout=900)
-        assert job.returncode == 0 and "4 done" in output, output[-3000:]
+        assert job.returncode == 0 and "8 done" in output, output[-3000:]
         head, actors = _placed(c)
     decoders = {node for name, node in actors if "DecodeDetect" in name}
     classifiers = {node for name, node in actors if "Classify" in name}

@@ -37,7 +37,7 @@ DECODERS_PER_PROBE = 16
 
 #: Tries of a task after the first, when its process died: a file that kills its decoder twice
 #: is failed, where Ray's default (retry for ever) would hang the run on it.
-TASK_RETRIES = 1
+TASK_RETRIES = 3
 
 
 #: What a classifier on the CPUs reserves: a sliver of a CPU, so that Ray places it only on a node
