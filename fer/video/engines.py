@@ -4,9 +4,11 @@ process (short jobs on this machine, no Ray to start). Both plan each video once
 the same writer (:class:`fer.video.output.VideoWriter`), which finishes each video once.
 
 On Ray, a process that dies (a decoder that crashes on a file, a node lost, the kernel's OOM
-killer) is restarted and its task tried again once (:data:`TASK_RETRIES`); a task that fails
-again is dropped by Ray Data (``max_errored_blocks``), so its video ends ``failed`` with the
-segments it lacks named, and the run goes on. The writer drops what a replay sends twice.
+killer) is restarted and its task tried again, as Ray does; the run's counter counts the tries
+of each probe and segment, and the :data:`~fer.video.progress.MAX_TRIES`-th gives up, so a
+file that kills its decoder every time ends ``failed`` and the run goes on. A block that still
+fails is dropped by Ray Data (``max_errored_blocks``): its video is failed with the segments
+it lacks named. The writer drops what a replay sends twice.
 """
 
 from __future__ import annotations
@@ -34,11 +36,6 @@ DECODER_NICE = 5
 #: frames/s here, against ~200 frames/s a decoder labels); opening many small files is what it
 #: then waits on.
 DECODERS_PER_PROBE = 16
-
-#: Tries of a task after the first, when its process died: a file that kills its decoder twice
-#: is failed, where Ray's default (retry for ever) would hang the run on it.
-TASK_RETRIES = 3
-
 
 #: What a classifier on the CPUs reserves: a sliver of a CPU, so that Ray places it only on a node
 #: that has CPUs (never on a cluster's head of 0 CPUs, as the shipped KubeRay and AWS heads are),
@@ -147,9 +144,8 @@ def _segments(todo, config: LabelConfig, counter, decoders: int):
             # a CPU to bound them every probe would start a worker process of its own (~200 MB each).
             num_cpus=0,
             compute=ray.data.TaskPoolStrategy(size=max(1, decoders // DECODERS_PER_PROBE)),
-            max_retries=TASK_RETRIES,
         )
-    plan = ray.remote(num_cpus=0, max_retries=TASK_RETRIES)(probe_segments)
+    plan = ray.remote(num_cpus=0)(probe_segments)
     items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
     segments = [s for item, ref in zip(items, [plan.remote(i, **options) for i in items], strict=True)
                 for s in _planned(item, ref)]  # fmt: skip
@@ -191,7 +187,6 @@ def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools)
             max_tasks_in_flight_per_actor=1,
         ),
         num_cpus=1 - CLASSIFIER_CPUS if on_cpus else 1,
-        max_task_retries=TASK_RETRIES,
     )
     return ds.map_batches(
         Classify,
@@ -202,7 +197,6 @@ def _stages(todo, config: LabelConfig, model_path: Path, counter, pools: _Pools)
         # Not a core of its own: it shares the decoders' cores, ahead of them (CPU mode), or only
         # feeds its GPU; a core of its own would idle where faces are few.
         num_cpus=CLASSIFIER_CPUS if on_cpus else 0,
-        max_task_retries=TASK_RETRIES,
     )
 
 

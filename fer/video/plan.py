@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer.video.decode import VideoError, probe, segments
-from fer.video.progress import Reporter
+from fer.video.progress import MAX_TRIES, Reporter, attempt, settle
 
 #: Shortest segment worth a decoder of its own: each one costs an open and a seek.
 MIN_SEGMENT_S = 2.0
@@ -29,10 +29,15 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
 
     The video is cut into segments of :func:`segment_length`; its frames are added to the
     run's progress ``counter`` (:mod:`fer.video.progress`), and so is the probe (``probes``:
-    a run probes each video once).
+    a run probes each video once). A probe whose process died :data:`MAX_TRIES` times gives
+    the video's error segment instead.
     """
     reporter = Reporter(counter)
     reporter.add(probes=1)
+    unit = f"probe:{item['video_id']}"
+    if attempt(counter, unit) > MAX_TRIES:
+        return [error_segment(item, f"probing died on each of its {MAX_TRIES} tries (a crash in the demuxer, or out of "
+                                    "memory)")]  # fmt: skip
     try:
         info, times = probe(item["path"], item["video_id"])
     except VideoError as exc:
@@ -41,6 +46,7 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
         return [error_segment(item, f"probe failed: {exc}")]
     finally:
         reporter.flush()
+        settle(counter, unit)
     reporter.add(total=info.frames)
     reporter.flush()
     duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0

@@ -24,10 +24,13 @@ PLAIN_EVERY_S = 10.0
 
 class Counter:
     """The run's counts (``frames``: gone through, ``total``: probed): a Ray actor of the
-    run (:func:`start_counter`), or a plain object when the run is in one process."""
+    run (:func:`start_counter`), or a plain object when the run is in one process. It also
+    counts the tries of each unit of work (:meth:`attempt`), which outlive the processes that
+    die doing it."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.tries: dict[str, int] = {}
 
     def add(self, counts: dict[str, int]) -> None:
         for key, n in counts.items():
@@ -35,6 +38,40 @@ class Counter:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)
+
+    def attempt(self, unit: str) -> int:
+        """Record a try of ``unit`` (a video's probe, a segment); return how many it has had."""
+        self.tries[unit] = self.tries.get(unit, 0) + 1
+        return self.tries[unit]
+
+    def settle(self, unit: str) -> None:
+        """``unit`` is done: forget its tries."""
+        self.tries.pop(unit, None)
+
+
+#: Tries of a unit of work (a video's probe, a segment) whose process died before the unit gives
+#: up (its video is then failed, saying so): Ray retries a dead process's task without end, which
+#: survives lost nodes but would retry a file that crashes its decoder for ever.
+MAX_TRIES = 4
+
+
+def attempt(counter, unit: str) -> int:
+    """:meth:`Counter.attempt` on ``counter`` (an actor, a plain object or None: 1)."""
+    if counter is None:
+        return 1
+    call = counter.attempt
+    if hasattr(call, "remote"):
+        import ray
+
+        return ray.get(call.remote(unit))
+    return call(unit)
+
+
+def settle(counter, unit: str) -> None:
+    """:meth:`Counter.settle` on ``counter``, fired and forgotten."""
+    if counter is not None:
+        call = counter.settle
+        call.remote(unit) if hasattr(call, "remote") else call(unit)
 
 
 def start_counter():

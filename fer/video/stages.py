@@ -21,7 +21,7 @@ import numpy as np
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
 from fer.video.decode import DecodeStats, Segment, iter_frames
-from fer.video.progress import Reporter
+from fer.video.progress import MAX_TRIES, Reporter, attempt, settle
 from fer.video.shots import SIGNATURE_LEN, changed, signature
 from fer.video.windows import Scheduled
 
@@ -83,6 +83,7 @@ class DecodeDetect:
         self.margin = margin
         self.align = align
         self.progress = Reporter(counter)
+        self.counter = counter
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for i in range(len(batch["video_id"])):
@@ -111,6 +112,10 @@ class DecodeDetect:
         rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
         error = str(seg["error"])
         missing = sent = decoded = chunks = 0
+        unit = f"{seg['video_id']}/{seg['segment']}"
+        if not error and attempt(self.counter, unit) > MAX_TRIES:
+            error = (f"decoding died on each of its {MAX_TRIES} tries at segment {seg['segment']} (a crash in the "
+                     "decoding library, or out of memory)")  # fmt: skip
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
@@ -155,6 +160,7 @@ class DecodeDetect:
             if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
                 self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
             self.progress.flush()
+        settle(self.counter, unit)
         yield _segment_rows(seg, rows, error, missing, sent=sent, frames=decoded, chunk=chunks)
 
     @staticmethod
