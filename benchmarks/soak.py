@@ -1,7 +1,7 @@
 """The soak: an archive of N clips with broken files, its driver killed mid-run and resumed.
 
 Writes N distinct clips (byte-distinct copies of the sample clips, every 50th one broken:
-empty, garbage, truncated to half its media data, or a cover-image podcast), runs
+one empty file, then garbage, cut short, or a cover-image podcast in turn), runs
 ``fer label ARCHIVE --out OUT --engine ray`` as a user would, SIGKILLs the driver once a share
 of the clips is done, then runs the same command again to the end, and checks what is on disk:
 
@@ -48,7 +48,8 @@ def build(folder: Path, n: int) -> dict[str, str]:
     podcast = next(c for c in CASES if not c.video)
     for i in range(n):
         if i % 50 == 49:
-            kind = BROKEN[(i // 50) % len(BROKEN)]
+            # Empty files all have the same content (fer labels one, the others are its copies): one.
+            kind = "empty" if i == 49 else BROKEN[1 + (i // 50) % (len(BROKEN) - 1)]
             path = folder / f"clip{i:05d}-{kind}.mp4"
             if kind == "empty":
                 path.write_bytes(b"")
