@@ -38,7 +38,7 @@ def quiet_ray_data() -> None:
 
 
 @contextmanager
-def _ctrl_c_deferred() -> Iterator[None]:
+def ctrl_c_deferred() -> Iterator[None]:
     """Hold Ctrl-C until the block ends, then raise it: a KeyboardInterrupt inside ``ray.init``
     can be swallowed by Ray and leave a half-started Ray under a run that then hangs."""
     if threading.current_thread() is not threading.main_thread():
@@ -73,7 +73,7 @@ def connect(address: str | None = None) -> bool:
         _check_same_cluster(address)
         return False
     local = not (address or os.environ.get("RAY_ADDRESS"))
-    with _ctrl_c_deferred():
+    with ctrl_c_deferred():
         ray.init(address=address, logging_level="WARNING", **({"include_dashboard": False} if local else {}))
     if OWNS_PROCESS:
         quiet_ray_data()

@@ -70,7 +70,7 @@ def label_on_ray(job: _Run) -> None:
     start-up time and the number of probes)."""
     import ray
 
-    from fer._ray import connect, require_gpus
+    from fer._ray import connect, ctrl_c_deferred, require_gpus
 
     config = job.config
     started = connect(config.address)
@@ -79,7 +79,8 @@ def label_on_ray(job: _Run) -> None:
     pools = _Pools.of(config, ray.cluster_resources())
     writer = job.writer()
     with Display(counter, lambda: (writer.videos_finished, writer.failed, len(job.plan.todo)), job.progress) as display:
-        ds = _dataset(job.plan.todo, config, job.model_path, counter, pools)
+        with ctrl_c_deferred():  # a Ctrl-C inside Ray Data's constructors leaves a half-built dataset
+            ds = _dataset(job.plan.todo, config, job.model_path, counter, pools)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             writer.add(batch)
     writer.finish_incomplete()
