@@ -70,14 +70,17 @@ def _aligned(frame: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
     if scale < 0.5:
         # Shrinking by more than 2x with a bilinear warp aliases: shrink a window around the
         # face with area averaging first, then warp the rest of the way.
-        frame, m = _prescaled(frame, m, scale, size)
+        frame, m = prescaled(frame, m, scale, size)
     out = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out if out.ndim == 2 else cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
 
 
-def _prescaled(frame: np.ndarray, m: np.ndarray, scale: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+def prescaled(
+    frame: np.ndarray, m: np.ndarray, scale: float, size: int, *, grey: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """The window of ``frame`` that the crop covers, shrunk with area averaging to twice the
-    crop's resolution, and ``m`` rewritten to map that window to the crop."""
+    crop's resolution (one grey channel when ``grey``), and ``m`` rewritten to map that window
+    to the crop."""
     import cv2
 
     inv = cv2.invertAffineTransform(m)
@@ -89,7 +92,7 @@ def _prescaled(frame: np.ndarray, m: np.ndarray, scale: float, size: int) -> tup
     if pad:
         frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     window = frame[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
-    if window.ndim == 3:  # the crop is grey: shrink one channel, not three
+    if grey and window.ndim == 3:  # the crop is grey: shrink one channel, not three
         window = cv2.cvtColor(window, cv2.COLOR_BGR2GRAY)
     f = 2 * scale
     small = cv2.resize(
