@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
+from fer.schema import AGGREGATES_DIR, PERSONS_DIR, TIMELINES_DIR
 from fer.storage import Location
 from fer.video import manifest
 
@@ -72,7 +72,7 @@ def check(out: str | Location, *, repair: bool = False) -> CheckReport:
     counted = {vid for vid, e in entries.items() if e.status in manifest.LABELLED}
     report = CheckReport(out=out, videos=len(counted))
     timelines = {f.stem for f in (out / TIMELINES_DIR).files(".parquet")}
-    for folder in (TIMELINES_DIR, AGGREGATES_DIR):
+    for folder in (TIMELINES_DIR, AGGREGATES_DIR, PERSONS_DIR):
         report.orphans += [f for f in (out / folder).files(".parquet") if f.stem not in counted]
         report.temporary += [f for f in _hidden(out / folder) if f.name.endswith(".tmp")]
     report.temporary += [f for f in _hidden(out / manifest.MANIFEST_DIR) if f.name.endswith(".tmp")]

@@ -10,6 +10,8 @@ video_path    string     the input path as given
 frame         int64      frame index in the video (presentation order)
 time_s        float64    presentation time from the container, in seconds
 face_id       int32      face track id, stable within a video; -1 for no face
+person        int32      the person a track belongs to within the video (fer.video.persons);
+                         -1 for no face, a face never described, or --no-persons (schema 4)
 x, y, w, h    float32    face box in displayed-frame pixels (NaN for no face)
 score         float32    detection score
 eye_left_x    float32    five landmarks in displayed-frame pixels, x and y each: eye_left,
@@ -33,16 +35,22 @@ import pyarrow as pa
 
 from fer.labels import EMOTIONS
 
-#: 2 added the landmark columns, 3 the ``shot`` column; files of versions 1 and 2 still read
-#: (the columns they lack come back null; :func:`fer.timelines.read` gives their rows shot 0).
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+#: 2 added the landmark columns, 3 the ``shot`` column, 4 ``person``; files of versions 1-3 still
+#: read (the columns they lack come back null; :func:`fer.timelines.read` gives their rows shot 0
+#: and person -1).
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 TIMELINES_DIR = "timelines"
+#: Per-video persons (``OUT/persons/<video_id>.parquet``, :data:`PERSONS_SCHEMA`): their face
+#: descriptors, which are biometric data and never leave the output.
+PERSONS_DIR = "persons"
 #: A labelling output's run logs: ``run-<time>.json`` (the run's record) and ``run-<time>.log``
 #: (what Ray and TensorFlow printed).
 LOGS_DIR = "logs"
 METADATA_KEY = b"fer"
 NO_FACE = -1
+#: ``person`` of a row without a face, or of a face never described.
+NO_PERSON = -1
 #: Face landmarks, left and right as seen in the image (a subject's right eye is ``eye_left``).
 LANDMARKS = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
 LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARKS for axis in "xy")
@@ -55,6 +63,7 @@ TIMELINE_SCHEMA = pa.schema(
         ("time_s", pa.float64()),
         ("shot", pa.int32()),
         ("face_id", pa.int32()),
+        ("person", pa.int32()),
         ("x", pa.float32()),
         ("y", pa.float32()),
         ("w", pa.float32()),
@@ -91,6 +100,21 @@ AGGREGATE_SCHEMA = pa.schema(
         ("last_s", pa.float64()),
         *[(f"sec_{name}", pa.float64()) for name in EMOTIONS],
         *[(f"sum_{name}", pa.float64()) for name in EMOTIONS],
+    ]
+)
+
+
+#: One row per person of a video: its tracks (face ids), rows, first and last sampled time, and
+#: the mean descriptor of its tracks (:mod:`fer.video.descriptor`, 128 numbers).
+PERSONS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("person", pa.int32()),
+        ("face_ids", pa.list_(pa.int32())),
+        ("rows", pa.int64()),
+        ("first_s", pa.float64()),
+        ("last_s", pa.float64()),
+        ("descriptor", pa.list_(pa.float32())),
     ]
 )
 

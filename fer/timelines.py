@@ -19,7 +19,7 @@ from fer import aggregates
 from fer.aggregates import durations
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import NO_FACE, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, read_metadata
+from fer.schema import NO_FACE, NO_PERSON, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, read_metadata
 from fer.storage import Location
 from fer.video import manifest
 from fer.video.track import max_gap
@@ -119,6 +119,8 @@ def read(
     df = table.to_pandas()
     if "shot" in df and df.shot.isna().any():  # files written before shots (schema 1-2): one shot each
         df["shot"] = df.shot.fillna(0).astype(np.int32)
+    if "person" in df and df.person.isna().any():  # files written before persons (schema 1-3): none
+        df["person"] = df.person.fillna(NO_PERSON).astype(np.int32)
     if faces is not None and df.empty:
         raise FerError(f"no rows for face {faces} in {', '.join(files)}")
     return df.sort_values(["video_id", "time_s", "face_id"], kind="stable").reset_index(drop=True)
@@ -473,8 +475,10 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
     # by name after an empty table of the full schema (UNION ALL BY NAME keeps its order and types).
     con.register("fer_schema", pa.Table.from_batches([], TIMELINE_SCHEMA))
     full = "(SELECT * FROM fer_schema UNION ALL BY NAME SELECT * FROM {})"
-    # Files written before shots (schema 1-2) are one shot each, as read() gives them.
-    select = f"SELECT {', '.join(cols)} FROM (SELECT * REPLACE (COALESCE(shot, 0) AS shot) FROM {{}})"
+    # Files written before shots (schema 1-2) are one shot each, before persons (1-3) have none,
+    # as read() gives them.
+    fill = f"COALESCE(shot, 0) AS shot, COALESCE(person, {NO_PERSON}) AS person"
+    select = f"SELECT {', '.join(cols)} FROM (SELECT * REPLACE ({fill}) FROM {{}})"
     tail = (f" WHERE {where}" if where else "") + (f" LIMIT {int(limit)}" if limit is not None else "")
     try:
         _check_where(con, where)

@@ -214,7 +214,8 @@ def _classify_options(config: LabelConfig, model_path: Path, threads: int) -> di
 
 def _decode_options(config: LabelConfig) -> dict:
     return {"detector": config.detector, "min_face": config.min_face, "sample_fps": config.fps,
-            "margin": config.margin, "align": config.align, "detect_every": config.detect_every}  # fmt: skip
+            "margin": config.margin, "align": config.align, "detect_every": config.detect_every,
+            "persons": config.persons}  # fmt: skip
 
 
 #: The most frames (of all a job's videos, as their containers state) that ``engine="auto"``

@@ -12,10 +12,20 @@ import pyarrow as pa
 from fer import aggregates
 from fer.errors import EnvironmentFault
 from fer.labels import EMOTIONS
-from fer.schema import LANDMARK_COLUMNS, NO_FACE, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, with_metadata
+from fer.schema import (
+    LANDMARK_COLUMNS,
+    NO_FACE,
+    PERSONS_DIR,
+    PERSONS_SCHEMA,
+    TIMELINE_SCHEMA,
+    TIMELINES_DIR,
+    dominant,
+    with_metadata,
+)
 from fer.storage import Location
 from fer.video import manifest, protocol
 from fer.video.inputs import VideoInput
+from fer.video.persons import Persons, assign_persons
 from fer.video.protocol import Collector
 from fer.video.shots import shot_index
 from fer.video.track import assign_ids
@@ -26,6 +36,10 @@ if TYPE_CHECKING:
 
 def timeline_path(out: Location, video_id: str) -> Location:
     return out / TIMELINES_DIR / f"{video_id}.parquet"
+
+
+def persons_path(out: Location, video_id: str) -> Location:
+    return out / PERSONS_DIR / f"{video_id}.parquet"
 
 
 class VideoWriter:
@@ -90,12 +104,13 @@ class VideoWriter:
         timeline = timeline_path(self.out, vid)
         timeline.delete()
         aggregates.location(timeline).delete()
+        persons_path(self.out, vid).delete()
 
     def _save(self, data: dict, base: dict, status: str, reason: str) -> manifest.Entry:
         """Write a video's timeline, aggregates and manifest entry, in that order (the entry
         last: it is what says the video is done). When a write fails, the files this attempt
         wrote are removed again, so no output is left without its entry."""
-        table, frames, faces = _timeline(data)
+        table, persons, frames, faces = _timeline(data)
         out = timeline_path(self.out, base["video_id"])
         written: list[Location] = []
         try:
@@ -104,6 +119,9 @@ class VideoWriter:
             agg = aggregates.aggregate(table.to_pandas())
             aggregates.location(out).write_parquet(agg)
             written.append(aggregates.location(out))
+            if self.config.persons:
+                persons_path(self.out, base["video_id"]).write_parquet(_persons_table(table, persons))
+                written.append(persons_path(self.out, base["video_id"]))
             seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
             entry = manifest.Entry(
                 **base, status=status, reason=reason, frames=frames, faces=faces, seconds=round(seconds, 3),
@@ -134,8 +152,8 @@ class VideoWriter:
             self.videos_finished += 1
 
 
-def _timeline(data: dict) -> tuple[pa.Table, int, int]:
-    """Rows of one video (any order) to its timeline table; also frames and face rows."""
+def _timeline(data: dict) -> tuple[pa.Table, Persons, int, int]:
+    """Rows of one video (any order) to its timeline table and persons; also frames and face rows."""
     keep = data["frame"] >= 0
     data = {k: v[keep] for k, v in data.items()}
     order = np.lexsort((data["box"][:, 0], data["frame"]))
@@ -144,6 +162,8 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
     shot = _shots(data["frame"], data["time_s"], data["signature"])
     face_ids = assign_ids(data["time_s"], np.where(data["has_face"][:, None], box, np.nan), shots=shot)
     probs, has = data["probs"], data["has_face"]
+    face_ids = np.where(has, face_ids, NO_FACE).astype(np.int32)
+    persons = assign_persons(face_ids, data["frame"], data["descriptor"], data["quality"])
     emotion, confidence = dominant(probs, has)
     n = len(face_ids)
     columns = {
@@ -152,7 +172,8 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
         "frame": data["frame"],
         "time_s": data["time_s"],
         "shot": shot,
-        "face_id": np.where(has, face_ids, NO_FACE).astype(np.int32),
+        "face_id": face_ids,
+        "person": persons.row_person,
         "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
         "score": data["score"],
         **{name: data["landmarks"][:, i] for i, name in enumerate(LANDMARK_COLUMNS)},
@@ -161,7 +182,26 @@ def _timeline(data: dict) -> tuple[pa.Table, int, int]:
         **{name: probs[:, i] for i, name in enumerate(EMOTIONS)},
     }  # fmt: skip
     table = pa.table(columns, schema=TIMELINE_SCHEMA)
-    return table, len(np.unique(data["frame"])), int(has.sum())
+    return table, persons, len(np.unique(data["frame"])), int(has.sum())
+
+
+def _persons_table(table: pa.Table, persons: Persons) -> pa.Table:
+    """A video's :data:`~fer.schema.PERSONS_SCHEMA` table."""
+    rows = table.select(["video_id", "person", "time_s"]).to_pandas()
+    rows = rows[rows.person >= 0].groupby("person").time_s.agg(["size", "min", "max"])
+    n = len(persons.tracks)
+    return pa.table(
+        {
+            "video_id": [table.column("video_id")[0].as_py()] * n if n else [],
+            "person": np.arange(n, dtype=np.int32),
+            "face_ids": persons.tracks,
+            "rows": rows["size"].reindex(range(n)).to_numpy(np.int64),
+            "first_s": rows["min"].reindex(range(n)).to_numpy(np.float64),
+            "last_s": rows["max"].reindex(range(n)).to_numpy(np.float64),
+            "descriptor": list(persons.descriptors),
+        },
+        schema=PERSONS_SCHEMA,
+    )
 
 
 def _shots(frame: np.ndarray, time_s: np.ndarray, signature: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import TextIO
 
 from fer import bundle, console
 from fer.errors import EnvironmentFault, FerError
-from fer.schema import AGGREGATES_DIR, LOGS_DIR, TIMELINES_DIR
+from fer.schema import AGGREGATES_DIR, LOGS_DIR, PERSONS_DIR, TIMELINES_DIR
 from fer.storage import Location
 from fer.validation import AT_LEAST_ONE, NON_NEGATIVE_INT, NONE, POSITIVE, PROBABILITY, Options, option, validate
 from fer.video import manifest
@@ -61,6 +61,8 @@ class LabelConfig:
                                             "and every 0.5 s); between, in a window around each face (default: "
                                             f"{DETECT_EVERY} with yunet, 1 with whole-frame detectors).")  # fmt: skip
     align: bool = option(True, "Level the eyes and frame each face as FER-2013 does before classifying.")
+    persons: bool = option(True, "Describe faces about once a second and join a video's face tracks into "
+                                 "persons (the person column); --no-persons keeps no face descriptor.")  # fmt: skip
     batch_size: int = option(256, "Faces per classifier batch.")
     gpus: int = option(0, "Classifier actors with one GPU each (0: on the CPUs).")
     decoders: int | None = option(None, "Decode+detect actors (default: one per CPU).")
@@ -91,8 +93,10 @@ class LabelConfig:
 
     def settings_key(self) -> dict:
         """The settings that change a video's timeline (the rest only change speed)."""
+        # Persons only when off: outputs labelled before persons existed stay done (--overwrite adds them).
         return {"fps": self.fps, "detector": self.detector, "min_face": self.min_face, "tta": self.tta,
-                "margin": self.margin, "align": self.align, "detect_every": self.detect_every}  # fmt: skip
+                "margin": self.margin, "align": self.align, "detect_every": self.detect_every,
+                **({} if self.persons else {"persons": False})}  # fmt: skip
 
 
 ENGINES = ("auto", "ray", "process")
@@ -242,7 +246,7 @@ def run(
 def _prepare(where: str) -> Location:
     """The output location with its folders, checked writable before any work."""
     out = Location.parse(where)
-    for folder in (TIMELINES_DIR, AGGREGATES_DIR, manifest.MANIFEST_DIR, LOGS_DIR):
+    for folder in (TIMELINES_DIR, AGGREGATES_DIR, PERSONS_DIR, manifest.MANIFEST_DIR, LOGS_DIR):
         (out / folder).makedirs()
     for folder in (TIMELINES_DIR, manifest.MANIFEST_DIR):
         (out / folder).check_writable()

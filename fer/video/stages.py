@@ -21,6 +21,8 @@ import numpy as np
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
 from fer.video.decode import DecodeStats, Segment, iter_frames
+from fer.video.descriptor import DIMS
+from fer.video.persons import DESCRIBE_EVERY_S, MIN_DESCRIBE_PX
 from fer.video.progress import MAX_TRIES, Reporter, attempt, settle
 from fer.video.shots import SIGNATURE_LEN, changed, signature
 from fer.video.windows import Scheduled
@@ -28,7 +30,8 @@ from fer.video.windows import Scheduled
 _NO_MARKS = np.full(len(LANDMARK_COLUMNS), np.nan, np.float32)
 _NO_CROP = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
 _NO_SIGNATURE = np.zeros(SIGNATURE_LEN, np.uint8)
-_ROW_FIELDS = ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop", "signature")
+_NO_DESCRIPTOR = np.full(DIMS, np.nan, np.float32)
+_ROW_FIELDS = ("frame", "time_s", "has_face", "box", "score", "landmarks", "crop", "signature", "descriptor", "quality")
 
 #: Per-video fields every row carries, so the driver can finish a video from its rows.
 VIDEO_FIELDS = ("video_id", "video_path", "n_segments", "fps", "width", "height", "rotation", "frames", "declared")
@@ -51,7 +54,8 @@ class DecodeDetect:
     count (``seg_rows``, -1 on the others): the driver's tags (:mod:`fer.video.protocol`).
     The chunks are the same on every try, so a replayed segment's rows are the same rows.
     The frames gone through (sampled or not) are reported to the run's progress ``counter``
-    as decoding goes, not per segment.
+    as decoding goes, not per segment. With ``persons``, faces are described about once a
+    second (:mod:`fer.video.persons`): ``descriptor`` and ``quality``, NaN on other rows.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class DecodeDetect:
         margin: float,
         align: bool,
         detect_every: int = 1,
+        persons: bool = False,
         counter=None,
         nice: int = 0,
     ):
@@ -84,6 +89,12 @@ class DecodeDetect:
         self.align = align
         self.progress = Reporter(counter)
         self.counter = counter
+        self.describer = None
+        if persons:
+            from fer.video.descriptor import Describer
+
+            self.describer = Describer(threads=1)
+        self.last_slot = -1
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for i in range(len(batch["video_id"])):
@@ -98,7 +109,10 @@ class DecodeDetect:
         cut = self.last_signature is not None and changed(self.last_signature, sig)
         self.last_signature = sig
         faces = [d for d in self.detector(frame, cut=cut, t=t) if d.size >= self.min_face]
-        for d in faces or [None]:
+        descriptors, quality = self._describe(frame, t, faces)
+        for d, vector, q in zip(faces or [None], descriptors, quality, strict=True):
+            rows["descriptor"].append(vector)
+            rows["quality"].append(q)
             rows["signature"].append(sig)
             rows["frame"].append(index)
             rows["time_s"].append(t)
@@ -107,6 +121,26 @@ class DecodeDetect:
             rows["score"].append(d.score if d else np.nan)
             rows["landmarks"].append(d.landmarks.ravel() if d else _NO_MARKS)
             rows["crop"].append(crop_face(frame, d, align=self.align, margin=self.margin) if d else _NO_CROP)
+
+    def _describe(self, frame: np.ndarray, t: float, faces: list) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors and view qualities of ``faces`` (one NaN row for a frame without faces):
+        computed for the faces big enough, at the first sampled frame of each
+        :data:`~fer.video.persons.DESCRIBE_EVERY_S`, NaN otherwise."""
+        from fer.video.descriptor import chip
+        from fer.video.persons import view_quality
+
+        n = max(1, len(faces))
+        vectors, quality = np.tile(_NO_DESCRIPTOR, (n, 1)), np.full(n, np.nan, np.float32)
+        slot = int(t // DESCRIBE_EVERY_S)
+        if self.describer is None or not faces or slot == self.last_slot:
+            return vectors, quality
+        self.last_slot = slot
+        chosen = [i for i, d in enumerate(faces) if d.size >= MIN_DESCRIBE_PX and np.isfinite(d.landmarks).all()]
+        if chosen:
+            chips = np.stack([chip(frame, faces[i].landmarks) for i in chosen])
+            vectors[chosen] = self.describer(chips)
+            quality[chosen] = [view_quality(faces[i].landmarks, c) for i, c in zip(chosen, chips, strict=True)]
+        return vectors, quality
 
     def _segment(self, seg: dict) -> Iterator[dict[str, np.ndarray]]:
         rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
@@ -125,6 +159,7 @@ class DecodeDetect:
             covered = segment.start  # frames of the video gone through, for progress
             self.detector.reset()
             self.last_signature = None
+            self.last_slot = -1
             stats = DecodeStats()
             frames = iter_frames(segment, self.sample_fps, threads=1, stats=stats)
             while True:
@@ -185,6 +220,7 @@ def _segment_rows(
         rows = {
             "frame": [-1], "time_s": [np.nan], "has_face": [False], "box": [(np.nan,) * 4], "score": [np.nan],
             "landmarks": [_NO_MARKS], "crop": [_NO_CROP], "signature": [_NO_SIGNATURE],
+            "descriptor": [_NO_DESCRIPTOR], "quality": [np.nan],
         }  # fmt: skip
     out = {k: np.full(n, seg[k]) for k in VIDEO_FIELDS}
     out.update(
@@ -202,6 +238,8 @@ def _segment_rows(
         landmarks=np.asarray(rows["landmarks"], np.float32).reshape(n, len(LANDMARK_COLUMNS)),
         crop=np.stack(rows["crop"]),
         signature=np.stack(rows["signature"]),
+        descriptor=np.asarray(rows["descriptor"], np.float32).reshape(n, DIMS),
+        quality=np.asarray(rows["quality"], np.float32),
         error=np.full(n, error, dtype=object),
     )
     return out

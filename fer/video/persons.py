@@ -1,0 +1,127 @@
+"""Persons: a video's face tracks joined, across cuts and gaps, by what their faces look like.
+
+A track (``face_id``) follows one face while the tracker holds it. About once a second
+(:data:`DESCRIBE_EVERY_S`) the decoder describes each face big enough to be described
+(:data:`MIN_DESCRIBE_PX`) with :mod:`fer.video.descriptor` and scores the view
+(:func:`view_quality`: frontal and sharp). A track's descriptor is the mean of its
+:data:`BEST_VIEWS` best-scored ones; tracks are joined by average-linkage clustering while
+the mean distance between two groups stays under :data:`JOIN_BELOW`, never joining two
+tracks seen in the same frame (two faces at once are two people). Tracks never described
+(too small, too short, always in profile) get no person (``-1``). Persons are numbered
+0, 1, ... by first appearance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer.schema import NO_PERSON
+from fer.video.descriptor import DIMS, SAME_PERSON
+
+#: How often a face is described (seconds of video): a track of a second or more has a descriptor.
+DESCRIBE_EVERY_S = 1.0
+#: Faces smaller than this (box side, pixels) are not described: the chip would be mostly upscaled blur.
+MIN_DESCRIBE_PX = 40
+#: Descriptors averaged per track: its best views.
+BEST_VIEWS = 5
+#: Two groups of tracks are one person while their mean distance is below this.
+JOIN_BELOW = SAME_PERSON
+
+
+def view_quality(landmarks: np.ndarray, chip: np.ndarray) -> float:
+    """How good a view of a face is for its descriptor, higher better: frontal (the nose midway
+    between the eyes) times sharp (the variance of the chip's Laplacian)."""
+    import cv2
+
+    marks = landmarks.reshape(5, 2)
+    eyes = marks[1, 0] - marks[0, 0]
+    if not np.isfinite(marks).all() or eyes <= 0:
+        return 0.0
+    offset = abs(marks[2, 0] - (marks[0, 0] + marks[1, 0]) / 2) / eyes  # 0 frontal, 0.5 nose over an eye
+    frontal = max(0.0, 1.0 - 2.0 * offset)
+    grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
+    return frontal * float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+@dataclass(frozen=True)
+class Persons:
+    """A video's persons: ``row_person`` per timeline row, and per person its tracks' mean descriptor."""
+
+    row_person: np.ndarray
+    descriptors: np.ndarray  # (persons, DIMS)
+    tracks: list[list[int]]
+
+
+def assign_persons(
+    face_id: np.ndarray, frame: np.ndarray, descriptor: np.ndarray, quality: np.ndarray, *,
+    join_below: float = JOIN_BELOW,
+) -> Persons:  # fmt: skip
+    """Persons for a video's rows (any order): ``face_id`` (-1: no face), the sampled ``frame``,
+    each row's ``descriptor`` ``(n, DIMS)`` (NaN where the face was not described) and its view
+    ``quality``."""
+    tracks, vectors = track_descriptors(face_id, descriptor, quality)
+    if not tracks:
+        return Persons(np.full(len(face_id), NO_PERSON, np.int32), np.zeros((0, DIMS), np.float32), [])
+    groups = cluster(vectors, _together(face_id, frame, tracks), join_below)
+    # Persons numbered by first appearance.
+    first = {t: frame[face_id == t].min() for t in tracks}
+    groups.sort(key=lambda g: min(first[tracks[i]] for i in g))
+    person_of = {tracks[i]: p for p, g in enumerate(groups) for i in g}
+    row_person = np.array([person_of.get(int(f), NO_PERSON) for f in face_id], np.int32)
+    means = np.stack([vectors[g].mean(axis=0) for g in groups]).astype(np.float32)
+    return Persons(row_person, means, [sorted(tracks[i] for i in g) for g in groups])
+
+
+def track_descriptors(face_id: np.ndarray, descriptor: np.ndarray, quality: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The described tracks and, for each, the mean descriptor of its :data:`BEST_VIEWS` best views."""
+    described = (face_id >= 0) & np.isfinite(descriptor).all(axis=1)
+    tracks: list[int] = []
+    vectors: list[np.ndarray] = []
+    for track in np.unique(face_id[described]):
+        rows = np.flatnonzero(described & (face_id == track))
+        best = rows[np.argsort(-quality[rows], kind="stable")[:BEST_VIEWS]]
+        tracks.append(int(track))
+        vectors.append(descriptor[best].mean(axis=0))
+    return tracks, np.array(vectors, np.float32).reshape(len(tracks), DIMS)
+
+
+def _together(face_id: np.ndarray, frame: np.ndarray, tracks: list[int]) -> np.ndarray:
+    """``(t, t)`` bool: the tracks seen in one frame together (they cannot be one person)."""
+    index = {t: i for i, t in enumerate(tracks)}
+    out = np.zeros((len(tracks), len(tracks)), bool)
+    rows = np.flatnonzero(np.isin(face_id, tracks))
+    order = rows[np.argsort(frame[rows], kind="stable")]
+    bounds = np.flatnonzero(np.diff(frame[order])) + 1
+    for members in np.split(order, bounds):
+        if len(members) > 1:
+            ids = [index[int(face_id[r])] for r in members]
+            out[np.ix_(ids, ids)] = True
+    np.fill_diagonal(out, False)
+    return out
+
+
+def cluster(vectors: np.ndarray, apart: np.ndarray, join_below: float) -> list[list[int]]:
+    """Average-linkage clustering of ``vectors`` (Euclidean), merging the closest pair of groups
+    while its mean distance is below ``join_below`` and no member of one is ``apart`` from a
+    member of the other. Returns the groups as lists of indices."""
+    n = len(vectors)
+    dist = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1).astype(np.float64)
+    apart = apart.copy()
+    sizes = np.ones(n)
+    alive = np.ones(n, bool)
+    members = [[i] for i in range(n)]
+    while True:
+        blocked = apart | ~alive[:, None] | ~alive[None] | np.eye(n, dtype=bool)
+        masked = np.where(blocked, np.inf, dist)
+        i, j = np.unravel_index(np.argmin(masked), masked.shape)
+        if not masked[i, j] < join_below:
+            break
+        # Lance-Williams for average linkage: the merged group's distance to every other group.
+        dist[i] = dist[:, i] = (sizes[i] * dist[i] + sizes[j] * dist[j]) / (sizes[i] + sizes[j])
+        apart[i] = apart[:, i] = apart[i] | apart[j]
+        sizes[i] += sizes[j]
+        alive[j] = False
+        members[i] += members[j]
+    return [members[i] for i in range(n) if alive[i]]
