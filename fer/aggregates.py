@@ -15,13 +15,13 @@ import pyarrow as pa
 
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import AGGREGATE_SCHEMA, AGGREGATES_DIR, NO_FACE, TIMELINES_DIR
+from fer.schema import AGGREGATE_SCHEMA, AGGREGATES_DIR, NO_FACE, NO_PERSON, TIMELINES_DIR
 from fer.storage import Location
 
 PROBS = list(EMOTIONS)
 SECONDS = [f"sec_{e}" for e in EMOTIONS]
 SUMS = [f"sum_{e}" for e in EMOTIONS]
-SUMMARY_BY = ("video", "shot", "face")
+SUMMARY_BY = ("video", "shot", "face", "person")
 #: Seconds a video's only sampled frame stands for (a photo, a one-frame clip): one nominal
 #: second, so a photo counts in summaries, ``--top-videos`` and ``--minutes`` like a second of video.
 LONE_FRAME_S = 1.0
@@ -50,13 +50,14 @@ def durations(df: pd.DataFrame) -> pd.Series:
 
 def aggregate(df: pd.DataFrame) -> pa.Table:
     """The aggregates of timeline rows (one or more whole videos) as an Arrow table."""
-    df = df.assign(duration=durations(df), shot=_shots(df))
+    df = df.assign(duration=durations(df), shot=_shots(df), person=_persons(df))
     faces = df[df.face_id != NO_FACE]
     emotion_seconds = pd.get_dummies(faces.emotion).reindex(columns=PROBS, fill_value=0).mul(faces.duration, axis=0)
     emotion_seconds.columns = SECONDS
     sums = faces[PROBS].astype(np.float64)
     sums.columns = SUMS
-    per_row = pd.concat([faces[["video_id", "shot", "face_id", "time_s", "duration"]], emotion_seconds, sums], axis=1)
+    keys = ["video_id", "shot", "face_id", "person", "time_s", "duration"]
+    per_row = pd.concat([faces[keys], emotion_seconds, sums], axis=1)
 
     def totals(keys: list[str]) -> pd.DataFrame:
         g = per_row.groupby(keys)
@@ -81,7 +82,9 @@ def aggregate(df: pd.DataFrame) -> pa.Table:
 
     by_face = totals(["video_id", "face_id"])
     g = per_row.groupby(["video_id", "face_id"])
-    by_face = by_face.assign(shot=g.shot.first(), first_s=g.time_s.min(), last_s=g.time_s.max()).reset_index()
+    by_face = by_face.assign(
+        shot=g.shot.first(), person=g.person.first(), first_s=g.time_s.min(), last_s=g.time_s.max()
+    ).reset_index()
     span = df.groupby(["video_id", "shot"]).time_s.agg(first_s="min", last_s="max").reset_index()
     shots = presence(["video_id", "shot"]).merge(span, on=["video_id", "shot"])
     out = pd.concat([presence(["video_id"]), shots, by_face], ignore_index=True)[AGGREGATE_SCHEMA.names]
@@ -96,14 +99,24 @@ def _shots(df: pd.DataFrame) -> pd.Series:
     return df["shot"].fillna(0).astype(np.int32) if "shot" in df else pd.Series(0, index=df.index, dtype=np.int32)
 
 
+def _persons(df: pd.DataFrame) -> pd.Series:
+    """Each row's person: rows of timelines written before persons (schema 1-3) have none."""
+    if "person" not in df:
+        return pd.Series(NO_PERSON, index=df.index, dtype=np.int32)
+    return df["person"].fillna(NO_PERSON).astype(np.int32)
+
+
 def summarize(agg: pd.DataFrame, by: str = "video") -> pd.DataFrame:
     """:func:`fer.timelines.summarize`'s table, from aggregates instead of frames."""
     rows = rows_by(agg, by)
-    if by == "face":
+    if by in ("face", "person"):
         base = pd.DataFrame(
-            {"shot": _shots(rows), "first_s": rows.first_s, "last_s": rows.last_s, "seconds": rows.row_seconds,
-             "frames": rows.rows}
-        ).astype({"frames": int})  # fmt: skip
+            {"first_s": rows.first_s, "last_s": rows.last_s, "seconds": rows.row_seconds, "frames": rows.rows}
+        ).astype({"frames": int})
+        if by == "face":
+            base.insert(0, "shot", _shots(rows))
+        else:
+            base.insert(0, "faces", rows.faces.astype(int))
     else:
         base = rows[["frames", "seconds", "face_frames", "face_seconds", "faces"]].astype(
             {"frames": int, "face_frames": int, "faces": int}
@@ -129,11 +142,25 @@ def check_by(by: str) -> None:
 
 
 def rows_by(agg: pd.DataFrame, by: str) -> pd.DataFrame:
-    """The aggregate rows of videos, shots or faces, indexed by ``video_id`` and ``shot`` or ``face_id``."""
+    """The aggregate rows of videos, shots, faces or persons, indexed by ``video_id`` and
+    ``shot``, ``face_id`` or ``person``."""
     check_by(by)
     if by == "face":
         return agg[agg.face_id != NO_FACE].set_index(["video_id", "face_id"])
+    if by == "person":
+        return _person_rows(agg)
     return _video_rows(agg) if by == "video" else _shot_rows(agg)
+
+
+def _person_rows(agg: pd.DataFrame) -> pd.DataFrame:
+    """Rows per ``(video_id, person)``, summed over the person's faces (tracks); faces without a
+    person, and aggregates written before persons, have none."""
+    faces = agg[(agg.face_id != NO_FACE) & (agg.person.fillna(NO_PERSON) != NO_PERSON)]
+    g = faces.astype({"person": int}).groupby(["video_id", "person"])
+    return pd.concat(
+        [g[["rows", "row_seconds", *SECONDS, *SUMS]].sum(), g.first_s.min(), g.last_s.max(),
+         g.face_id.size().rename("faces")], axis=1,
+    )  # fmt: skip
 
 
 def _video_rows(agg: pd.DataFrame) -> pd.DataFrame:

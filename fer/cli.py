@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fer.aggregates import SUMMARY_BY
 from fer.bundle import TTA
 from fer.data.augment import AugmentConfig
 from fer.errors import FerError
@@ -574,13 +575,13 @@ def summary(
     video: Annotated[
         Optional[list[str]], typer.Option(help="Videos to summarise: id, file name or path (default: all).")
     ] = None,
-    by: Annotated[str, typer.Option(help="video | shot | face.")] = "video",
+    by: Annotated[str, typer.Option(help=" | ".join(SUMMARY_BY) + ".")] = "video",
     format: FormatOpt = "table",
     out: OutOpt = None,
     address: ClusterOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Time-weighted emotion shares, dominant emotion and face presence per video, shot or face.
+    """Time-weighted emotion shares, dominant emotion and face presence per video, shot, face or person.
 
     Reads the per-video aggregates fer label writes, so it is quick on any archive size.
     Example: fer summary out --by face --format csv
@@ -610,7 +611,7 @@ def query(
     minutes: Annotated[
         bool, typer.Option(help="Instead: minutes of each emotion per video (or --by shot | face).")
     ] = False,
-    by: Annotated[str, typer.Option(help="With --minutes: video | shot | face.")] = "video",
+    by: Annotated[str, typer.Option(help="With --minutes: " + " | ".join(SUMMARY_BY) + ".")] = "video",
     format: FormatOpt = "table",
     out: OutOpt = None,
     address: ClusterOpt = None,

@@ -79,7 +79,7 @@ TIMELINE_SCHEMA = pa.schema(
 
 #: Per-video aggregates beside each timeline (see fer.aggregates): one row per video
 #: (``face_id == -1``, ``shot`` null: frames, seconds, presence), one per shot (``face_id == -1``:
-#: the same, and its first/last sampled time) and one per face (its shot, first/last seen);
+#: the same, and its first/last sampled time) and one per face (its shot and person, first/last seen);
 #: all carry the face rows' count, their seconds, seconds per dominant emotion
 #: (``sec_<emotion>``) and probability sums (``sum_<emotion>``). Columns that do not apply
 #: to a row are null.
@@ -89,6 +89,7 @@ AGGREGATE_SCHEMA = pa.schema(
         ("video_id", pa.string()),
         ("face_id", pa.int32()),
         ("shot", pa.int32()),
+        ("person", pa.int32()),
         ("frames", pa.int64()),
         ("seconds", pa.float64()),
         ("face_frames", pa.int64()),

@@ -22,6 +22,7 @@ from fer.labels import EMOTIONS
 from fer.schema import NO_FACE, NO_PERSON, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, read_metadata
 from fer.storage import Location
 from fer.video import manifest
+from fer.video.persons import MIN_DESCRIBE_PX
 from fer.video.track import max_gap
 
 PROBS = list(EMOTIONS)
@@ -370,7 +371,13 @@ def summary(
     >>> summary("out", by="face")      # same table as summarize(read("out"), by="face")
     """
     aggregates.check_by(by)
-    return aggregates.summarize(load_aggregates(path, videos, address=address), by=by)
+    table = aggregates.summarize(load_aggregates(path, videos, address=address), by=by)
+    if by == "person" and table.empty:
+        raise FerError(
+            f"{path}: no persons: no face was described (labelled with --no-persons, before persons existed, "
+            f"or every face under {MIN_DESCRIBE_PX} px); fer label --overwrite adds them"
+        )
+    return table
 
 
 def load_aggregates(
