@@ -45,17 +45,21 @@ FADE_OUT, BLACK, FADE_IN = 8, 4, 8
 
 
 def build(
-    path: str | Path, shots: int = 8, seed: int = 0, size=(640, 360), fps: float = 25.0, fades: bool = False
-) -> list[int]:
+    path: str | Path, shots: int = 8, seed: int = 0, size=(640, 360), fps: float = 25.0, fades: bool = False,
+    scenes: list[str] | None = None,
+) -> list[int]:  # fmt: skip
     """Write a clip of ``shots`` shots of 0.8-2.5 s each to ``path`` (MPEG-4 part 2); return the
     frame indices where a new shot starts (the cuts). With ``fades``, every other cut is a fade
-    through black (:data:`FADE_OUT`) instead of a hard cut."""
+    through black (:data:`FADE_OUT`) instead of a hard cut. ``scenes``, when given, receives
+    each shot's scene (:data:`SHOTS`: one person each for "woman" and "car")."""
     rng = np.random.default_rng(seed)
     clips = {name: _frames(name, size) for name in {s[1] for s in SHOTS}}
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     cuts, written, scene, pending = [], 0, None, []
     for i in range(shots):
         scene, name, first, end = SHOTS[int(rng.choice([k for k, s in enumerate(SHOTS) if s[0] != scene]))]
+        if scenes is not None:
+            scenes.append(scene)
         frames = clips[name][first:end]
         n = min(len(frames), int(rng.integers(round(0.8 * fps), round(2.5 * fps))))
         start = int(rng.integers(0, len(frames) - n + 1))

@@ -119,9 +119,12 @@ class VideoWriter:
             agg = aggregates.aggregate(table.to_pandas())
             aggregates.location(out).write_parquet(agg)
             written.append(aggregates.location(out))
+            where = persons_path(self.out, base["video_id"])
             if self.config.persons:
-                persons_path(self.out, base["video_id"]).write_parquet(_persons_table(table, persons))
-                written.append(persons_path(self.out, base["video_id"]))
+                where.write_parquet(_persons_table(table, persons))
+                written.append(where)
+            else:  # relabelled without persons: an earlier run's no longer match the timeline
+                where.delete()
             seconds = float(agg.column("seconds")[0].as_py() or 0.0) if agg.num_rows else 0.0
             entry = manifest.Entry(
                 **base, status=status, reason=reason, frames=frames, faces=faces, seconds=round(seconds, 3),

@@ -1,0 +1,106 @@
+"""Persons: tracks joined by their faces across cuts, never two faces of one frame, read back everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from fer import timelines
+from fer.errors import FerError
+from fer.schema import NO_PERSON
+from fer.video.persons import assign_persons, cluster
+from fer.video.pipeline import LabelConfig, run
+
+from . import cuts
+from .conftest import SAMPLES, fer_cli
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_cluster_joins_near_groups_and_never_tracks_seen_together():
+    rng = np.random.default_rng(0)
+    a, b = _unit(rng.normal(size=128)), _unit(rng.normal(size=128))
+    vectors = np.stack([a, a + 0.01, b, b + 0.01, a + 0.02])
+    apart = np.zeros((5, 5), bool)
+    assert sorted(map(sorted, cluster(vectors, apart, 0.6))) == [[0, 1, 4], [2, 3]]
+    apart[0, 4] = apart[4, 0] = True  # tracks 0 and 4 share a frame: two people however alike
+    groups = sorted(map(sorted, cluster(vectors, apart, 0.6)))
+    assert [0, 4] not in groups and not any({0, 4} <= set(g) for g in groups)
+    assert len(groups) == 3
+    assert len(cluster(vectors, np.zeros((5, 5), bool), 0.001)) == 5  # nothing is that close
+
+
+def test_assign_persons_uses_the_best_views_and_numbers_persons_by_first_appearance():
+    rng = np.random.default_rng(1)
+    a, b = _unit(rng.normal(size=128)), _unit(rng.normal(size=128))
+    nan = np.full(128, np.nan, np.float32)
+    # rows: (face_id, frame, descriptor, quality); track 2 is b, seen first; track 0's worst view is b-like.
+    rows = [(2, 0, b, 1.0), (0, 1, a, 5.0), (0, 2, a, 4.0), (0, 3, b, 0.1), (1, 9, a, 3.0), (3, 9, nan, np.nan),
+            (-1, 10, nan, np.nan)]  # fmt: skip
+    face_id = np.array([r[0] for r in rows], np.int32)
+    frame = np.array([r[1] for r in rows])
+    persons = assign_persons(face_id, frame, np.stack([r[2] for r in rows]), np.array([r[3] for r in rows]))
+    # BEST_VIEWS = 5 keeps track 0's b-like view too, but a dominates its mean: 0 and 1 are one person.
+    assert persons.row_person.tolist() == [0, 1, 1, 1, 1, NO_PERSON, NO_PERSON]
+    assert persons.tracks == [[2], [0, 1]]
+    assert persons.descriptors.shape == (2, 128)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A clip of 10 shots (seed 1: the woman in three, the man in the car in three), labelled
+    in 1-s segments, and the scene of each of its frames."""
+    tmp = tmp_path_factory.mktemp("persons")
+    scenes: list[str] = []
+    cut = cuts.build(tmp / "people.mp4", shots=10, seed=1, scenes=scenes)
+    out = tmp / "out"
+    summary = run(LabelConfig(inputs=(str(tmp / "people.mp4"),), out=str(out), segment_seconds=1.0, engine="process"))
+    assert summary.count("done") == 1
+    df = timelines.read(out)
+    shot_of = np.searchsorted(cut, df.frame.to_numpy(), side="right")
+    return out, df.assign(scene=np.asarray(scenes)[shot_of])
+
+
+def test_a_persons_tracks_are_joined_across_cuts(built):
+    out, df = built
+    faces = df[df.face_id >= 0]
+    people = faces[faces.scene.isin(["woman", "car"])]
+    assert people.groupby("scene").face_id.nunique().min() >= 3  # a track per shot: the cuts split them
+    assert (people.person >= 0).all()
+    # One person per real person, and each person one real person.
+    assert people.groupby("scene").person.nunique().to_dict() == {"car": 1, "woman": 1}
+    assert people.groupby("person").scene.nunique().max() == 1
+    stored = pq.read_table(out / "persons" / f"{df.video_id[0]}.parquet").to_pandas()
+    assert sorted(stored.person) == sorted(faces.person[faces.person >= 0].unique())
+    assert all(len(d) == 128 for d in stored.descriptor)
+    for row in stored.itertuples():
+        assert sorted(faces[faces.person == row.person].face_id.unique()) == sorted(row.face_ids)
+        assert row.rows == (faces.person == row.person).sum()
+
+
+def test_summary_and_minutes_by_person(built):
+    out, df = built
+    table = timelines.summary(out, by="person")
+    faces = df[df.person >= 0]
+    assert table.person.tolist() == sorted(faces.person.unique())
+    assert table.frames.tolist() == faces.groupby("person").size().tolist()
+    assert table.faces.tolist() == faces.groupby("person").face_id.nunique().tolist()
+    minutes = timelines.emotion_minutes(out, by="person")
+    assert len(minutes) == len(table)
+    result = fer_cli("summary", str(out), "--by", "person", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(pd.io.common.StringIO(result.stdout)).person.tolist() == table.person.tolist()
+
+
+def test_without_persons_nothing_is_described(tmp_path):
+    out = tmp_path / "out"
+    run(LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(out), engine="process", persons=False))
+    df = timelines.read(out)
+    assert (df.person == NO_PERSON).all() and (df.face_id >= 0).any()
+    assert not list((out / "persons").glob("*.parquet"))
+    with pytest.raises(FerError, match="no persons"):
+        timelines.summary(out, by="person")
