@@ -9,7 +9,17 @@ the accuracy of "one person when closer than T": at fer's threshold
 the pairs and scored on the tenth, ten times (mean and spread). Photos where no face is found
 drop their pairs (counted).
 
+Persons in clips: ``--clips`` clips of ``--shots`` shots joined by hard cuts, each shot 1-2 s
+of one photo of one of ``--people`` people (LFW-named, five photos or more), slowly zoomed and
+panned, a different photo each time a person returns (so a person comes back after others with
+another face: light, age, pose); the sample clips' woman and man in the car are shots too.
+Labelled by ``fer label`` (default settings, 2-s segments), at each ``--join`` threshold
+(:data:`fer.video.persons.JOIN_BELOW`): persons' purity (the share of a person's rows that are
+its most frequent real person), persons per real person (each clip's persons over its
+people), the share of face rows given a person, beside face ids (tracks) per real person.
+
 Usage: python benchmarks/identity.py --faces ../facial_expressions/images [--pairs 3000]
+       [--clips 5 --shots 16 --people 6 --join 0.5 0.55 0.6 0.65]
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -120,14 +131,113 @@ def verification(faces: Path, n_pairs: int) -> None:
           f"{100 * np.mean(scores):.2f}% +- {100 * np.std(scores):.2f}")  # fmt: skip
 
 
+def _photo_shot(photo: Path, n: int, rng: np.random.Generator, size=(640, 360)) -> list[np.ndarray]:
+    """``n`` frames of a photo on a background of a colour of its own (a change of scene: the
+    photos are grey, and cuts between two grey pictures on one background go unseen by the
+    shot detector, so one track would span two people), zooming from 1.0 to 1.1-1.2 and
+    drifting a few pixels a frame."""
+    import cv2
+
+    img = cv2.imread(str(photo))
+    side = int(size[1] * rng.uniform(0.8, 1.0))
+    img = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    x0, y0 = rng.uniform(0, size[0] - side), (size[1] - side) / 2
+    zoom, drift = rng.uniform(0.1, 0.2), rng.uniform(-2, 2)
+    hue = np.uint8([[[rng.integers(0, 180), 200, 200]]])
+    background = tuple(int(c) for c in cv2.cvtColor(hue, cv2.COLOR_HSV2BGR)[0, 0])
+    frames = []
+    for i in range(n):
+        z = 1 + zoom * i / n
+        m = np.array([[z, 0, x0 + drift * i - (z - 1) * side / 2], [0, z, y0 - (z - 1) * side / 2]])
+        frames.append(cv2.warpAffine(img, m, size, borderValue=background))
+    return frames
+
+
+def build_clip(path: Path, people: dict[str, list[Path]], shots: int, seed: int) -> list[tuple[int, str]]:
+    """Write a clip of ``shots`` shots (25 fps) of ``people``'s photos and the sample clips' two
+    people; return each shot's (first frame, person)."""
+    import cv2
+
+    from tests import cuts
+
+    rng = np.random.default_rng(seed)
+    samples = {"sample-woman": cuts._frames("single_face.mp4", (640, 360)),
+               "sample-car": cuts._frames("carphone_pristine.mp4", (640, 360))}  # fmt: skip
+    unused = {p: list(rng.permutation(photos)) for p, photos in people.items()}
+    names = [*people, *samples]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 360))
+    truth, written, last = [], 0, None
+    for _ in range(shots):
+        who = names[int(rng.choice([i for i, p in enumerate(names) if p != last and (p in samples or unused[p])]))]
+        n = int(rng.integers(25, 50))
+        if who in samples:
+            start = int(rng.integers(0, len(samples[who]) - n))
+            frames = samples[who][start : start + n]
+        else:
+            frames = _photo_shot(unused[who].pop(), n, rng)
+        truth.append((written, who))
+        for frame in frames:
+            writer.write(frame)
+        written += len(frames)
+        last = who
+    writer.release()
+    return truth
+
+
+def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[float]) -> None:
+    from fer import timelines
+    from fer.video import persons
+    from fer.video.pipeline import LabelConfig, run
+
+    rng = np.random.default_rng(0)
+    pool = sorted(p for p, photos in lfw_people(faces).items() if len(photos) >= 5)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, truths = [], {}
+        for seed in range(n_clips):
+            chosen = [pool[i] for i in rng.choice(len(pool), n_people, replace=False)]
+            path = Path(tmp) / f"people{seed}.mp4"
+            truths[path.stem] = build_clip(path, {p: lfw_people(faces)[p] for p in chosen}, shots, seed)
+            paths.append(str(path))
+        print(f"\n{n_clips} clips of {shots} shots, {n_people} LFW people each + the sample clips' two")
+        for join in joins:
+            persons.JOIN_BELOW = join
+            out = Path(tmp) / "out"
+            run(LabelConfig(inputs=tuple(paths), out=str(out), segment_seconds=2.0, overwrite=True))
+            df = timelines.read(out)
+            df = df[df.face_id >= 0]
+            rows, pure, found, real, tracks = 0, 0, 0, 0, 0
+            for vid, video in df.groupby("video_id"):
+                truth = truths[vid.rsplit("-", 1)[0]]
+                starts = np.array([t[0] for t in truth])
+                who = np.array([t[1] for t in truth])[np.searchsorted(starts, video.frame, side="right") - 1]
+                video = video.assign(who=who)
+                named = video[video.person >= 0]
+                rows += len(video)
+                pure += int(named.groupby("person").who.agg(lambda w: w.value_counts().iloc[0]).sum())
+                found += named.person.nunique()
+                real += video.who.nunique()
+                tracks += video.face_id.nunique()
+            described = int((df.person >= 0).sum())
+            print(f"  join below {join:.2f}: purity {100 * pure / max(1, described):.2f}%, "
+                  f"{found / real:.3f} persons per real person ({tracks / real:.2f} face ids), "
+                  f"{100 * described / max(1, rows):.1f}% of {rows} face rows with a person")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, help="muxspace/facial_expressions' images/ folder (LFW-named photos)")
     parser.add_argument("--pairs", type=int, default=3000, help="same-person pairs, and as many different-person")
+    parser.add_argument("--clips", type=int, default=5, help="clips of LFW people's photos joined by hard cuts")
+    parser.add_argument("--shots", type=int, default=16, help="shots per clip")
+    parser.add_argument("--people", type=int, default=6, help="LFW people per clip")
+    parser.add_argument("--join", type=float, nargs="+", default=[0.5, 0.55, 0.6, 0.65], help="thresholds to try")
     args = parser.parse_args()
     if args.faces is None or not args.faces.is_dir():
         parser.error(f"--faces: not a folder: {args.faces} (clone muxspace/facial_expressions and pass its images/)")
-    verification(args.faces, args.pairs)
+    if args.pairs:
+        verification(args.faces, args.pairs)
+    if args.clips:
+        clips(args.faces, args.clips, args.shots, args.people, args.join)
 
 
 if __name__ == "__main__":

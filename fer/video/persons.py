@@ -56,15 +56,16 @@ class Persons:
 
 def assign_persons(
     face_id: np.ndarray, frame: np.ndarray, descriptor: np.ndarray, quality: np.ndarray, *,
-    join_below: float = JOIN_BELOW,
+    join_below: float | None = None,
 ) -> Persons:  # fmt: skip
     """Persons for a video's rows (any order): ``face_id`` (-1: no face), the sampled ``frame``,
     each row's ``descriptor`` ``(n, DIMS)`` (NaN where the face was not described) and its view
-    ``quality``."""
+    ``quality``; tracks are joined below ``join_below`` (default :data:`JOIN_BELOW`, read at
+    the call: ``benchmarks/identity.py`` sweeps it)."""
     tracks, vectors = track_descriptors(face_id, descriptor, quality)
     if not tracks:
         return Persons(np.full(len(face_id), NO_PERSON, np.int32), np.zeros((0, DIMS), np.float32), [])
-    groups = cluster(vectors, _together(face_id, frame, tracks), join_below)
+    groups = cluster(vectors, _together(face_id, frame, tracks), JOIN_BELOW if join_below is None else join_below)
     # Persons numbered by first appearance.
     first = {t: frame[face_id == t].min() for t in tracks}
     groups.sort(key=lambda g: min(first[tracks[i]] for i in g))
