@@ -92,7 +92,7 @@ def describe(paths: list[Path]) -> dict[Path, np.ndarray]:
         if faces:
             chips.append(descriptor.chip(frame, max(faces, key=lambda d: d.size).landmarks))
             found.append(path)
-    vectors = np.concatenate([describer(np.stack(chips[i : i + 32])) for i in range(0, len(chips), 32)])
+    vectors = np.concatenate([describer(np.stack(chips[i : i + 32]), mirror=True) for i in range(0, len(chips), 32)])
     return dict(zip(found, vectors, strict=True))
 
 
@@ -221,6 +221,20 @@ def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[floa
             print(f"  join below {join:.2f}: purity {100 * pure / max(1, described):.2f}%, "
                   f"{found / real:.3f} persons per real person ({tracks / real:.2f} face ids), "
                   f"{100 * described / max(1, rows):.1f}% of {rows} face rows with a person")  # fmt: skip
+        cost(paths, Path(tmp) / "cost")
+
+
+def cost(paths: list[str], out: Path, tries: int = 2) -> None:
+    """Frames/s of labelling ``paths`` with and without persons, alternately, best of ``tries``."""
+    from fer.video.pipeline import LabelConfig, run
+
+    best: dict[bool, float] = {True: 0.0, False: 0.0}
+    for _ in range(tries):
+        for persons in (False, True):
+            summary = run(LabelConfig(inputs=tuple(paths), out=str(out), overwrite=True, persons=persons))
+            best[persons] = max(best[persons], summary.frames / summary.seconds)
+    print(f"  labelling frames/s (best of {tries}, whole runs): without persons {best[False]:.1f}, with "
+          f"{best[True]:.1f} ({100 * (1 - best[True] / best[False]):+.1f}% slower)")  # fmt: skip
 
 
 def main() -> None:

@@ -138,7 +138,7 @@ class DecodeDetect:
         chosen = [i for i, d in enumerate(faces) if d.size >= MIN_DESCRIBE_PX and np.isfinite(d.landmarks).all()]
         if chosen:
             chips = np.stack([chip(frame, faces[i].landmarks) for i in chosen])
-            vectors[chosen] = self.describer(chips)
+            vectors[chosen] = self.describer(chips, mirror=True)
             quality[chosen] = [view_quality(faces[i].landmarks, c) for i, c in zip(chosen, chips, strict=True)]
         return vectors, quality
 
