@@ -645,8 +645,9 @@ def plot(
     video: Annotated[Optional[str], typer.Option(help="Video: id, file name or path (default: the only one).")] = None,
     face: Annotated[Optional[int], typer.Option(help="Plot only this face.")] = None,
     smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds.")] = None,
+    by: Annotated[str, typer.Option(help="A panel per face | person (a person's faces across cuts in one).")] = "face",
 ) -> None:
-    """Plot the emotion probabilities over time, one panel per face."""
+    """Plot the emotion probabilities over time, one panel per face or per person."""
     from fer import timelines
     from fer.plot import plot_timeline
 
@@ -654,7 +655,7 @@ def plot(
     df = timelines.read(directory, videos=video, faces=face)
     if smooth:
         df = timelines.smooth(df, window_s=smooth)
-    typer.echo(f"plot: {plot_timeline(df, out, title=video)}")
+    typer.echo(f"plot: {plot_timeline(df, out, title=video, by=by)}")
 
 
 @app.command()
@@ -703,6 +704,35 @@ def check(
     typer.echo("\n".join(report.lines()))
     if not (report.consistent or report.repaired):
         raise typer.Exit(1)
+
+
+@app.command()
+def people(
+    directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI).")],
+    photos: Annotated[Optional[list[str]], typer.Argument(help="With --enrol: photos of that person.")] = None,
+    enrol: Annotated[Optional[str], typer.Option(help="Name the person in PHOTOS... (then update).")] = None,
+    format: FormatOpt = "table",
+    out: OutOpt = None,
+) -> None:
+    """Join the persons of every video into archive-wide identities (p0, p1, ...) in OUT/people/.
+
+    Incremental: identities keep their ids as videos are added. Queries then know each row's identity
+    and name. Example: fer people out; fer people out --enrol "Ann Lee" ann1.jpg ann2.jpg
+    """
+    from fer import people as archive
+
+    if enrol is not None:
+        if not photos:
+            raise FerError(f"--enrol {enrol}: give the photos of {enrol} after the output folder")
+        found = archive.enrol(directory, enrol, photos)
+        typer.echo(f"enrolled {enrol}: a face in {found} of {len(photos)} photo(s)", err=True)
+    elif photos:
+        raise FerError(f"unexpected arguments {' '.join(photos)} (photos go with --enrol NAME)")
+    report = archive.update(directory)
+    typer.echo(f"{report.identities} identities ({report.named} named); {report.new} new, {report.joined} persons "
+               f"joined one, {report.left} left with their videos", err=True)  # fmt: skip
+    table = report.table.drop(columns="descriptor")
+    _emit(table, format, out, shown=table.fillna({"name": "", "picture": ""}))
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``fer render``: a labelled video with each face's box, id and emotions drawn over it.
+"""``fer render``: a labelled video with each face's box, id, person and emotions drawn over it.
 
 Watching the labels over the video is how people check a result with their eyes (py-feat
 and the ``fer`` package render the same way). Frames are decoded as ``fer label`` decodes
@@ -95,7 +95,9 @@ def draw_face(frame: np.ndarray, row) -> None:
     inset = thick // 2
     cv2.rectangle(frame, (x + inset, y + inset), (x + w - 1 - inset, y + h - 1 - inset), colour, thick)
     scale = max(0.4, min(1.2, w / 160))
-    text = f"{row.face_id} {row.emotion} {row.confidence:.0%}"
+    person = getattr(row, "person", -1)
+    who = f"{row.face_id}" if person < 0 else f"{row.face_id} P{person}"  # face id, and its person in the video
+    text = f"{who} {row.emotion} {row.confidence:.0%}"
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     top = max(0, y - th - base - 4)
     cv2.rectangle(frame, (x, top), (x + tw + 4, top + th + base + 4), colour, -1)

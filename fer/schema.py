@@ -105,8 +105,9 @@ AGGREGATE_SCHEMA = pa.schema(
 )
 
 
-#: One row per person of a video: its tracks (face ids), rows, first and last sampled time, and
-#: the mean descriptor of its tracks (:mod:`fer.video.descriptor`, 128 numbers).
+#: One row per person of a video: its tracks (face ids), rows, first and last sampled time, the
+#: mean descriptor of its tracks (:mod:`fer.video.descriptor`, 128 numbers) and its best-scored
+#: view (frame, time, landmarks: where ``fer people`` cuts its picture).
 PERSONS_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),
@@ -116,6 +117,9 @@ PERSONS_SCHEMA = pa.schema(
         ("first_s", pa.float64()),
         ("last_s", pa.float64()),
         ("descriptor", pa.list_(pa.float32())),
+        ("best_frame", pa.int64()),
+        ("best_time_s", pa.float64()),
+        ("best_landmarks", pa.list_(pa.float32())),
     ]
 )
 

@@ -8,12 +8,14 @@ of :data:`fer.schema.TIMELINE_SCHEMA` (one row per sampled frame and face; ``fac
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fer import aggregates
 from fer.aggregates import durations
@@ -450,12 +452,16 @@ def scan(
     >>> scan("out", "emotion = 'fear' AND time_s < 60", columns=["video_id", "time_s", "fear"])
     """
     files = list(_select(path, videos).values())
-    cols = list(columns) if columns else list(TIMELINE_SCHEMA.names)
-    unknown = [c for c in cols if c not in TIMELINE_SCHEMA.names]
+    people = _people(files)
+    known = QUERY_SCHEMA.names
+    cols = list(columns) if columns else list(TIMELINE_SCHEMA.names) + (["identity", "name"] if people else [])
+    if people is None and where and re.search(r"\b(identity|name)\b", where):
+        raise FerError(f"--where {where!r}: this output has no identities yet (fer people OUT makes them)")
+    unknown = [c for c in cols if c not in known]
     if unknown:
-        raise FerError(f"--columns: unknown column {unknown[0]!r}; columns: {', '.join(TIMELINE_SCHEMA.names)}")
+        raise FerError(f"--columns: unknown column {unknown[0]!r}; columns: {', '.join(known)}")
     if address is None:
-        df = _duckdb_scan(files, where, cols, limit)
+        df = _duckdb_scan(files, where, cols, limit, people)
     else:
         import ray
 
@@ -464,18 +470,42 @@ def scan(
         connect(address)
         task = ray.remote(_duckdb_scan)
         chunks = [files[i : i + FILES_PER_SCAN_TASK] for i in range(0, len(files), FILES_PER_SCAN_TASK)]
-        df = pd.concat(ray.get([task.remote(c, where, cols, limit) for c in chunks]), ignore_index=True)
+        df = pd.concat(ray.get([task.remote(c, where, cols, limit, people) for c in chunks]), ignore_index=True)
     order = [c for c in ("video_id", "time_s", "face_id") if c in df.columns]
     df = df.sort_values(order, kind="stable") if order else df
     return (df.head(limit) if limit is not None else df).reset_index(drop=True)
 
 
-def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limit: int | None) -> pd.DataFrame:
+#: What ``fer query`` reads: the timeline's columns, and each row's archive-wide ``identity`` and
+#: its ``name`` (:mod:`fer.people`; null before ``fer people`` ran or for a row without a person).
+QUERY_SCHEMA = TIMELINE_SCHEMA.append(pa.field("identity", pa.string())).append(pa.field("name", pa.string()))
+
+
+def _people(files: list[Location]) -> pa.Table | None:
+    """``(video_id, person, identity, name)`` of the output the timeline ``files`` belong to, when
+    ``fer people`` has written it there."""
+    import pyarrow.parquet as pq
+
+    from fer.people import PEOPLE_DIR
+
+    folder = files[0].parent
+    root = folder.parent if folder.name == TIMELINES_DIR else folder
+    members, people = root / PEOPLE_DIR / "members.parquet", root / PEOPLE_DIR / "people.parquet"
+    if not (members.is_file() and people.is_file()):
+        return None
+    m = pq.read_table(members.path, filesystem=members.fs, columns=["video_id", "person", "identity"])
+    names = pq.read_table(people.path, filesystem=people.fs, columns=["identity", "name"])
+    return m.join(names, "identity", join_type="left outer")
+
+
+def _duckdb_scan(
+    files: list[Location], where: str | None, cols: list[str], limit: int | None, people: pa.Table | None = None
+) -> pd.DataFrame:
     """Run the scan in DuckDB: its own parallel Parquet reader for local files (measured 2.4x
     pyarrow's scanner as DuckDB's input, benchmarks/timelines_query.py), pyarrow's
-    filesystems for object stores. Files of an older schema lack columns: read by name."""
+    filesystems for object stores. Files of an older schema lack columns: read by name.
+    ``people`` (:func:`_people`) gives each row its identity and name."""
     import duckdb
-    import pyarrow as pa
 
     con = duckdb.connect()
     # Every column of the current schema, NULL where an older file lacks it: the files are read
@@ -485,7 +515,14 @@ def _duckdb_scan(files: list[Location], where: str | None, cols: list[str], limi
     # Files written before shots (schema 1-2) are one shot each, before persons (1-3) have none,
     # as read() gives them.
     fill = f"COALESCE(shot, 0) AS shot, COALESCE(person, {NO_PERSON}) AS person"
-    select = f"SELECT {', '.join(cols)} FROM (SELECT * REPLACE ({fill}) FROM {{}})"
+    rows = f"(SELECT * REPLACE ({fill}) FROM {{}})"
+    if people is None:  # no join: the scan stays a plain scan
+        rows = f"(SELECT *, NULL::VARCHAR AS identity, NULL::VARCHAR AS name FROM {rows})"
+    else:
+        con.register("fer_people", people)
+        rows = (f"(SELECT r.*, p.identity, p.name FROM {rows} r LEFT JOIN fer_people p "
+                "ON r.video_id = p.video_id AND r.person = p.person)")  # fmt: skip
+    select = f"SELECT {', '.join(cols)} FROM {rows}"
     tail = (f" WHERE {where}" if where else "") + (f" LIMIT {int(limit)}" if limit is not None else "")
     try:
         _check_where(con, where)
@@ -510,19 +547,17 @@ def _check_where(con, where: str | None) -> None:
     column ``happy``, a number, where the word was meant; it fails on every row), before any
     file is read, so a reading error is not blamed on it."""
     import duckdb
-    import pyarrow as pa
 
     if not where:
         return
+    con.register("fer_query", pa.Table.from_batches([], QUERY_SCHEMA))
     try:
-        con.execute(f"SELECT * FROM fer_schema WHERE {where}")
+        con.execute(f"SELECT * FROM fer_query WHERE {where}")
     except duckdb.Error as exc:
         raise FerError(f"--where {where!r}: {str(exc).strip().splitlines()[0]}{_quote_hint(where)}") from None
     hint = _quote_hint(where)
     if hint:  # run it on a row of the schema: only then does the comparison of a word with a number fail
-        con.register(
-            "fer_row", pa.table({f.name: pa.array([_SAMPLE.get(str(f.type))], f.type) for f in TIMELINE_SCHEMA})
-        )
+        con.register("fer_row", pa.table({f.name: pa.array([_SAMPLE.get(str(f.type))], f.type) for f in QUERY_SCHEMA}))
         try:
             con.execute(f"SELECT * FROM fer_row WHERE {where}")
         except duckdb.Error as exc:

@@ -48,6 +48,7 @@ def test_assign_persons_uses_the_best_views_and_numbers_persons_by_first_appeara
     assert persons.row_person.tolist() == [0, 1, 1, 1, 1, NO_PERSON, NO_PERSON]
     assert persons.tracks == [[2], [0, 1]]
     assert persons.descriptors.shape == (2, 128)
+    assert persons.best_rows == [0, 1]  # each person's best-scored described view
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,74 @@ def test_without_persons_nothing_is_described(tmp_path):
     assert not list((out / "persons").glob("*.parquet"))
     with pytest.raises(FerError, match="no persons"):
         timelines.summary(out, by="person")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """Two videos with the same two people (two built clips, seeds 1 and 5), labelled; then one more."""
+    tmp = tmp_path_factory.mktemp("archive")
+    for seed in (1, 5):
+        cuts.build(tmp / f"clip{seed}.mp4", shots=10, seed=seed)
+    out = tmp / "out"
+    run(LabelConfig(inputs=(str(tmp / "clip1.mp4"), str(tmp / "clip5.mp4")), out=str(out), engine="process"))
+    return tmp, out
+
+
+def test_people_are_one_identity_across_videos_and_stay_so_as_videos_are_added(archive):
+    tmp, out = archive
+    result = fer_cli("people", str(out), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    people = pd.read_csv(pd.io.common.StringIO(result.stdout))
+    df = timelines.scan(out, where="identity IS NOT NULL", columns=["video_id", "person", "identity"])
+    both = df.groupby("identity").video_id.nunique()
+    # The woman and the man in the car are each in both clips: one identity each, in two videos.
+    assert (both == 2).sum() == 2, both.to_dict()
+    assert set(people.identity) == set(df.identity)
+    for identity in both[both == 2].index:
+        assert (out / "people" / "pictures" / f"{identity}.jpg").is_file()
+    before = dict(zip(df.drop_duplicates(["video_id", "person"]).set_index(["video_id", "person"]).index,
+                      df.drop_duplicates(["video_id", "person"]).identity, strict=True))  # fmt: skip
+    # A third video with the woman alone joins her identity; nobody else changes.
+    run(LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(out), engine="process"))
+    again = fer_cli("people", str(out))
+    assert again.returncode == 0 and "0 left" in again.stderr, again.stderr
+    df = timelines.scan(out, where="identity IS NOT NULL", columns=["video_id", "video_path", "person", "identity"])
+    for (vid, person), identity in before.items():
+        assert df[(df.video_id == vid) & (df.person == person)].identity.iloc[0] == identity
+    woman = df[df.video_path.str.endswith("single_face.mp4")].identity.unique()
+    assert len(woman) == 1 and woman[0] in before.values()
+
+
+def test_enrolled_names_reach_queries(archive):
+    tmp, out = archive
+    photo = tmp / "woman.png"
+    import cv2
+
+    cap = cv2.VideoCapture(str(SAMPLES / "face_noface.mov"))
+    ok, frame = cap.read()
+    assert ok and cv2.imwrite(str(photo), frame)
+    result = fer_cli("people", str(out), "--enrol", "Woman", str(photo))
+    assert result.returncode == 0, result.stderr
+    assert "enrolled Woman: a face in 1 of 1" in result.stderr
+    named = timelines.scan(out, where="name = 'Woman'", columns=["video_path", "identity", "name"])
+    assert named.identity.nunique() == 1 and len(named) > 0
+    assert fer_cli("people", str(out), "--enrol", "Nobody", str(SAMPLES / "no_face.mp4")).returncode != 0
+    stray = fer_cli("people", str(out), str(photo))
+    assert stray.returncode != 0 and "photos go with --enrol" in stray.stderr
+
+
+def test_query_without_people_says_how_to_make_them(tmp_path):
+    out = tmp_path / "out"
+    run(LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(out), engine="process"))
+    with pytest.raises(FerError, match="fer people"):
+        timelines.scan(out, where="identity = 'p0'")
+    assert "identity" not in timelines.scan(out).columns  # the default columns name no identity yet
+
+
+def test_plot_by_person(built, tmp_path):
+    out, _ = built
+    result = fer_cli("plot", str(out), "--by", "person", "--out", str(tmp_path / "p.png"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "p.png").stat().st_size > 0
+    bad = fer_cli("plot", str(out), "--by", "shot", "--out", str(tmp_path / "q.png"))
+    assert bad.returncode != 0 and "--by: choose face or person, not 'shot'" in bad.stderr

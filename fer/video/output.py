@@ -190,6 +190,9 @@ def _timeline(data: dict) -> tuple[pa.Table, Persons, int, int]:
 
 def _persons_table(table: pa.Table, persons: Persons) -> pa.Table:
     """A video's :data:`~fer.schema.PERSONS_SCHEMA` table."""
+    marks = np.stack([table.column(c).to_numpy() for c in LANDMARK_COLUMNS], axis=1)
+    frame, time_s = table.column("frame").to_numpy(), table.column("time_s").to_numpy()
+    best = np.asarray(persons.best_rows, np.int64)
     rows = table.select(["video_id", "person", "time_s"]).to_pandas()
     rows = rows[rows.person >= 0].groupby("person").time_s.agg(["size", "min", "max"])
     n = len(persons.tracks)
@@ -202,6 +205,9 @@ def _persons_table(table: pa.Table, persons: Persons) -> pa.Table:
             "first_s": rows["min"].reindex(range(n)).to_numpy(np.float64),
             "last_s": rows["max"].reindex(range(n)).to_numpy(np.float64),
             "descriptor": list(persons.descriptors),
+            "best_frame": frame[best],
+            "best_time_s": time_s[best],
+            "best_landmarks": list(marks[best]),
         },
         schema=PERSONS_SCHEMA,
     )

@@ -47,11 +47,13 @@ def view_quality(landmarks: np.ndarray, chip: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Persons:
-    """A video's persons: ``row_person`` per timeline row, and per person its tracks' mean descriptor."""
+    """A video's persons: ``row_person`` per timeline row, and per person its tracks' mean
+    descriptor, its tracks and its best-scored view (a row index)."""
 
     row_person: np.ndarray
     descriptors: np.ndarray  # (persons, DIMS)
     tracks: list[list[int]]
+    best_rows: list[int]
 
 
 def assign_persons(
@@ -64,7 +66,7 @@ def assign_persons(
     the call: ``benchmarks/identity.py`` sweeps it)."""
     tracks, vectors = track_descriptors(face_id, descriptor, quality)
     if not tracks:
-        return Persons(np.full(len(face_id), NO_PERSON, np.int32), np.zeros((0, DIMS), np.float32), [])
+        return Persons(np.full(len(face_id), NO_PERSON, np.int32), np.zeros((0, DIMS), np.float32), [], [])
     groups = cluster(vectors, _together(face_id, frame, tracks), JOIN_BELOW if join_below is None else join_below)
     # Persons numbered by first appearance.
     first = {t: frame[face_id == t].min() for t in tracks}
@@ -72,7 +74,9 @@ def assign_persons(
     person_of = {tracks[i]: p for p, g in enumerate(groups) for i in g}
     row_person = np.array([person_of.get(int(f), NO_PERSON) for f in face_id], np.int32)
     means = np.stack([vectors[g].mean(axis=0) for g in groups]).astype(np.float32)
-    return Persons(row_person, means, [sorted(tracks[i] for i in g) for g in groups])
+    scored = np.where(np.isfinite(descriptor).all(axis=1), np.nan_to_num(quality, nan=-1.0), -np.inf)
+    best = [int(np.argmax(np.where(row_person == p, scored, -np.inf))) for p in range(len(groups))]
+    return Persons(row_person, means, [sorted(tracks[i] for i in g) for g in groups], best)
 
 
 def track_descriptors(face_id: np.ndarray, descriptor: np.ndarray, quality: np.ndarray) -> tuple[list[int], np.ndarray]:
