@@ -33,6 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -184,6 +185,12 @@ def build_clip(path: Path, people: dict[str, list[Path]], shots: int, seed: int)
     return truth
 
 
+def _who(frames: pd.Series, truth: list[tuple[int, str]]) -> np.ndarray:
+    """The real person at each frame of a built clip (``truth``: each shot's first frame and person)."""
+    starts = np.array([t[0] for t in truth])
+    return np.array([t[1] for t in truth])[np.searchsorted(starts, frames.to_numpy(), side="right") - 1]
+
+
 def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[float]) -> None:
     from fer import timelines
     from fer.video import persons
@@ -207,10 +214,7 @@ def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[floa
             df = df[df.face_id >= 0]
             rows, pure, found, real, tracks = 0, 0, 0, 0, 0
             for vid, video in df.groupby("video_id"):
-                truth = truths[vid.rsplit("-", 1)[0]]
-                starts = np.array([t[0] for t in truth])
-                who = np.array([t[1] for t in truth])[np.searchsorted(starts, video.frame, side="right") - 1]
-                video = video.assign(who=who)
+                video = video.assign(who=_who(video.frame, truths[vid.rsplit("-", 1)[0]]))
                 named = video[video.person >= 0]
                 rows += len(video)
                 pure += int(named.groupby("person").who.agg(lambda w: w.value_counts().iloc[0]).sum())
@@ -222,6 +226,37 @@ def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[floa
                   f"{found / real:.3f} persons per real person ({tracks / real:.2f} face ids), "
                   f"{100 * described / max(1, rows):.1f}% of {rows} face rows with a person")  # fmt: skip
         cost(paths, Path(tmp) / "cost")
+        across(faces, pool, shots, n_people, Path(tmp), rng)
+
+
+def across(faces: Path, pool: list[str], shots: int, n_people: int, tmp: Path, rng: np.random.Generator) -> None:
+    """Two clips of the same people (other photos in each), labelled and joined by ``fer people``:
+    archive identities per real person and their purity."""
+    from fer import people as archive
+    from fer import timelines
+    from fer.video.pipeline import LabelConfig, run
+
+    chosen = [pool[i] for i in rng.choice(len(pool), n_people, replace=False)]
+    photos = {p: lfw_people(faces)[p] for p in chosen}
+    truths = {}
+    for seed in (100, 101):  # each clip draws its own photos of each person
+        path = tmp / f"same{seed}.mp4"
+        truths[path.stem] = build_clip(path, photos, shots, seed)
+    out = tmp / "across"
+    run(LabelConfig(inputs=tuple(str(tmp / f"{v}.mp4") for v in truths), out=str(out)))
+    archive.update(out)
+    df = timelines.scan(out, where="face_id >= 0", columns=["video_id", "frame", "identity"])
+    parts = []
+    for vid, video in df.groupby("video_id"):
+        parts.append(video.assign(who=_who(video.frame, truths[vid.rsplit("-", 1)[0]])))
+    df = pd.concat(parts)
+    named = df[df.identity.notna()]
+    pure = named.groupby("identity").who.agg(lambda w: w.value_counts().iloc[0]).sum() / max(1, len(named))
+    both = df.groupby("who").video_id.nunique()
+    in_both = both[both == 2].index
+    per = named[named.who.isin(in_both)].groupby("who").identity.nunique()
+    print(f"two clips of the same {len(in_both)} people (in both): {per.mean():.2f} archive identities per person "
+          f"({(per == 1).sum()} of {len(per)} one identity), purity {100 * pure:.2f}%")  # fmt: skip
 
 
 def cost(paths: list[str], out: Path, tries: int = 2) -> None:

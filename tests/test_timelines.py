@@ -14,7 +14,7 @@ from fer import aggregates
 from fer import timelines as tl
 from fer.errors import FerError
 from fer.labels import EMOTIONS
-from fer.schema import LANDMARK_COLUMNS, NO_FACE, SCHEMA_VERSION, TIMELINE_SCHEMA, with_metadata
+from fer.schema import LANDMARK_COLUMNS, NO_FACE, NO_PERSON, SCHEMA_VERSION, TIMELINE_SCHEMA, with_metadata
 from fer.video.pipeline import LabelConfig, run
 from tests.conftest import SAMPLES, fer_cli
 
@@ -26,7 +26,7 @@ def one_hot(name: str, p: float = 0.9) -> list[float]:
 
 def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int = SCHEMA_VERSION):
     """rows: (frame, time_s, face_id, emotion or None[, shot]). Version 1 files have no landmark
-    columns, versions 1-2 no shot column."""
+    columns, versions 1-2 no shot column, versions 1-3 no person column."""
     records = []
     for frame, t, face, emotion, *shot in rows:
         probs = one_hot(emotion) if emotion else [np.nan] * len(EMOTIONS)
@@ -42,6 +42,8 @@ def write_timeline(folder, video_id: str, rows: list[tuple], schema_version: int
     meta = with_metadata({}).metadata
     if schema_version != SCHEMA_VERSION:
         meta = {b"fer": json.dumps({"schema_version": schema_version}).encode()}
+    if schema_version < 4:
+        table = table.drop_columns(["person"])
     if schema_version < 3:
         table = table.drop_columns(["shot"])
     if schema_version == 1:
@@ -143,6 +145,11 @@ def test_files_of_schema_version_1_still_read(tmp_path):
     assert list(df.columns) == TIMELINE_SCHEMA.names and len(df) == 5
     assert df[list(LANDMARK_COLUMNS)].isna().all().all()
     assert df.shot.dtype == np.int32 and (df.shot == 0).all()  # a file from before shots is one shot
+    assert df.person.dtype == np.int32 and (df.person == NO_PERSON).all()  # nor persons
+    write_timeline(tmp_path / "mixed", "v3", [(0, 0.0, 0, "sad")], schema_version=3)
+    scanned = tl.scan(tmp_path / "mixed", columns=["video_id", "shot", "person"])
+    assert len(scanned) == 6 and (scanned.person == NO_PERSON).all() and (scanned.shot == 0).all()
+    assert tl.summary(tmp_path / "mixed", by="face").video_id.tolist() == ["new", "old", "v3"]
     summary = tl.summarize(df).set_index("video_id")
     assert summary.loc["old", "dominant"] == "happy" and summary.loc["new", "dominant"] == "angry"
 
