@@ -19,7 +19,7 @@ its most frequent real person), persons per real person (each clip's persons ove
 people), the share of face rows given a person, beside face ids (tracks) per real person.
 
 Usage: python benchmarks/identity.py --faces ../facial_expressions/images [--pairs 3000]
-       [--clips 5 --shots 16 --people 6 --join 0.5 0.55 0.6 0.65]
+       [--clips 20 --shots 16 --people 6 --join 0.5 0.54 0.6]
 """
 
 from __future__ import annotations
@@ -276,10 +276,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, help="muxspace/facial_expressions' images/ folder (LFW-named photos)")
     parser.add_argument("--pairs", type=int, default=3000, help="same-person pairs, and as many different-person")
-    parser.add_argument("--clips", type=int, default=5, help="clips of LFW people's photos joined by hard cuts")
+    parser.add_argument("--clips", type=int, default=20, help="clips of LFW people's photos joined by hard cuts")
     parser.add_argument("--shots", type=int, default=16, help="shots per clip")
     parser.add_argument("--people", type=int, default=6, help="LFW people per clip")
-    parser.add_argument("--join", type=float, nargs="+", default=[0.5, 0.55, 0.6, 0.65], help="thresholds to try")
+    parser.add_argument("--join", type=float, nargs="+", default=[0.5, 0.54, 0.6], help="thresholds to try")
     args = parser.parse_args()
     if args.faces is None or not args.faces.is_dir():
         parser.error(f"--faces: not a folder: {args.faces} (clone muxspace/facial_expressions and pass its images/)")

@@ -111,24 +111,31 @@ def test_without_persons_nothing_is_described(tmp_path):
 def archive(tmp_path_factory):
     """Two videos with the same two people (two built clips, seeds 1 and 5), labelled; then one more."""
     tmp = tmp_path_factory.mktemp("archive")
+    truth = {}
     for seed in (1, 5):
-        cuts.build(tmp / f"clip{seed}.mp4", shots=10, seed=seed)
+        scenes: list[str] = []
+        truth[f"clip{seed}"] = (cuts.build(tmp / f"clip{seed}.mp4", shots=10, seed=seed, scenes=scenes), scenes)
     out = tmp / "out"
     run(LabelConfig(inputs=(str(tmp / "clip1.mp4"), str(tmp / "clip5.mp4")), out=str(out), engine="process"))
-    return tmp, out
+    return tmp, out, truth
 
 
 def test_people_are_one_identity_across_videos_and_stay_so_as_videos_are_added(archive):
-    tmp, out = archive
+    tmp, out, truth = archive
     result = fer_cli("people", str(out), "--format", "csv")
     assert result.returncode == 0, result.stderr
     people = pd.read_csv(pd.io.common.StringIO(result.stdout))
-    df = timelines.scan(out, where="identity IS NOT NULL", columns=["video_id", "person", "identity"])
-    both = df.groupby("identity").video_id.nunique()
-    # The woman and the man in the car are each in both clips: one identity each, in two videos.
-    assert (both == 2).sum() == 2, both.to_dict()
+    df = timelines.scan(out, where="identity IS NOT NULL", columns=["video_id", "frame", "person", "identity"])
+    scene = [np.asarray(truth[v.split("-")[0]][1])[np.searchsorted(truth[v.split("-")[0]][0], f, side="right")]
+             for v, f in zip(df.video_id, df.frame, strict=True)]  # fmt: skip
+    df = df.assign(scene=scene)
+    people_rows = df[df.scene.isin(["woman", "car"])]
+    # The woman and the man in the car are each in both clips: one identity each, in both videos.
+    assert people_rows.groupby("scene").identity.nunique().to_dict() == {"car": 1, "woman": 1}
+    assert people_rows.groupby("identity").scene.nunique().max() == 1
+    assert (people_rows.groupby("identity").video_id.nunique() == 2).all()
     assert set(people.identity) == set(df.identity)
-    for identity in both[both == 2].index:
+    for identity in people_rows.identity.unique():
         assert (out / "people" / "pictures" / f"{identity}.jpg").is_file()
     before = dict(zip(df.drop_duplicates(["video_id", "person"]).set_index(["video_id", "person"]).index,
                       df.drop_duplicates(["video_id", "person"]).identity, strict=True))  # fmt: skip
@@ -144,7 +151,7 @@ def test_people_are_one_identity_across_videos_and_stay_so_as_videos_are_added(a
 
 
 def test_enrolled_names_reach_queries(archive):
-    tmp, out = archive
+    tmp, out, _ = archive
     photo = tmp / "woman.png"
     import cv2
 
