@@ -8,7 +8,9 @@ the readers already ignore them, and this finds them so they can be removed:
 - orphans: timelines and aggregates of videos with no counting entry;
 - missing: entries that say done but whose timeline is gone (a re-run redoes them once
   their entry is dropped);
-- temporary files of interrupted writes.
+- temporary files of interrupted writes;
+- videos whose rows in the archive index (:mod:`fer.index`) are stale or differ from their
+  per-video aggregates (queries mend them; ``compact`` merges the index's files into one).
 
 Files written in the last :data:`IN_FLIGHT_S` seconds may be a running ``fer label``'s (a
 temporary before its rename, a timeline before its entry): they are reported and left alone.
@@ -38,6 +40,11 @@ class CheckReport:
     temporary: list[Location] = field(default_factory=list)
     recent: list[Location] = field(default_factory=list)
     repaired: bool = False
+    #: Videos whose index rows equal their aggregates, and the others (stale, missing, different).
+    indexed: int = 0
+    unindexed: list[str] = field(default_factory=list)
+    #: With ``compact``: the index files merged into one.
+    compacted: int = 0
 
     @property
     def consistent(self) -> bool:
@@ -52,6 +59,13 @@ class CheckReport:
         out += [f"temporary file of an interrupted write, {done}: {f}" for f in self.temporary]
         out += [f"written in the last {IN_FLIGHT_S / 60:.0f} min, maybe by a running fer label; left alone: {f}"
                 for f in self.recent]  # fmt: skip
+        if self.compacted:
+            out.append(f"index: {self.compacted} files compacted into one")
+        if self.unindexed:
+            out.append(f"index: {len(self.unindexed)} video(s) stale or missing, mended by the next query: "
+                       f"{', '.join(self.unindexed[:5])}{' ...' if len(self.unindexed) > 5 else ''}")  # fmt: skip
+        else:
+            out.append(f"index: {self.indexed} videos, row for row as their per-video aggregates")
         if self.consistent:
             out.append(f"{self.out}: {self.videos} videos, timelines and manifest agree")
         elif self.repaired:
@@ -61,16 +75,21 @@ class CheckReport:
         return out
 
 
-def check(out: str | Location, *, repair: bool = False) -> CheckReport:
-    """Compare a ``fer label`` output's files with its manifest; with ``repair``, remove the
-    orphans and temporary files and drop the entries whose timelines are missing.
+def check(out: str | Location, *, repair: bool = False, compact: bool = False) -> CheckReport:
+    """Compare a ``fer label`` output's files with its manifest and its archive index; with
+    ``repair``, remove the orphans and temporary files and drop the entries whose timelines are
+    missing; with ``compact``, merge the index's files into one first.
 
     Example: ``check("out", repair=True).lines()``
     """
+    from fer import index
+
     out = out if isinstance(out, Location) else Location.parse(out)
+    compacted = index.compact(out)[0] if compact else 0
     entries = manifest.load(out)
     counted = {vid for vid, e in entries.items() if e.status in manifest.LABELLED}
-    report = CheckReport(out=out, videos=len(counted))
+    report = CheckReport(out=out, videos=len(counted), compacted=compacted)
+    report.indexed, report.unindexed = index.check(out)
     timelines = {f.stem for f in (out / TIMELINES_DIR).files(".parquet")}
     for folder in (TIMELINES_DIR, AGGREGATES_DIR, PERSONS_DIR):
         report.orphans += [f for f in (out / folder).files(".parquet") if f.stem not in counted]

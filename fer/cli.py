@@ -693,14 +693,16 @@ def check(
     repair: Annotated[
         bool, typer.Option(help="Remove orphans and temporary files; drop entries of lost timelines.")
     ] = False,
+    compact: Annotated[bool, typer.Option(help="Merge the archive index's files into one first.")] = False,
 ) -> None:
-    """Check that a label output's timelines agree with its manifest (exit 1 when they do not).
+    """Check that a label output's timelines agree with its manifest (exit 1 when they do not),
+    and its archive index with its per-video aggregates.
 
     Example: fer check out --repair
     """
     from fer.check import check as run
 
-    report = run(directory, repair=repair)
+    report = run(directory, repair=repair, compact=compact)
     typer.echo("\n".join(report.lines()))
     if not (report.consistent or report.repaired):
         raise typer.Exit(1)

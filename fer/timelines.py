@@ -192,13 +192,32 @@ def find_video(name: str, files: dict[str, Location], paths: dict[str, str], whe
     raise FerError(f"unknown video {name!r} in {where} (videos: {_named(list(files), paths)})")
 
 
+def _output(path: str | Path | Location) -> Location | None:
+    """The labelling output ``path`` names (the output or its ``timelines/``), else None."""
+    loc = path if isinstance(path, Location) else Location.parse(path)
+    if loc.name == TIMELINES_DIR:
+        return loc.parent
+    return loc if (loc / TIMELINES_DIR).is_dir() else None
+
+
+def _indexed(path: str | Path | Location) -> pd.DataFrame | None:
+    """The index's rows of the output at ``path`` (None: not an output with a manifest, or not indexable now)."""
+    from fer import index
+
+    out = _output(path)
+    return None if out is None else index.load(out)
+
+
 def with_paths(table: pd.DataFrame, path: str | Path | Location) -> pd.DataFrame:
     """``table`` with each ``video_id``'s input path inserted beside it as ``video_path``
-    (what people recognise; read from the manifest, see :func:`video_paths`)."""
+    (what people recognise; from the archive index, else the manifest, see :func:`video_paths`)."""
     if table.empty:
         return table.assign(video_path=pd.Series(dtype=str))
-    files = _select(path, list(dict.fromkeys(table.video_id)))
-    paths = video_paths(files)
+    indexed = _indexed(path)
+    if indexed is not None and set(table.video_id) <= set(indexed.video_id):
+        paths = dict(zip(indexed.video_id, indexed.video_path, strict=True))
+    else:
+        paths = video_paths(_select(path, list(dict.fromkeys(table.video_id))))
     out = table.copy()
     out.insert(list(out.columns).index("video_id") + 1, "video_path", out.video_id.map(paths).fillna(""))
     return out
@@ -385,9 +404,13 @@ def summary(
 def load_aggregates(
     path: str | Path | Location, videos: Sequence[str] | str | None = None, address: str | None = None
 ) -> pd.DataFrame:
-    """The aggregates (:data:`fer.schema.AGGREGATE_SCHEMA`) of the selected videos."""
+    """The aggregates (:data:`fer.schema.AGGREGATE_SCHEMA`) of the selected videos: for a whole
+    labelling output, from its archive index (:mod:`fer.index`: a few files, however many videos)."""
     import pyarrow.dataset as ds
 
+    indexed = _indexed(path) if videos is None else None
+    if indexed is not None:
+        return indexed[aggregates.AGGREGATE_SCHEMA.names]
     files = _select(path, videos)
     stored = {f.stem: f for f in _aggregates_folder(files).files(".parquet")} if files else {}
     missing = [f for vid, f in files.items() if vid not in stored]

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from fer import aggregates
 from fer.errors import EnvironmentFault
+from fer.index import IndexWriter
 from fer.labels import EMOTIONS
 from fer.schema import (
     LANDMARK_COLUMNS,
@@ -68,6 +69,7 @@ class VideoWriter:
         self.failed = 0
         self.t0 = t0
         self.first_rows: dict[str, float] = {}
+        self.index = IndexWriter(self.out)
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         """Take a batch of rows (any videos, any order); write the videos it finishes."""
@@ -97,6 +99,7 @@ class VideoWriter:
         entry = manifest.Entry(**base, status=manifest.FAILED, reason=reason)
         manifest.record(self.out, entry)
         self._remove_outputs(base["video_id"])  # an earlier run's timeline of this video no longer counts
+        self.index.add(entry, None)
         self.failed += 1
         return entry
 
@@ -135,6 +138,7 @@ class VideoWriter:
             for f in written:
                 f.delete()
             raise
+        self.index.add(entry, agg)
         return entry
 
     def _file_meta(self, data: dict) -> dict:
@@ -153,6 +157,7 @@ class VideoWriter:
             base = self._base(vid)
             self.summary.entries.append(self._fail(base, reason))
             self.videos_finished += 1
+        self.index.close()
 
 
 def _timeline(data: dict) -> tuple[pa.Table, Persons, int, int]:
