@@ -8,9 +8,17 @@ them), then times each query in a fresh process and reports that process's peak 
   run up to ``--full-load-max`` rows) and after (``summary(archive)``: from the aggregates);
 - a filtered scan (``emotion = 'happy' AND confidence > 0.9``, five columns) with DuckDB
   (``fer.timelines.scan``) and, for comparison, pyarrow's streaming dataset scanner;
-- ``read`` of one video.
+- ``read`` of one video;
+- ``--top`` and ``--minutes`` (``top_videos``, ``emotion_minutes``: from the aggregates), and DuckDB
+  reading every aggregate file itself (``SELECT ... FROM read_parquet('aggregates/*.parquet')``),
+  the floor any summary over per-video files has.
+
+``--videos N --frames-per-video F`` draws the archive by file count instead (N videos of F
+frames: 24,000 videos is the file count of ~10^9 rows of real archives, written in minutes:
+the videos are copies of 16 drawn ones under their own ids).
 
 Usage: python benchmarks/timelines_query.py [--rows 10000000,100000000] [--workdir /tmp/fer-tl-bench]
+       python benchmarks/timelines_query.py --videos 24000 --frames-per-video 1500
 """
 
 from __future__ import annotations
@@ -45,10 +53,11 @@ def _strings(value: str, n: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([value])).cast(pa.string())
 
 
-def write_video(root: Path, vid: str, rows: int, rng: np.random.Generator) -> None:
+def video_tables(vid: str, rows: int, rng: np.random.Generator) -> tuple[pa.Table, pa.Table]:
+    """A video's timeline (one face with gaps, every frame at 25 fps, one shot, person 0) and aggregates."""
     from fer.aggregates import aggregate
     from fer.labels import EMOTIONS
-    from fer.schema import AGGREGATES_DIR, LANDMARK_COLUMNS, TIMELINE_SCHEMA, TIMELINES_DIR, with_metadata
+    from fer.schema import LANDMARK_COLUMNS, NO_PERSON, TIMELINE_SCHEMA, with_metadata
 
     frame = np.arange(rows)
     has = rng.random(rows) > 0.1
@@ -64,31 +73,54 @@ def write_video(root: Path, vid: str, rows: int, rng: np.random.Generator) -> No
     box = np.where(has[:, None], [100, 80, 120, 120], np.nan).astype(np.float32)
     columns = {
         "video_id": _strings(vid, rows), "video_path": _strings(f"/archive/{vid}.mp4", rows),
-        "frame": frame, "time_s": frame / FPS, "face_id": np.where(has, 0, -1).astype(np.int32),
+        "frame": frame, "time_s": frame / FPS, "shot": np.zeros(rows, np.int32),
+        "face_id": np.where(has, 0, -1).astype(np.int32), "person": np.where(has, 0, NO_PERSON).astype(np.int32),
         "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
         "score": np.where(has, 0.9, np.nan).astype(np.float32), **dict.fromkeys(LANDMARK_COLUMNS, nan),
         "emotion": emotion, "confidence": np.where(has, np.nan_to_num(probs).max(axis=1), np.nan).astype(np.float32),
         **{e: probs[:, i] for i, e in enumerate(EMOTIONS)},
     }  # fmt: skip
-    table = pa.table(columns, schema=TIMELINE_SCHEMA)
-    pq.write_table(
-        table.replace_schema_metadata(with_metadata({}).metadata),
-        root / TIMELINES_DIR / f"{vid}.parquet",
-        compression="zstd",
-    )
-    pq.write_table(aggregate(table.to_pandas()), root / AGGREGATES_DIR / f"{vid}.parquet", compression="zstd")
+    table = pa.table(columns, schema=TIMELINE_SCHEMA).replace_schema_metadata(with_metadata({}).metadata)
+    return table, aggregate(table.to_pandas())
 
 
-def write_archive(root: Path, total_rows: int) -> int:
+def write_video(root: Path, vid: str, timeline: pa.Table, agg: pa.Table) -> None:
+    """Write a video's two files, its id (and path) replacing the tables' own."""
+    from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
+
+    def renamed(table: pa.Table) -> pa.Table:
+        for name, value in (("video_id", vid), ("video_path", f"/archive/{vid}.mp4")):
+            if name in table.column_names:
+                i = table.schema.get_field_index(name)
+                table = table.set_column(i, table.schema.field(i), _strings(value, table.num_rows))
+        return table
+
+    pq.write_table(renamed(timeline), root / TIMELINES_DIR / f"{vid}.parquet", compression="zstd")
+    pq.write_table(renamed(agg), root / AGGREGATES_DIR / f"{vid}.parquet", compression="zstd")
+
+
+#: Distinct videos drawn for an archive drawn by file count; the others are their copies.
+TEMPLATES = 16
+
+
+def write_archive(root: Path, lengths: list[int], *, copies: bool = False) -> int:
+    """Write videos of ``lengths`` frames (``copies``: copies of :data:`TEMPLATES` drawn ones); return the rows."""
     from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
 
     for d in (TIMELINES_DIR, AGGREGATES_DIR):
         (root / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    lengths = video_lengths(total_rows)
+    drawn: list[tuple[pa.Table, pa.Table]] = []
     for v, rows in enumerate(lengths):
-        write_video(root, f"video{v:05d}", rows, rng)
-    return len(lengths)
+        vid = f"video{v:05d}"
+        if copies and len(drawn) == TEMPLATES:
+            write_video(root, vid, *drawn[v % TEMPLATES])
+            continue
+        tables = video_tables(vid, rows, rng)
+        if copies:
+            drawn.append(tables)
+        write_video(root, vid, *tables)
+    return sum(lengths)
 
 
 def _peak_mb() -> float:
@@ -133,6 +165,36 @@ def _scan_pyarrow(root: str):
     return time.perf_counter() - t, len(out), _peak_mb()
 
 
+def _top(root: str):
+    from fer import timelines
+
+    t = time.perf_counter()
+    out = timelines.top_videos(root, "happy")
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
+def _minutes(root: str):
+    from fer import timelines
+
+    t = time.perf_counter()
+    out = timelines.emotion_minutes(root)
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
+def _duckdb_aggregates(root: str):
+    """DuckDB itself reading every aggregate file: the video rows' seconds per emotion."""
+    import duckdb
+
+    from fer.labels import EMOTIONS
+
+    t = time.perf_counter()
+    seconds = ", ".join(f"sum(sec_{e}) AS sec_{e}" for e in EMOTIONS)
+    sql = (f"SELECT video_id, sum(frames) AS frames, {seconds} FROM read_parquet('{root}/aggregates/*.parquet') "
+           "WHERE face_id = -1 AND shot IS NULL GROUP BY video_id")  # fmt: skip
+    out = duckdb.sql(sql).df()
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
 def _read_one(root: str):
     from fer import timelines
 
@@ -158,22 +220,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="10000000,100000000", help="archive sizes in rows, comma-separated")
     parser.add_argument("--full-load-max", type=int, default=10_000_000, help="largest archive to load whole")
+    parser.add_argument("--videos", type=int, help="draw the archive by file count: this many videos...")
+    parser.add_argument("--frames-per-video", type=int, default=1500, help="...of this many frames each")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-tl-bench"))
     args = parser.parse_args()
+    if args.videos is not None and args.videos < 4:
+        parser.error(f"--videos: at least 4, not {args.videos}")
     _, _, base = in_fresh_process(_imports)
     print(f"peak memory of the imports alone: {base:.0f} MB; scan: WHERE {WHERE}, columns {', '.join(SCAN_COLUMNS)}")
     print(f"{'rows':>12} {'videos':>7} {'query':<34} {'seconds':>8} {'result rows':>12} {'peak MB':>8} {'rows/s':>12}")
-    for total in (int(r) for r in args.rows.split(",")):
-        root = args.workdir / f"archive-{total}"
+    if args.videos:
+        plans = [(f"archive-{args.videos}x{args.frames_per_video}", [args.frames_per_video] * args.videos, True)]
+    else:
+        plans = [(f"archive-{r}", video_lengths(int(r)), False) for r in args.rows.split(",")]
+    for name, lengths, copies in plans:
+        root, videos = args.workdir / name, len(lengths)
         if not (root / "done").exists():
             t = time.perf_counter()
-            videos = write_archive(root, total)
-            (root / "done").write_text(str(videos))
+            total = write_archive(root, lengths, copies=copies)
+            (root / "done").write_text(str(total))
             print(f"(wrote {total:,} rows in {videos} videos in {time.perf_counter() - t:.0f} s)")
-        videos = int((root / "done").read_text())
+        total = int((root / "done").read_text())
         queries = [("summary, before: summarize(read())", _full_load)] if total <= args.full_load_max else []
         queries += [
             ("summary, after: summary() aggregates", _summary),
+            ("top_videos (--top)", _top),
+            ("emotion_minutes (--minutes)", _minutes),
+            ("DuckDB raw: aggregates/*.parquet", _duckdb_aggregates),
             ("scan: fer.timelines.scan (DuckDB)", _scan_duckdb),
             ("scan: pyarrow dataset to_batches", _scan_pyarrow),
             ("read(videos='video00003')", _read_one),

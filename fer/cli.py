@@ -21,6 +21,7 @@ from fer.bundle import TTA
 from fer.data.augment import AugmentConfig
 from fer.errors import FerError
 from fer.labels import EMOTIONS
+from fer.plot import PLOT_BY
 from fer.train.config import TrainConfig
 from fer.validation import flag
 from fer.video.faces import DETECTORS
@@ -645,7 +646,9 @@ def plot(
     video: Annotated[Optional[str], typer.Option(help="Video: id, file name or path (default: the only one).")] = None,
     face: Annotated[Optional[int], typer.Option(help="Plot only this face.")] = None,
     smooth: Annotated[Optional[float], typer.Option(help="Smooth with an EMA of this many seconds.")] = None,
-    by: Annotated[str, typer.Option(help="A panel per face | person (a person's faces across cuts in one).")] = "face",
+    by: Annotated[
+        str, typer.Option(help=" | ".join(PLOT_BY) + ": a panel per face, or per person (its faces across cuts).")
+    ] = "face",
 ) -> None:
     """Plot the emotion probabilities over time, one panel per face or per person."""
     from fer import timelines

@@ -122,17 +122,9 @@ class _Listing:
     parts: dict[str, int]
 
 
-def _mtimes(where: Location, suffix: str) -> dict[str, int]:
-    import pyarrow.fs as pafs
-
-    infos = where.fs.get_file_info(pafs.FileSelector(where.path, allow_not_found=True))
-    names = (i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith("."))
-    return {i.base_name: int(i.mtime_ns or 0) for i in names if i.base_name.endswith(suffix)}
-
-
 def _listing(out: Location) -> _Listing:
-    entries = {name.removesuffix(".json"): t for name, t in _mtimes(out / manifest.MANIFEST_DIR, ".json").items()}
-    return _Listing(entries, _mtimes(folder(out), ".parquet"))
+    entries = {name.removesuffix(".json"): t for name, t in (out / manifest.MANIFEST_DIR).modified(".json").items()}
+    return _Listing(entries, folder(out).modified(".parquet"))
 
 
 def _read_parts(out: Location, parts: dict[str, int]) -> pa.Table:
@@ -164,10 +156,15 @@ def _newest(table: pa.Table) -> pd.DataFrame:
     con = duckdb.connect()
     try:
         con.register("idx", table)
-        return con.sql(
-            "SELECT * FROM idx QUALIFY dense_rank() OVER "
-            "(PARTITION BY video_id ORDER BY written_ns DESC, file DESC) = 1"
-        ).arrow().read_all().to_pandas()
+        return (
+            con.sql(
+                "SELECT * FROM idx QUALIFY dense_rank() OVER "
+                "(PARTITION BY video_id ORDER BY written_ns DESC, file DESC) = 1"
+            )
+            .arrow()
+            .read_all()
+            .to_pandas()
+        )
     finally:
         con.close()
 

@@ -11,10 +11,12 @@ a mean descriptor each). :func:`update` joins them into identities ``p0, p1, ...
 - ``enrolled.parquet``: names and the mean descriptor of their photos (:func:`enrol`);
 - ``pictures/<identity>.jpg``: a 150x150 chip of each identity's best view.
 
-It is incremental: identities keep their ids, a video labelled since the last update joins
-the nearest identity whose mean descriptor is within :data:`fer.video.persons.JOIN_BELOW`
-(each person of a video a different identity, nearest pairs first), or starts a new one; a
-video relabelled or no longer counted leaves its identities. Descriptors stay in ``OUT``.
+It is incremental: identities keep their ids (never reused), a video labelled since the last
+update joins the nearest identity whose mean descriptor is within
+:data:`fer.video.persons.JOIN_BELOW` (each person of a video a different identity, nearest
+pairs first), or starts a new one; a video labelled again is matched with its old identities
+still in place, then replaces its members; a video no longer counted leaves. Descriptors stay
+in ``OUT``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ MEMBERS_SCHEMA = pa.schema(
         ("video_id", pa.string()),
         ("person", pa.int32()),
         ("identity", pa.string()),
-        ("key", pa.string()),  # the video's manifest key when it joined: relabelled videos join again
+        # The video's persons file's modification time when it joined: a video labelled again
+        # (new persons file) joins again, and queries ignore its members until then.
+        ("persons_ns", pa.int64()),
         ("rows", pa.int64()),
         ("first_s", pa.float64()),
         ("last_s", pa.float64()),
@@ -103,78 +107,131 @@ def update(out: str | Location, *, join_below: float | None = None) -> PeopleRep
     entries = {v: e for v, e in manifest.load(out).items() if e.status in manifest.LABELLED}
     if not entries:
         raise FerError(f"{out}: no labelled videos (fer label writes them)")
-    members = _read(_folder(out) / "members.parquet", MEMBERS_SCHEMA)
-    stale = ~members.video_id.map(lambda v: v in entries and entries[v].key).eq(members.key)
-    report = PeopleReport(left=int(stale.sum()))
-    members = members[~stale]
-    new_videos = sorted(set(entries) - set(members.video_id))
-    persons = _persons_of(out, new_videos)
-    ids = _Identities(members)
+    stamps = {name.removesuffix(".parquet"): t for name, t in (out / PERSONS_DIR).modified(".parquet").items()}
+    folder = _folder(out)
+    members = _read(folder / "members.parquet", MEMBERS_SCHEMA)
+    gone = ~members.video_id.isin([v for v in entries if v in stamps])
+    report = PeopleReport(left=int(gone.sum()))
+    members = members[~gone]
+    joined = members.groupby("video_id").persons_ns.first() if len(members) else pd.Series(dtype=np.int64)
+    todo = sorted(v for v in entries if v in stamps and joined.get(v) != stamps[v])
+    ids = _Identities(members, _next_id(folder))
+    persons = _persons_of(out, todo)
     for vid, group in persons.groupby("video_id", sort=True) if len(persons) else ():
         assigned = ids.assign(np.stack(group.descriptor.to_numpy()), join_below)
         report.new += sum(a.startswith("+") for a in assigned)
         report.joined += sum(not a.startswith("+") for a in assigned)
-        rows = group.assign(identity=[a.lstrip("+") for a in assigned], key=entries[vid].key)
-        ids.add(rows)
-    members = ids.members
-    folder = _folder(out)
+        ids.replace(vid, group.assign(identity=[a.lstrip("+") for a in assigned], persons_ns=stamps[vid]))
     folder.makedirs()
-    (folder / "members.parquet").write_parquet(pa.Table.from_pandas(members[MEMBERS_SCHEMA.names],
-                                               schema=MEMBERS_SCHEMA, preserve_index=False))  # fmt: skip
+    schema = MEMBERS_SCHEMA.with_metadata({b"next_id": str(ids.next).encode()})
+    (folder / "members.parquet").write_parquet(
+        pa.Table.from_pandas(ids.members[MEMBERS_SCHEMA.names], schema=schema, preserve_index=False)
+    )
     enrolled = _read(folder / "enrolled.parquet", ENROLLED_SCHEMA)
-    table = _people_table(members, enrolled, join_below)
-    table["picture"] = [_picture(out, entries, members, i) for i in table.identity]
+    table = _people_table(ids.members, enrolled, join_below)
+    table["picture"] = [_picture(out, entries, ids.members, i) for i in table.identity]
+    for name in set((folder / "pictures").modified(".jpg")) - {f"{i}.jpg" for i in table.identity}:
+        (folder / "pictures" / name).delete()  # an identity gone: its face goes too
     (folder / "people.parquet").write_parquet(pa.Table.from_pandas(table, schema=PEOPLE_SCHEMA, preserve_index=False))
     report.identities, report.named, report.table = len(table), int(table.name.notna().sum()), table
     return report
 
 
+def _next_id(folder: Location) -> int:
+    """The next identity number: past every id ever given (kept in ``members.parquet``'s metadata)."""
+    import pyarrow.parquet as pq
+
+    where = folder / "members.parquet"
+    if not where.is_file():
+        return 0
+    meta = pq.read_schema(where.path, filesystem=where.fs).metadata or {}
+    return int(meta.get(b"next_id", b"0"))
+
+
+def membership(out: Location) -> pa.Table | None:
+    """``(video_id, person, identity, name)`` for the videos whose persons joined at the last
+    :func:`update` and were not labelled again since (their members would name other persons);
+    None before ``fer people`` ran."""
+    import pyarrow.parquet as pq
+
+    members, people = _folder(out) / "members.parquet", _folder(out) / "people.parquet"
+    if not (members.is_file() and people.is_file()):
+        return None
+    stamps = {name.removesuffix(".parquet"): t for name, t in (out / PERSONS_DIR).modified(".parquet").items()}
+    m = pq.read_table(members.path, filesystem=members.fs, columns=["video_id", "person", "identity", "persons_ns"])
+    pairs = zip(m.column("video_id").to_pylist(), m.column("persons_ns").to_pylist(), strict=True)
+    current = pa.array([stamps.get(v) == t for v, t in pairs])
+    m = m.filter(current).drop_columns(["persons_ns"])
+    names = pq.read_table(people.path, filesystem=people.fs, columns=["identity", "name"])
+    return m.join(names, "identity", join_type="left outer")
+
+
 class _Identities:
-    """Identities as members and running descriptor sums; ``assign`` matches one video's persons."""
+    """Identities: their members and running descriptor sums; ``assign`` matches one video's
+    persons, ``replace`` puts them in (a video labelled again leaves its old members then)."""
 
-    def __init__(self, members: pd.DataFrame):
+    def __init__(self, members: pd.DataFrame, next_id: int):
         self.members = members.reset_index(drop=True)
-        self.names: list[str] = []
-        self.sums = np.zeros((0, DIMS))
-        self.counts = np.zeros(0)
+        self.index: dict[str, int] = {}
+        self.sums = np.zeros((max(16, 2 * len(members)), DIMS))
+        self.counts = np.zeros(len(self.sums))
         for identity, group in self.members.groupby("identity", sort=False):
-            self._grow(identity, np.stack(group.descriptor.to_numpy()).sum(axis=0), len(group))
-        numbers = [int(n[1:]) for n in self.names if n[1:].isdigit()]
-        self.next = max(numbers, default=-1) + 1
+            self._slot(identity)
+            self.sums[self.index[identity]] = np.stack(group.descriptor.to_numpy()).sum(axis=0)
+            self.counts[self.index[identity]] = len(group)
+        numbers = [int(n[1:]) for n in self.index if n[1:].isdigit()]
+        self.next = max(next_id, max(numbers, default=-1) + 1)
 
-    def _grow(self, identity: str, total: np.ndarray, count: int) -> None:
-        self.names.append(identity)
-        self.sums = np.vstack([self.sums, total])
-        self.counts = np.append(self.counts, count)
+    def _slot(self, identity: str) -> int:
+        if identity not in self.index:
+            if len(self.index) == len(self.sums):  # grow geometrically: amortised O(1) a new identity
+                self.sums = np.vstack([self.sums, np.zeros_like(self.sums)])
+                self.counts = np.append(self.counts, np.zeros_like(self.counts))
+            self.index[identity] = len(self.index)
+        return self.index[identity]
 
     def assign(self, vectors: np.ndarray, join_below: float) -> list[str]:
         """An identity per vector (``+p7`` for a new one); nearest pairs first, one vector an identity."""
         out: list[str | None] = [None] * len(vectors)
-        if self.names:
-            dist = np.linalg.norm(vectors[:, None] - (self.sums / self.counts[:, None])[None], axis=-1)
+        live = np.flatnonzero(self.counts[: len(self.index)] > 0)
+        if len(live):
+            names = list(self.index)
+            centroids = self.sums[live] / self.counts[live, None]
+            # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one matrix product over every identity.
+            sq = (vectors**2).sum(1)[:, None] + (centroids**2).sum(1)[None] - 2 * vectors @ centroids.T
+            dist = np.sqrt(np.maximum(sq, 0))
             taken: set[int] = set()
             for flat in np.argsort(dist, axis=None):
                 i, j = np.unravel_index(flat, dist.shape)
                 if dist[i, j] >= join_below:
                     break
                 if out[i] is None and j not in taken:
-                    out[i], _ = self.names[j], taken.add(j)
+                    out[i] = names[live[j]]
+                    taken.add(j)
         for i, name in enumerate(out):
             if name is None:
                 out[i] = f"+p{self.next}"
-                self._grow(f"p{self.next}", np.zeros(DIMS), 0)
                 self.next += 1
         return out  # type: ignore[return-value]
 
-    def add(self, rows: pd.DataFrame) -> None:
+    def replace(self, video_id: str, rows: pd.DataFrame) -> None:
+        """Make ``rows`` the members of ``video_id`` (its old members, if any, leave)."""
+        old = self.members.video_id == video_id
+        for identity, vector in zip(self.members.identity[old], self.members.descriptor[old], strict=True):
+            self.sums[self.index[identity]] -= vector
+            self.counts[self.index[identity]] -= 1
         for identity, vector in zip(rows.identity, rows.descriptor, strict=True):
-            j = self.names.index(identity)
+            j = self._slot(identity)
             self.sums[j] += vector
             self.counts[j] += 1
-        self.members = pd.concat([self.members, rows[MEMBERS_SCHEMA.names]], ignore_index=True)
+        self.members = pd.concat([self.members[~old], rows[MEMBERS_SCHEMA.names]], ignore_index=True)
 
 
 def _people_table(members: pd.DataFrame, enrolled: pd.DataFrame, join_below: float) -> pd.DataFrame:
+    """One row per identity with members (:data:`PEOPLE_SCHEMA`; pictures filled in by the caller);
+    each named after the nearest enrolled name within ``join_below``."""
+    if members.empty:
+        return PEOPLE_SCHEMA.empty_table().to_pandas()
     g = members.groupby("identity", sort=False)
     table = pd.DataFrame({"videos": g.video_id.nunique(), "persons": g.size(), "rows": g.rows.sum()})
     table["descriptor"] = [np.stack(d.to_numpy()).mean(axis=0).astype(np.float32) for _, d in g.descriptor]
@@ -201,8 +258,11 @@ def _picture(out: Location, entries: dict, members: pd.DataFrame, identity: str)
     where = _folder(out) / "pictures" / f"{identity}.jpg"
     if where.is_file():
         return str(where)
-    persons = _persons_of(out, [members[members.identity == identity].video_id.iloc[0]])
-    row = persons[persons.person == members[members.identity == identity].person.iloc[0]].iloc[0]
+    first = members[members.identity == identity].iloc[0]
+    persons = _persons_of(out, [first.video_id])
+    if persons.empty:  # its persons file was deleted meanwhile
+        return None
+    row = persons[persons.person == first.person].iloc[0]
     path = entries[row.video_id].path
     if not Path(path).is_file():
         return None

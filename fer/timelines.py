@@ -347,6 +347,8 @@ def summarize(df: pd.DataFrame, by: str = "video") -> pd.DataFrame:
     zero presence, zero shares and no dominant emotion.
     ``by="shot"``: ``video_id, shot, first_s, last_s`` (its first and last sampled time), then
     as by video.
+    ``by="person"``: ``video_id, person, faces, first_s, last_s, seconds, frames, dominant``, then
+    as by face.
     ``by="face"``: ``video_id, face_id, shot, first_s, last_s, seconds, frames, dominant,
     share_<emotion>..., mean_<emotion>...``.
 
@@ -394,11 +396,16 @@ def summary(
     aggregates.check_by(by)
     table = aggregates.summarize(load_aggregates(path, videos, address=address), by=by)
     if by == "person" and table.empty:
-        raise FerError(
-            f"{path}: no persons: no face was described (labelled with --no-persons, before persons existed, "
-            f"or every face under {MIN_DESCRIBE_PX} px); fer label --overwrite adds them"
-        )
+        _no_persons(path)
     return table
+
+
+def _no_persons(path) -> None:
+    raise FerError(
+        f"{path}: no persons: no face was described (labelled with --no-persons, before persons existed, with a "
+        f"detector without mouth landmarks such as blazeface, or every face under {MIN_DESCRIBE_PX} px); "
+        "fer label --overwrite adds them"
+    )
 
 
 def load_aggregates(
@@ -477,9 +484,14 @@ def scan(
     files = list(_select(path, videos).values())
     people = _people(files)
     known = QUERY_SCHEMA.names
-    cols = list(columns) if columns else list(TIMELINE_SCHEMA.names) + (["identity", "name"] if people else [])
-    if people is None and where and re.search(r"\b(identity|name)\b", where):
-        raise FerError(f"--where {where!r}: this output has no identities yet (fer people OUT makes them)")
+    cols = (
+        list(columns) if columns else list(TIMELINE_SCHEMA.names) + (["identity", "name"] if people is not None else [])
+    )
+    asked = set(columns or ()) | set(re.findall(r"\b(identity|name)\b", re.sub(r"'[^']*'", "", where or "")))
+    if people is None and asked & {"identity", "name"}:
+        raise FerError(
+            f"{'--where' if where else '--columns'}: this output has no identities yet (fer people OUT makes them)"
+        )
     unknown = [c for c in cols if c not in known]
     if unknown:
         raise FerError(f"--columns: unknown column {unknown[0]!r}; columns: {', '.join(known)}")
@@ -506,19 +518,11 @@ QUERY_SCHEMA = TIMELINE_SCHEMA.append(pa.field("identity", pa.string())).append(
 
 def _people(files: list[Location]) -> pa.Table | None:
     """``(video_id, person, identity, name)`` of the output the timeline ``files`` belong to, when
-    ``fer people`` has written it there."""
-    import pyarrow.parquet as pq
-
-    from fer.people import PEOPLE_DIR
+    ``fer people`` has joined its persons (:func:`fer.people.membership`)."""
+    from fer.people import membership
 
     folder = files[0].parent
-    root = folder.parent if folder.name == TIMELINES_DIR else folder
-    members, people = root / PEOPLE_DIR / "members.parquet", root / PEOPLE_DIR / "people.parquet"
-    if not (members.is_file() and people.is_file()):
-        return None
-    m = pq.read_table(members.path, filesystem=members.fs, columns=["video_id", "person", "identity"])
-    names = pq.read_table(people.path, filesystem=people.fs, columns=["identity", "name"])
-    return m.join(names, "identity", join_type="left outer")
+    return membership(folder.parent if folder.name == TIMELINES_DIR else folder)
 
 
 def _duckdb_scan(
@@ -614,5 +618,7 @@ def emotion_minutes(path: str | Path | Location, by: str = "video", address: str
     """Minutes during which each emotion dominated, per video, shot or face (from the aggregates)."""
     aggregates.check_by(by)
     rows = aggregates.rows_by(load_aggregates(path, address=address), by)
+    if by == "person" and rows.empty:
+        _no_persons(path)
     out = pd.DataFrame({e: rows[f"sec_{e}"] / 60.0 for e in EMOTIONS}, index=rows.index)
     return out.sort_index().reset_index()

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fer.errors import FerError
 from fer.video import descriptor
 from fer.video.faces import create_detector
 
@@ -47,7 +48,7 @@ def test_weights_are_read_as_tfjs_stores_them(tmp_path):
     np.testing.assert_array_equal(weights["a"], [[-1.0, -0.5], [0.0, 126.5]])
     np.testing.assert_array_equal(weights["b"], [1.5, -2.0, 3.25])
     (tmp_path / "w.bin").write_bytes(bytes([0, 1, 2, 255]))
-    with pytest.raises(Exception, match="bytes of weights"):
+    with pytest.raises(FerError, match="bytes of weights"):
         descriptor.read_tfjs(tmp_path / "m.json")
 
 

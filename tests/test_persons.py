@@ -183,3 +183,30 @@ def test_plot_by_person(built, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     bad = fer_cli("plot", str(out), "--by", "shot", "--out", str(tmp_path / "q.png"))
     assert bad.returncode != 0 and "--by: choose face or person, not 'shot'" in bad.stderr
+
+
+def test_a_relabelled_video_is_named_again_only_by_fer_people_and_keeps_its_identity(archive, tmp_path):
+    import shutil
+
+    tmp, source, _ = archive
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    assert fer_cli("people", str(out)).returncode == 0
+    before = timelines.scan(out, where="identity IS NOT NULL", columns=["video_path", "identity"])
+    clip = str(tmp / "clip1.mp4")
+    run(LabelConfig(inputs=(clip,), out=str(out), engine="process", overwrite=True, fps=5.0))
+    # Its persons were made anew: until fer people joins them, no row of it has an identity.
+    stale = timelines.scan(out, where="identity IS NOT NULL", columns=["video_path", "identity"])
+    assert not stale.video_path.str.endswith("clip1.mp4").any() and len(stale) > 0
+    assert fer_cli("people", str(out)).returncode == 0
+    after = timelines.scan(out, where="identity IS NOT NULL", columns=["video_path", "identity"])
+    mine = lambda df: set(df[df.video_path.str.endswith("clip1.mp4")].identity)  # noqa: E731
+    assert mine(after) and mine(after) <= mine(before)  # the same people keep their identities
+
+
+def test_people_of_an_output_without_persons_is_empty_not_a_crash(tmp_path):
+    out = tmp_path / "out"
+    run(LabelConfig(inputs=(str(SAMPLES / "single_face.mp4"),), out=str(out), engine="process", persons=False))
+    result = fer_cli("people", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "0 identities" in result.stderr

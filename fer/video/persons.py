@@ -110,26 +110,26 @@ def _together(face_id: np.ndarray, frame: np.ndarray, tracks: list[int]) -> np.n
     return out
 
 
+#: The distance given to two tracks seen in one frame: far above any threshold for groups of up to
+#: 10^4 x 10^4 tracks, so average linkage never joins groups that hold such a pair.
+APART = 1e9
+
+
 def cluster(vectors: np.ndarray, apart: np.ndarray, join_below: float) -> list[list[int]]:
-    """Average-linkage clustering of ``vectors`` (Euclidean), merging the closest pair of groups
-    while its mean distance is below ``join_below`` and no member of one is ``apart`` from a
-    member of the other. Returns the groups as lists of indices."""
+    """Average-linkage clustering of ``vectors`` (Euclidean; SciPy's, O(n^2)), groups merged while
+    their mean distance is below ``join_below``, never two groups with a member of one
+    ``apart`` from a member of the other. Returns the groups as lists of indices."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist, squareform
+
     n = len(vectors)
-    dist = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1).astype(np.float64)
-    apart = apart.copy()
-    sizes = np.ones(n)
-    alive = np.ones(n, bool)
-    members = [[i] for i in range(n)]
-    while True:
-        blocked = apart | ~alive[:, None] | ~alive[None] | np.eye(n, dtype=bool)
-        masked = np.where(blocked, np.inf, dist)
-        i, j = np.unravel_index(np.argmin(masked), masked.shape)
-        if not masked[i, j] < join_below:
-            break
-        # Lance-Williams for average linkage: the merged group's distance to every other group.
-        dist[i] = dist[:, i] = (sizes[i] * dist[i] + sizes[j] * dist[j]) / (sizes[i] + sizes[j])
-        apart[i] = apart[:, i] = apart[i] | apart[j]
-        sizes[i] += sizes[j]
-        alive[j] = False
-        members[i] += members[j]
-    return [members[i] for i in range(n) if alive[i]]
+    if n < 2:
+        return [[i] for i in range(n)]
+    dist = squareform(pdist(vectors.astype(np.float64)))
+    dist[apart] = APART
+    # Average linkage is monotonic: cutting its tree at the threshold is merging while below it.
+    labels = fcluster(linkage(squareform(dist, checks=False), method="average"), t=join_below, criterion="distance")
+    groups: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(i)
+    return list(groups.values())

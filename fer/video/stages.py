@@ -2,10 +2,11 @@
 
 probe (task) -> decode + detect + crop (CPU actors) -> classify (actors, GPU when asked).
 
-Decoded frames never leave the decode actor: only 48x48 crops and box rows travel
-through the object store. Every stage turns a failure into ``error`` rows instead of
-raising, so one bad video never stops the others; a bug of fer's (:data:`INTERNAL_ERROR`)
-fails its videos and then the run (exit 70), once the others are saved.
+Decoded frames never leave the decode actor: only 48x48 crops, box rows and, about once
+a second a face, its 128-number descriptor travel through the object store. Every stage
+turns a failure into ``error`` rows instead of raising, so one bad video never stops the
+others; a bug of fer's (:data:`INTERNAL_ERROR`) fails its videos and then the run (exit 70),
+once the others are saved.
 """
 
 from __future__ import annotations
