@@ -1,11 +1,12 @@
 """Timeline queries at archive scale: summaries, filtered scans and single-video reads.
 
 Writes synthetic archives in the labelling schema (every frame of 25-fps videos of 3 to
-100 minutes, one face with gaps, aggregates beside the timelines as ``fer label`` writes
-them), then times each query in a fresh process and reports that process's peak memory:
+100 minutes, one face with gaps, aggregates, manifest entries and the archive index as ``fer
+label`` writes them), then times each query in a fresh process and reports that process's peak memory:
 
-- archive summary, before (``summarize(read(archive))``: every frame in one DataFrame; only
-  run up to ``--full-load-max`` rows) and after (``summary(archive)``: from the aggregates);
+- archive summary: from every frame (``summarize(read(archive))``: one DataFrame; only run up
+  to ``--full-load-max`` rows), from the per-video aggregate files, and ``summary(archive)``
+  (from the archive index, :mod:`fer.index`);
 - a filtered scan (``emotion = 'happy' AND confidence > 0.9``, five columns) with DuckDB
   (``fer.timelines.scan``) and, for comparison, pyarrow's streaming dataset scanner;
 - ``read`` of one video;
@@ -104,22 +105,42 @@ TEMPLATES = 16
 
 
 def write_archive(root: Path, lengths: list[int], *, copies: bool = False) -> int:
-    """Write videos of ``lengths`` frames (``copies``: copies of :data:`TEMPLATES` drawn ones); return the rows."""
-    from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
+    """Write videos of ``lengths`` frames (``copies``: copies of :data:`TEMPLATES` drawn ones) as
+    ``fer label`` does: timelines, aggregates, manifest entries, then the archive index in parts
+    of :data:`fer.index.BATCH` videos; return the rows."""
+    import io
+    import json
+    from dataclasses import asdict
 
-    for d in (TIMELINES_DIR, AGGREGATES_DIR):
+    from fer import index
+    from fer.schema import AGGREGATES_DIR, TIMELINES_DIR
+    from fer.video import manifest
+
+    for d in (TIMELINES_DIR, AGGREGATES_DIR, manifest.MANIFEST_DIR, index.INDEX_DIR):
         (root / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     drawn: list[tuple[pa.Table, pa.Table]] = []
+    entries = []
     for v, rows in enumerate(lengths):
         vid = f"video{v:05d}"
         if copies and len(drawn) == TEMPLATES:
             write_video(root, vid, *drawn[v % TEMPLATES])
-            continue
-        tables = video_tables(vid, rows, rng)
-        if copies:
-            drawn.append(tables)
-        write_video(root, vid, *tables)
+        else:
+            tables = video_tables(vid, rows, rng)
+            if copies:
+                drawn.append(tables)
+            write_video(root, vid, *tables)
+        entry = manifest.Entry(video_id=vid, path=f"/archive/{vid}.mp4", status=manifest.DONE, frames=rows,
+                               faces=rows, seconds=rows / FPS, key="bench")  # fmt: skip
+        (root / manifest.MANIFEST_DIR / f"{vid}.json").write_text(json.dumps(asdict(entry)))
+        entries.append(entry)
+    for start in range(0, len(entries), index.BATCH):
+        batch = entries[start : start + index.BATCH]
+        aggs = [
+            pq.read_table(io.BytesIO((root / AGGREGATES_DIR / f"{e.video_id}.parquet").read_bytes())) for e in batch
+        ]
+        part = pa.concat_tables([index.rows(e, a) for e, a in zip(batch, aggs, strict=True)])
+        pq.write_table(part, root / index.INDEX_DIR / f"part-{time.time_ns()}-0-{start}.parquet", compression="zstd")
     return sum(lengths)
 
 
@@ -140,6 +161,16 @@ def _summary(root: str):
 
     t = time.perf_counter()
     out = timelines.summary(root)
+    return time.perf_counter() - t, len(out), _peak_mb()
+
+
+def _summary_files(root: str):
+    """The archive summary from the per-video aggregate files, as before the index."""
+    from fer import aggregates, timelines
+
+    t = time.perf_counter()
+    videos = sorted(timelines.timeline_files(root))
+    out = aggregates.summarize(timelines.load_aggregates(root, videos))
     return time.perf_counter() - t, len(out), _peak_mb()
 
 
@@ -243,7 +274,8 @@ def main() -> None:
         total = int((root / "done").read_text())
         queries = [("summary, before: summarize(read())", _full_load)] if total <= args.full_load_max else []
         queries += [
-            ("summary, after: summary() aggregates", _summary),
+            ("summary, per-video aggregate files", _summary_files),
+            ("summary: summary() (archive index)", _summary),
             ("top_videos (--top)", _top),
             ("emotion_minutes (--minutes)", _minutes),
             ("DuckDB raw: aggregates/*.parquet", _duckdb_aggregates),

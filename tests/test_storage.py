@@ -71,6 +71,15 @@ def test_label_into_a_bucket_then_query_it(s3, ray_local, untrained_bundle, tmp_
     assert [e.status for e in again.entries] == ["skipped"]
     assert np.isclose(timelines.summarize(remote_df).face_share.iloc[0], 1.0, atol=0.05)
 
+    # The archive index and the persons are in the bucket too; the summary reads the index.
+    from fer import index
+    from fer.storage import Location
+
+    bucket = Location.parse(out)
+    assert (bucket / "index").files(".parquet") and (bucket / "persons").files(".parquet")
+    assert index.check(bucket) == (1, [])
+    pd.testing.assert_frame_equal(timelines.summary(out), timelines.summary(tmp_path))
+
 
 def test_cli_labels_to_s3_and_summarises_from_it(s3, untrained_bundle):
     out = f"{s3}/cli"
