@@ -148,68 +148,16 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _full_load(root: str):
-    from fer import timelines
-
-    t = time.perf_counter()
-    out = timelines.summarize(timelines.read(root))
-    return time.perf_counter() - t, len(out), _peak_mb()
-
-
-def _summary(root: str):
-    from fer import timelines
-
-    t = time.perf_counter()
-    out = timelines.summary(root)
-    return time.perf_counter() - t, len(out), _peak_mb()
-
-
-def _summary_files(root: str):
-    """The archive summary from the per-video aggregate files, as before the index."""
-    from fer import aggregates, timelines
-
-    t = time.perf_counter()
-    videos = sorted(timelines.timeline_files(root))
-    out = aggregates.summarize(timelines.load_aggregates(root, videos))
-    return time.perf_counter() - t, len(out), _peak_mb()
-
-
-def _scan_duckdb(root: str):
-    from fer import timelines
-
-    t = time.perf_counter()
-    out = timelines.scan(root, WHERE, SCAN_COLUMNS)
-    return time.perf_counter() - t, len(out), _peak_mb()
-
-
 def _scan_pyarrow(root: str):
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     from fer.schema import TIMELINE_SCHEMA
 
-    t = time.perf_counter()
     dataset = ds.dataset(f"{root}/timelines", schema=TIMELINE_SCHEMA, format="parquet")
     expr = (pc.field("emotion") == "happy") & (pc.field("confidence") > 0.9)
     parts = [b for b in dataset.to_batches(columns=SCAN_COLUMNS, filter=expr)]
-    out = pa.Table.from_batches(parts, schema=pa.schema([TIMELINE_SCHEMA.field(c) for c in SCAN_COLUMNS])).to_pandas()
-    return time.perf_counter() - t, len(out), _peak_mb()
-
-
-def _top(root: str):
-    from fer import timelines
-
-    t = time.perf_counter()
-    out = timelines.top_videos(root, "happy")
-    return time.perf_counter() - t, len(out), _peak_mb()
-
-
-def _minutes(root: str):
-    from fer import timelines
-
-    t = time.perf_counter()
-    out = timelines.emotion_minutes(root)
-    return time.perf_counter() - t, len(out), _peak_mb()
+    return pa.Table.from_batches(parts, schema=pa.schema([TIMELINE_SCHEMA.field(c) for c in SCAN_COLUMNS])).to_pandas()
 
 
 def _duckdb_aggregates(root: str):
@@ -218,19 +166,53 @@ def _duckdb_aggregates(root: str):
 
     from fer.labels import EMOTIONS
 
-    t = time.perf_counter()
     seconds = ", ".join(f"sum(sec_{e}) AS sec_{e}" for e in EMOTIONS)
     sql = (f"SELECT video_id, sum(frames) AS frames, {seconds} FROM read_parquet('{root}/aggregates/*.parquet') "
            "WHERE face_id = -1 AND shot IS NULL GROUP BY video_id")  # fmt: skip
-    out = duckdb.sql(sql).df()
-    return time.perf_counter() - t, len(out), _peak_mb()
+    return duckdb.sql(sql).df()
 
 
-def _read_one(root: str):
+def _full_load(root: str):
+    """The archive summary from every frame in one DataFrame."""
     from fer import timelines
 
+    return timelines.summarize(timelines.read(root))
+
+
+def _summary_files(root: str):
+    """The archive summary from the per-video aggregate files, as before the index."""
+    from fer import aggregates, timelines
+
+    return aggregates.summarize(timelines.load_aggregates(root, sorted(timelines.timeline_files(root))))
+
+
+def _timelines(method: str, *args):
+    def query(root: str):
+        from fer import timelines
+
+        return getattr(timelines, method)(root, *args)
+
+    return query
+
+
+#: Each query by name: a function of the archive's root that returns its result.
+QUERIES = {
+    "full": _full_load,
+    "files": _summary_files,
+    "summary": _timelines("summary"),
+    "top": _timelines("top_videos", "happy"),
+    "minutes": _timelines("emotion_minutes"),
+    "duckdb-raw": _duckdb_aggregates,
+    "scan": _timelines("scan", WHERE, SCAN_COLUMNS),
+    "scan-pyarrow": _scan_pyarrow,
+    "read-one": _timelines("read", "video00003"),
+}
+
+
+def timed(name: str, root: str) -> tuple[float, int, float]:
+    """Run the query ``name`` on ``root``: (seconds, result rows, this process's peak MB)."""
     t = time.perf_counter()
-    out = timelines.read(root, videos="video00003")
+    out = QUERIES[name](root)
     return time.perf_counter() - t, len(out), _peak_mb()
 
 
@@ -272,19 +254,19 @@ def main() -> None:
             (root / "done").write_text(str(total))
             print(f"(wrote {total:,} rows in {videos} videos in {time.perf_counter() - t:.0f} s)")
         total = int((root / "done").read_text())
-        queries = [("summary, before: summarize(read())", _full_load)] if total <= args.full_load_max else []
+        queries = [("summary, before: summarize(read())", "full")] if total <= args.full_load_max else []
         queries += [
-            ("summary, per-video aggregate files", _summary_files),
-            ("summary: summary() (archive index)", _summary),
-            ("top_videos (--top)", _top),
-            ("emotion_minutes (--minutes)", _minutes),
-            ("DuckDB raw: aggregates/*.parquet", _duckdb_aggregates),
-            ("scan: fer.timelines.scan (DuckDB)", _scan_duckdb),
-            ("scan: pyarrow dataset to_batches", _scan_pyarrow),
-            ("read(videos='video00003')", _read_one),
+            ("summary, per-video aggregate files", "files"),
+            ("summary: summary() (archive index)", "summary"),
+            ("top_videos (--top)", "top"),
+            ("emotion_minutes (--minutes)", "minutes"),
+            ("DuckDB raw: aggregates/*.parquet", "duckdb-raw"),
+            ("scan: fer.timelines.scan (DuckDB)", "scan"),
+            ("scan: pyarrow dataset to_batches", "scan-pyarrow"),
+            ("read(videos='video00003')", "read-one"),
         ]
-        for name, fn in queries:
-            secs, n, peak = in_fresh_process(fn, str(root))
+        for name, query in queries:
+            secs, n, peak = in_fresh_process(timed, query, str(root))
             rate = f"{total / secs:>12,.0f}" if name.startswith("scan") else f"{'':>12}"
             print(f"{total:>12,} {videos:>7} {name:<34} {secs:>8.2f} {n:>12,} {peak:>8.0f} {rate}")
 

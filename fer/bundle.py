@@ -161,13 +161,25 @@ class LiteNetwork:
 
     def __init__(self, path: Path, threads: int):
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            import ai_edge_litert  # noqa: F401
         except ImportError:
             raise FerError("--runtime litert: needs the ai-edge-litert package (pip install ai-edge-litert)") from None
         if not (path / LITERT_FILE).is_file():
             raise FerError(f"--runtime litert: {path} has no {LITERT_FILE} (a bundle written before LiteRT: use keras)")
-        # LiteRT's own default is one thread; 0 means every core here, as for tf-keras.
-        self._interpreter = Interpreter(model_path=str(path / LITERT_FILE), num_threads=threads or os.cpu_count())
+        self._run = LiteModel(path / LITERT_FILE, threads)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._run(x)
+
+
+class LiteModel:
+    """One ``.tflite`` file on LiteRT's interpreter: one input, one output, any batch size.
+    ``threads`` 0 means every core (LiteRT's own default is one)."""
+
+    def __init__(self, file: Path, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(file), num_threads=threads or os.cpu_count())
         (self._input,), (self._output,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         self._shape: tuple[int, ...] | None = None
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -148,21 +147,9 @@ class Describer:
             return
         if runtime != "litert":
             raise FerError(f"descriptor runtime: {runtime!r} is not one of litert, keras")
-        from ai_edge_litert.interpreter import Interpreter
+        from fer.bundle import LiteModel
 
-        self._interpreter = Interpreter(model_path=str(LITERT_MODEL), num_threads=threads or os.cpu_count())
-        (self._input,), (self._output,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        self._shape: tuple[int, ...] | None = None
-        self._run = self._lite
-
-    def _lite(self, x: np.ndarray) -> np.ndarray:
-        if x.shape != self._shape:
-            self._interpreter.resize_tensor_input(self._input["index"], x.shape)
-            self._interpreter.allocate_tensors()
-            self._shape = x.shape
-        self._interpreter.set_tensor(self._input["index"], x)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"]).copy()
+        self._run = LiteModel(LITERT_MODEL, threads)
 
     def __call__(self, chips: np.ndarray, *, mirror: bool = False) -> np.ndarray:
         """Descriptors of ``chips``; with ``mirror``, each averaged with its mirror image's
