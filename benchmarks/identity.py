@@ -234,37 +234,47 @@ def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[floa
                   f"{found / real:.3f} persons per real person ({tracks / real:.2f} face ids), "
                   f"{100 * described / max(1, rows):.1f}% of {rows} face rows with a person")  # fmt: skip
         cost(paths, Path(tmp) / "cost")
-        across(faces, pool, shots, n_people, Path(tmp), rng)
 
 
-def across(faces: Path, pool: list[str], shots: int, n_people: int, tmp: Path, rng: np.random.Generator) -> None:
-    """Two clips of the same people (other photos in each), labelled and joined by ``fer people``:
-    archive identities per real person and their purity."""
+def across(faces: Path, shots: int, n_people: int, pairs: int) -> None:
+    """``pairs`` times, two clips of the same people (other photos in each), labelled and joined by
+    ``fer people``: archive identities per real person and their purity, over all pairs."""
+    pool = sorted(p for p, photos in lfw_people(faces).items() if len(photos) >= 5)
+    rng = np.random.default_rng(7)
+    per: list[int] = []
+    pure = named = 0
+    with tempfile.TemporaryDirectory() as folder:
+        for k in range(pairs):
+            chosen = [pool[i] for i in rng.choice(len(pool), n_people, replace=False)]
+            right, rows = _pair({p: lfw_people(faces)[p] for p in chosen}, shots, k, Path(folder) / str(k), per)
+            pure, named = pure + right, named + rows
+    counts = np.array(per)
+    print(f"{pairs} pairs of clips of the same people: {counts.mean():.3f} archive identities per person in both "
+          f"clips ({(counts == 1).sum()} of {len(counts)} one identity), "
+          f"purity {100 * pure / max(1, named):.2f}%")  # fmt: skip
+
+
+def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, per: list[int]) -> tuple[int, int]:
+    """Pair ``k``: two clips of ``photos``' people joined by ``fer people``. Appends each real person's
+    number of identities to ``per``; returns (rows of an identity's main person, rows with an identity)."""
     from fer import people as archive
     from fer import timelines
     from fer.video.pipeline import LabelConfig, run
 
-    chosen = [pool[i] for i in rng.choice(len(pool), n_people, replace=False)]
-    photos = {p: lfw_people(faces)[p] for p in chosen}
+    tmp.mkdir()
     truths = {}
-    for seed in (100, 101):  # each clip draws its own photos of each person
+    for seed in (100 + 2 * k, 101 + 2 * k):  # each clip draws its own photos of each person
         path = tmp / f"same{seed}.mp4"
         truths[path.stem] = build_clip(path, photos, shots, seed)
-    out = tmp / "across"
+    out = tmp / "out"
     run(LabelConfig(inputs=tuple(str(tmp / f"{v}.mp4") for v in truths), out=str(out)))
     archive.update(out)
     df = timelines.scan(out, where="face_id >= 0", columns=["video_id", "frame", "identity"])
-    parts = []
-    for vid, video in df.groupby("video_id"):
-        parts.append(video.assign(who=_who(video.frame, truths[vid.rsplit("-", 1)[0]])))
-    df = pd.concat(parts)
-    named = df[df.identity.notna()]
-    pure = named.groupby("identity").who.agg(lambda w: w.value_counts().iloc[0]).sum() / max(1, len(named))
+    df = pd.concat([v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in df.groupby("video_id")])
+    with_id = df[df.identity.notna()]
     both = df.groupby("who").video_id.nunique()
-    in_both = both[both == 2].index
-    per = named[named.who.isin(in_both)].groupby("who").identity.nunique()
-    print(f"two clips of the same {len(in_both)} people (in both): {per.mean():.2f} archive identities per person "
-          f"({(per == 1).sum()} of {len(per)} one identity), purity {100 * pure:.2f}%")  # fmt: skip
+    per += with_id[with_id.who.isin(both[both == 2].index)].groupby("who").identity.nunique().tolist()
+    return int(with_id.groupby("identity").who.agg(lambda w: w.value_counts().iloc[0]).sum()), len(with_id)
 
 
 def cost(paths: list[str], out: Path, tries: int = 2) -> None:
@@ -289,6 +299,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=6, help="LFW people per clip")
     parser.add_argument("--join", type=float, nargs="+", default=[0.5, 0.54, 0.6], help="thresholds to try")
     parser.add_argument("--first-seed", type=int, default=1000, help="the clips' first seed (0.54 was chosen on 0-19)")
+    parser.add_argument("--across", type=int, default=6, help="pairs of clips of the same people for fer people")
     args = parser.parse_args()
     if args.faces is None or not args.faces.is_dir():
         parser.error(f"--faces: not a folder: {args.faces} (clone muxspace/facial_expressions and pass its images/)")
@@ -296,6 +307,8 @@ def main() -> None:
         verification(args.faces, args.pairs)
     if args.clips:
         clips(args.faces, args.clips, args.shots, args.people, args.join, args.first_seed)
+    if args.across:
+        across(args.faces, args.shots, args.people, args.across)
 
 
 if __name__ == "__main__":
