@@ -22,7 +22,7 @@ from fer.aggregates import durations
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.schema import NO_FACE, NO_PERSON, READABLE_VERSIONS, TIMELINE_SCHEMA, TIMELINES_DIR, dominant, read_metadata
-from fer.storage import Location
+from fer.storage import Location, read_many
 from fer.video import manifest
 from fer.video.persons import MIN_DESCRIBE_PX
 from fer.video.track import max_gap
@@ -131,10 +131,13 @@ def read(
 
 def _select(path, videos: Sequence[str] | str | None) -> dict[str, Location]:
     """The timeline files of ``videos`` (all when None), each named as :func:`find_video` takes."""
+    wanted = None if videos is None else [videos] if isinstance(videos, str) else list(videos)
+    direct = _by_id(path, wanted) if wanted else None
+    if direct is not None:  # every name is the id of a counted video: no archive-wide listing
+        return direct
     files = timeline_files(path)
-    if videos is None:
+    if wanted is None:
         return files
-    wanted = [videos] if isinstance(videos, str) else list(videos)
     paths: dict[str, str] | None = None  # read only when a name is not an id
     ids = []
     for name in wanted:
@@ -142,6 +145,21 @@ def _select(path, videos: Sequence[str] | str | None) -> dict[str, Location]:
             paths = video_paths(files)
         ids.append(find_video(name, files, paths or {}, where=path))
     return {v: files[v] for v in ids}
+
+
+def _by_id(path, ids: list[str]) -> dict[str, Location] | None:
+    """``id -> timeline`` when ``path`` is a labelling output and each of ``ids`` is the id of a
+    video its manifest counts (reading those entries only); None otherwise (names to resolve)."""
+    import json
+
+    out = _output(path)
+    if out is None or not (out / manifest.MANIFEST_DIR).is_dir():
+        return None
+    entries = read_many([out / manifest.MANIFEST_DIR / f"{v}.json" for v in ids])
+    if any(blob is None or json.loads(blob).get("status") not in manifest.LABELLED for blob in entries):
+        return None
+    files = {v: out / TIMELINES_DIR / f"{v}.parquet" for v in ids}
+    return files if all(f.is_file() for f in files.values()) else None
 
 
 def one_video(path: str | Path | Location, video: str | None = None) -> str:
