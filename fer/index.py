@@ -11,7 +11,7 @@ needs (:data:`FACTS`); a failed video has one row, to say so.
 Which rows count is decided by the manifest, without opening it: one listing of
 ``OUT/manifest/`` gives each video's entry and its modification time. A video's rows are the
 newest part's that holds it (the part's modification time, on the same storage clock as the
-entries'; a compacted row keeps its part's); they are fresh when that is no older than the
+entries'; a compacted row keeps its part's); they are fresh when that is newer than the
 video's entry. Videos missing from the index or stale (a driver killed before its part, a
 relabelled or failed video, an output written before the index) are read from their entries
 and per-video aggregates and added as a new part, so the index mends itself on the next query
@@ -172,7 +172,9 @@ def load(out: Location, *, mend: bool = True) -> pd.DataFrame | None:
     newest = _newest(_read_parts(out, listing.parts))
     fresh_at = newest.groupby("video_id").written_ns.max() if len(newest) else pd.Series(dtype=np.int64)
     entry_ns = pd.Series(listing.entries, dtype=np.int64)
-    stale = entry_ns.index[~(fresh_at.reindex(entry_ns.index) >= entry_ns).to_numpy()]
+    # Strictly newer: where the storage keeps mtimes to the second (S3), an entry rewritten in its
+    # part's second is stale, not fresh (a mend too many, never a wrong row).
+    stale = entry_ns.index[~(fresh_at.reindex(entry_ns.index) > entry_ns).to_numpy()]
     if len(stale):
         try:
             mended = _from_videos(out, list(stale))
@@ -249,7 +251,7 @@ def check(out: Location) -> tuple[int, list[str]]:
     good, bad = 0, []
     for vid, blob in zip(counted, aggs, strict=True):
         rows_ = by_video.get(vid)
-        if rows_ is None or rows_.written_ns.max() < listing.entries.get(vid, 0) or blob is None:
+        if rows_ is None or rows_.written_ns.max() <= listing.entries.get(vid, 0) or blob is None:
             bad.append(vid)
             continue
         want = pq.read_table(io.BytesIO(blob)).to_pandas()[AGGREGATE_SCHEMA.names]
