@@ -139,7 +139,8 @@ def write_archive(root: Path, lengths: list[int], *, copies: bool = False) -> in
         aggs = [
             pq.read_table(io.BytesIO((root / AGGREGATES_DIR / f"{e.video_id}.parquet").read_bytes())) for e in batch
         ]
-        part = pa.concat_tables([index.rows(e, a) for e, a in zip(batch, aggs, strict=True)])
+        stamps = [(root / manifest.MANIFEST_DIR / f"{e.video_id}.json").stat().st_mtime_ns for e in batch]
+        part = pa.concat_tables([index.rows(e, a, t) for e, a, t in zip(batch, aggs, stamps, strict=True)])
         pq.write_table(part, root / index.INDEX_DIR / f"part-{time.time_ns()}-0-{start}.parquet", compression="zstd")
     return sum(lengths)
 

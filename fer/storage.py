@@ -135,6 +135,13 @@ class Location:
         names = (i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith("."))
         return {i.base_name: int(i.mtime_ns or 0) for i in names if i.base_name.endswith(suffix)}
 
+    def mtime_ns(self) -> int:
+        """This file's modification time (ns, the storage's clock); OSError when it is not there."""
+        info = self.fs.get_file_info(self.path)
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(self.uri)
+        return int(info.mtime_ns or 0)
+
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as f:
             return f.read()

@@ -218,12 +218,13 @@ def _output(path: str | Path | Location) -> Location | None:
     return loc if (loc / TIMELINES_DIR).is_dir() else None
 
 
-def _indexed(path: str | Path | Location) -> pd.DataFrame | None:
-    """The index's rows of the output at ``path`` (None: not an output with a manifest, or not indexable now)."""
+def _indexed(path: str | Path | Location, rows: str | None, *, mend: bool = True) -> pd.DataFrame | None:
+    """The index's aggregate rows of kind ``rows`` (:data:`fer.index.ROWS`, None: all) of the output
+    at ``path``; None when it is not an output with a manifest, or not indexable now."""
     from fer import index
 
     out = _output(path)
-    return None if out is None else index.load(out)
+    return None if out is None else index.load(out, rows, mend=mend)
 
 
 def with_paths(table: pd.DataFrame, path: str | Path | Location) -> pd.DataFrame:
@@ -231,7 +232,7 @@ def with_paths(table: pd.DataFrame, path: str | Path | Location) -> pd.DataFrame
     (what people recognise; from the archive index, else the manifest, see :func:`video_paths`)."""
     if table.empty:
         return table.assign(video_path=pd.Series(dtype=str))
-    indexed = _indexed(path)
+    indexed = _indexed(path, "video", mend=False)
     if indexed is not None and set(table.video_id) <= set(indexed.video_id):
         paths = dict(zip(indexed.video_id, indexed.video_path, strict=True))
     else:
@@ -412,7 +413,7 @@ def summary(
     >>> summary("out", by="face")      # same table as summarize(read("out"), by="face")
     """
     aggregates.check_by(by)
-    table = aggregates.summarize(load_aggregates(path, videos, address=address), by=by)
+    table = aggregates.summarize(load_aggregates(path, videos, address=address, by=by), by=by)
     if by == "person" and table.empty:
         _no_persons(path)
     return table
@@ -427,13 +428,16 @@ def _no_persons(path) -> None:
 
 
 def load_aggregates(
-    path: str | Path | Location, videos: Sequence[str] | str | None = None, address: str | None = None
-) -> pd.DataFrame:
+    path: str | Path | Location, videos: Sequence[str] | str | None = None, address: str | None = None,
+    by: str | None = None,
+) -> pd.DataFrame:  # fmt: skip
     """The aggregates (:data:`fer.schema.AGGREGATE_SCHEMA`) of the selected videos: for a whole
-    labelling output, from its archive index (:mod:`fer.index`: a few files, however many videos)."""
+    labelling output, from its archive index (:mod:`fer.index`: a few files, however many videos),
+    only the rows a summary ``by`` video, shot, face or person needs (None: all)."""
     import pyarrow.dataset as ds
 
-    indexed = _indexed(path) if videos is None else None
+    kind = {"video": "video", "shot": "shot"}.get(by) if by else None
+    indexed = _indexed(path, kind) if videos is None else None
     if indexed is not None:
         return indexed[aggregates.AGGREGATE_SCHEMA.names]
     files = _select(path, videos)
@@ -635,7 +639,7 @@ def top_videos(path: str | Path | Location, emotion: str, n: int = 10, address: 
 def emotion_minutes(path: str | Path | Location, by: str = "video", address: str | None = None) -> pd.DataFrame:
     """Minutes during which each emotion dominated, per video, shot or face (from the aggregates)."""
     aggregates.check_by(by)
-    rows = aggregates.rows_by(load_aggregates(path, address=address), by)
+    rows = aggregates.rows_by(load_aggregates(path, address=address, by=by), by)
     if by == "person" and rows.empty:
         _no_persons(path)
     out = pd.DataFrame({e: rows[f"sec_{e}"] / 60.0 for e in EMOTIONS}, index=rows.index)
