@@ -64,7 +64,7 @@ class CheckReport:
         if self.unindexed:
             out.append(f"index: {len(self.unindexed)} video(s) stale or missing, mended by the next query: "
                        f"{', '.join(self.unindexed[:5])}{' ...' if len(self.unindexed) > 5 else ''}")  # fmt: skip
-        else:
+        elif self.indexed:
             out.append(f"index: {self.indexed} videos, row for row as their per-video aggregates")
         if self.consistent:
             out.append(f"{self.out}: {self.videos} videos, timelines and manifest agree")
@@ -94,7 +94,8 @@ def check(out: str | Location, *, repair: bool = False, compact: bool = False) -
     for folder in (TIMELINES_DIR, AGGREGATES_DIR, PERSONS_DIR):
         report.orphans += [f for f in (out / folder).files(".parquet") if f.stem not in counted]
         report.temporary += [f for f in _hidden(out / folder) if f.name.endswith(".tmp")]
-    report.temporary += [f for f in _hidden(out / manifest.MANIFEST_DIR) if f.name.endswith(".tmp")]
+    for folder in (manifest.MANIFEST_DIR, index.INDEX_DIR):
+        report.temporary += [f for f in _hidden(out / folder) if f.name.endswith(".tmp")]
     report.missing = sorted(counted - timelines)
     now = time.time()
     report.recent = [f for f in report.orphans + report.temporary if now - _mtime(f) < IN_FLIGHT_S]

@@ -117,8 +117,10 @@ def update(out: str | Location, *, join_below: float | None = None) -> PeopleRep
     todo = sorted(v for v in entries if v in stamps and joined.get(v) != stamps[v])
     ids = _Identities(members, _next_id(folder))
     persons = _persons_of(out, todo)
-    for vid, group in persons.groupby("video_id", sort=True) if len(persons) else ():
-        assigned = ids.assign(np.stack(group.descriptor.to_numpy()), join_below)
+    groups = dict(tuple(persons.groupby("video_id"))) if len(persons) else {}
+    for vid in todo:  # a video relabelled without persons (none described) leaves its old members
+        group = groups.get(vid, pd.DataFrame(columns=[*MEMBERS_SCHEMA.names, "descriptor"]))
+        assigned = ids.assign(np.stack(group.descriptor.to_numpy()), join_below) if len(group) else []
         report.new += sum(a.startswith("+") for a in assigned)
         report.joined += sum(not a.startswith("+") for a in assigned)
         ids.replace(vid, group.assign(identity=[a.lstrip("+") for a in assigned], persons_ns=stamps[vid]))

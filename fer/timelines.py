@@ -155,8 +155,13 @@ def _by_id(path, ids: list[str]) -> dict[str, Location] | None:
     out = _output(path)
     if out is None or not (out / manifest.MANIFEST_DIR).is_dir():
         return None
+    if len(ids) > 16:  # many names: one listing of the archive costs less than a request each
+        return None
     entries = read_many([out / manifest.MANIFEST_DIR / f"{v}.json" for v in ids])
-    if any(blob is None or json.loads(blob).get("status") not in manifest.LABELLED for blob in entries):
+    try:
+        if any(blob is None or json.loads(blob).get("status") not in manifest.LABELLED for blob in entries):
+            return None
+    except ValueError:  # an unreadable entry: the full resolution warns about it
         return None
     files = {v: out / TIMELINES_DIR / f"{v}.parquet" for v in ids}
     return files if all(f.is_file() for f in files.values()) else None

@@ -128,7 +128,9 @@ def cluster(vectors: np.ndarray, apart: np.ndarray, join_below: float) -> list[l
     dist = squareform(pdist(vectors.astype(np.float64)))
     dist[apart] = APART
     # Average linkage is monotonic: cutting its tree at the threshold is merging while below it.
-    labels = fcluster(linkage(squareform(dist, checks=False), method="average"), t=join_below, criterion="distance")
+    # fcluster joins at distances <= t: the largest float under the threshold keeps "below" strict.
+    tree = linkage(squareform(dist, checks=False), method="average")
+    labels = fcluster(tree, t=np.nextafter(join_below, 0), criterion="distance")
     groups: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         groups.setdefault(int(label), []).append(i)
