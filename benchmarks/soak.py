@@ -8,7 +8,8 @@ of the clips is done, then runs the same command again to the end, and checks wh
 - every clip has one manifest entry: ``done`` (its timeline holds every frame FFmpeg decodes,
   each once), or ``partial`` / ``failed`` for exactly the broken ones;
 - no timeline without a ``done``/``partial`` entry (``fer check`` finds nothing);
-- the second run labelled only what the first had not finished.
+- the second run labelled only what the first had not finished;
+- the archive index (:mod:`fer.index`) holds every counted video's aggregates, row for row.
 
 Prints the figures and exits 1 when anything is lost, doubled or wrong.
 
@@ -32,6 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fer import index  # noqa: E402
+from fer.storage import Location  # noqa: E402
 from fer.video import manifest  # noqa: E402
 from tests.formats import CASES, clip_frames, ffmpeg_frames  # noqa: E402
 from tests.mp4 import distinct_copy, truncated  # noqa: E402
@@ -97,6 +100,7 @@ def main() -> int:
         resumed_s = time.time() - t1
         result = json.loads(second.stdout)
         check = subprocess.run([sys.executable, "-m", "fer.cli", "check", str(out)], capture_output=True, text=True)
+        indexed, unindexed = index.check(Location.parse(str(out)))
         entries = {Path(e.path).name: e for e in manifest.load(out).values()}
         timelines = pd.read_parquet(out / "timelines") if any((out / "timelines").iterdir()) else None
     wrong, lost, doubled = [], 0, 0
@@ -119,10 +123,11 @@ def main() -> int:
           f"after {killed_s:.0f} s with {at_kill} entries written; the same command then ran {resumed_s:.0f} s "
           f"(skipped {skipped} already labelled, exit {second.returncode})")  # fmt: skip
     print(f"entries {len(entries)} of {len(expected)}; lost {lost}; rows twice {doubled}; wrong {len(wrong)}; "
-          f"fer check exit {check.returncode}")  # fmt: skip
+          f"fer check exit {check.returncode}; index: {indexed} videos as their files, "
+          f"{len(unindexed)} not")  # fmt: skip
     for line in wrong[:20]:
         print("  " + line)
-    return 1 if lost or doubled or wrong or check.returncode else 0
+    return 1 if lost or doubled or wrong or check.returncode or unindexed else 0
 
 
 if __name__ == "__main__":
