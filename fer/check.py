@@ -62,7 +62,10 @@ class CheckReport:
         if self.compacted:
             out.append(f"index: {self.compacted} files compacted into one")
         if self.unindexed:
-            out.append(f"index: {len(self.unindexed)} video(s) stale or missing, mended by the next query: "
+            done = (
+                "rebuilt from their files" if self.repaired else "stale, missing or different; --repair rebuilds them"
+            )
+            out.append(f"index: {len(self.unindexed)} video(s) {done}: "
                        f"{', '.join(self.unindexed[:5])}{' ...' if len(self.unindexed) > 5 else ''}")  # fmt: skip
         elif self.indexed:
             out.append(f"index: {self.indexed} videos, row for row as their per-video aggregates")
@@ -101,6 +104,9 @@ def check(out: str | Location, *, repair: bool = False, compact: bool = False) -
     report.recent = [f for f in report.orphans + report.temporary if now - _mtime(f) < IN_FLIGHT_S]
     report.orphans = [f for f in report.orphans if f not in report.recent]
     report.temporary = [f for f in report.temporary if f not in report.recent]
+    if repair and report.unindexed:
+        index.mend(out, report.unindexed)
+        report.repaired = True
     if repair and not report.consistent:
         for f in report.orphans + report.temporary:
             f.delete()

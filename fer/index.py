@@ -80,12 +80,18 @@ class IndexWriter:
         self.last = time.monotonic()
         self.parts = 0
 
-    def add(self, entry: manifest.Entry, agg: pa.Table | None) -> None:
-        """Add a video whose manifest entry was just written; a part is written when one is due."""
+    def add(self, entry: manifest.Entry, agg: pa.Table | None, written: bytes) -> None:
+        """Add a video whose manifest entry was just written (``written``: its bytes); a part is
+        written when one is due. The entry's time is read, then its bytes: when they are not ours
+        any more (another run replaced the entry meanwhile), the rows are not ours to stamp, and a
+        query mends the video from its files instead."""
+        where = self.out / manifest.MANIFEST_DIR / f"{entry.video_id}.json"
         try:
-            stamp = (self.out / manifest.MANIFEST_DIR / f"{entry.video_id}.json").mtime_ns()
+            stamp = where.mtime_ns()
+            if where.read_bytes() != written:
+                return
         except OSError:
-            return  # the entry is gone already (replaced meanwhile): a query mends the video
+            return
         self.pending.append(rows(entry, agg, stamp))
         self.videos += 1
         if self.videos >= BATCH or time.monotonic() - self.last >= FLUSH_S:
@@ -158,12 +164,18 @@ def _read_parts(out: Location, parts: list[str], kind: str | None) -> tuple[pa.T
     was still there (a concurrent compaction removes parts once its file is written)."""
     import pyarrow.parquet as pq
 
+    from fer import console
+
     tables, complete = [], True
     for name, blob in zip(parts, read_many([folder(out) / n for n in parts]), strict=True):
         if blob is None:
             complete = False
             continue
-        t = pq.read_table(io.BytesIO(blob), filters=_filter(kind), schema=INDEX_SCHEMA)
+        try:
+            t = pq.read_table(io.BytesIO(blob), filters=_filter(kind), schema=INDEX_SCHEMA)
+        except (pa.ArrowException, OSError) as exc:  # not an index file (a copy cut short?): its videos are mended
+            console.warn(f"{folder(out) / name}: not readable as an index file, left out ({exc})")
+            continue
         tables.append(t.append_column("file", pa.array([name] * t.num_rows, pa.string())))
     if not tables:
         return INDEX_SCHEMA.append(pa.field("file", pa.string())).empty_table(), complete
@@ -249,6 +261,15 @@ def _from_videos(out: Location, videos: list[str], stamps: dict[str, int]) -> pa
     return pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
 
 
+def mend(out: Location, videos: list[str]) -> None:
+    """Rebuild ``videos``' rows from their own files as a new part (its name sorts after every
+    earlier part's, so its rows win where others carry the same entry time)."""
+    listing = _listing(out)
+    writer = IndexWriter(out)
+    writer.pending = [_from_videos(out, [v for v in videos if v in listing.entries], listing.entries)]
+    writer.flush()
+
+
 def compact(out: Location) -> tuple[int, int]:
     """Merge the index's files into one (the rows of each video's current entry, videos the
     manifest still lists), then remove the files merged; returns (files merged, videos).
@@ -261,6 +282,7 @@ def compact(out: Location) -> tuple[int, int]:
         return 0, 0  # another compaction is at work
     current, _ = _current(table, listing.entries)
     current = current.drop_columns(["file"])
+    # "compact-" sorts before "part-": a part written meanwhile with the same entry time still wins.
     (folder(out) / f"compact-{time.time_ns()}-{os.getpid()}.parquet").write_parquet(current)
     for name in listing.parts:
         (folder(out) / name).delete()

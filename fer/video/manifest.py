@@ -63,9 +63,11 @@ def load(out: Location | str) -> dict[str, Entry]:
     return entries
 
 
-def record(out: Location, entry: Entry) -> None:
-    """Write (or replace) the entry of ``entry.video_id``, atomically."""
-    (out / MANIFEST_DIR / f"{entry.video_id}.json").write_bytes(json.dumps(asdict(entry), indent=1).encode())
+def record(out: Location, entry: Entry) -> bytes:
+    """Write (or replace) the entry of ``entry.video_id``, atomically; returns the bytes written."""
+    data = json.dumps(asdict(entry), indent=1).encode()
+    (out / MANIFEST_DIR / f"{entry.video_id}.json").write_bytes(data)
+    return data
 
 
 def remove(out: Location, video_id: str) -> None:

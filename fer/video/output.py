@@ -97,9 +97,9 @@ class VideoWriter:
 
     def _fail(self, base: dict, reason: str) -> manifest.Entry:
         entry = manifest.Entry(**base, status=manifest.FAILED, reason=reason)
-        manifest.record(self.out, entry)
+        written = manifest.record(self.out, entry)
         self._remove_outputs(base["video_id"])  # an earlier run's timeline of this video no longer counts
-        self.index.add(entry, None)
+        self.index.add(entry, None, written)
         self.failed += 1
         return entry
 
@@ -133,12 +133,12 @@ class VideoWriter:
                 **base, status=status, reason=reason, frames=frames, faces=faces, seconds=round(seconds, 3),
                 output=str(out),
             )  # fmt: skip
-            manifest.record(self.out, entry)
+            recorded = manifest.record(self.out, entry)
         except EnvironmentFault:
             for f in written:
                 f.delete()
             raise
-        self.index.add(entry, agg)
+        self.index.add(entry, agg, recorded)
         return entry
 
     def _file_meta(self, data: dict) -> dict:
