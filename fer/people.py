@@ -119,7 +119,7 @@ def update(out: str | Location, *, join_below: float | None = None) -> PeopleRep
     persons = _persons_of(out, todo)
     groups = dict(tuple(persons.groupby("video_id"))) if len(persons) else {}
     for vid in todo:  # a video relabelled without persons (none described) leaves its old members
-        group = groups.get(vid, pd.DataFrame(columns=[*MEMBERS_SCHEMA.names, "descriptor"]))
+        group = groups.get(vid, pd.DataFrame(columns=MEMBERS_SCHEMA.names))
         assigned = ids.assign(np.stack(group.descriptor.to_numpy()), join_below) if len(group) else []
         report.new += sum(a.startswith("+") for a in assigned)
         report.joined += sum(not a.startswith("+") for a in assigned)
