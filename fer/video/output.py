@@ -1,5 +1,6 @@
-"""Writing a labelled video: its rows become a timeline (face ids, shots), its aggregates and
-its manifest entry, in that order; the entry last, since it is what says the video is done."""
+"""Writing a labelled video: its rows become a timeline (face ids, shots, persons), its aggregates,
+its persons and its manifest entry, in that order; the entry last, since it is what says the
+video is done. The archive index (:mod:`fer.index`) gets its rows after."""
 
 from __future__ import annotations
 
@@ -110,9 +111,10 @@ class VideoWriter:
         persons_path(self.out, vid).delete()
 
     def _save(self, data: dict, base: dict, status: str, reason: str) -> manifest.Entry:
-        """Write a video's timeline, aggregates and manifest entry, in that order (the entry
-        last: it is what says the video is done). When a write fails, the files this attempt
-        wrote are removed again, so no output is left without its entry."""
+        """Write a video's timeline, aggregates, persons and manifest entry, in that order (the
+        entry last: it is what says the video is done), then give its rows to the archive index.
+        When a write fails, the files this attempt wrote are removed again, so no output is left
+        without its entry."""
         table, persons, frames, faces = _timeline(data)
         out = timeline_path(self.out, base["video_id"])
         written: list[Location] = []
