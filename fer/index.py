@@ -218,9 +218,7 @@ def load(out: Location, kind: str | None = None, *, mend: bool = True) -> pd.Dat
         except Unindexed:
             return None
         if mend and mended.num_rows:
-            writer = IndexWriter(out)
-            writer.pending = [mended]
-            writer.flush()
+            _add_part(out, mended)
         kept = mended.filter(_filter(kind)) if kind else mended
         table = pa.concat_tables([table.drop_columns(["file"]), kept])
     else:
@@ -265,8 +263,13 @@ def mend(out: Location, videos: list[str]) -> None:
     """Rebuild ``videos``' rows from their own files as a new part (its name sorts after every
     earlier part's, so its rows win where others carry the same entry time)."""
     listing = _listing(out)
+    _add_part(out, _from_videos(out, [v for v in videos if v in listing.entries], listing.entries))
+
+
+def _add_part(out: Location, table: pa.Table) -> None:
+    """Write ``table`` as one new part (a failed write warns: see :meth:`IndexWriter.flush`)."""
     writer = IndexWriter(out)
-    writer.pending = [_from_videos(out, [v for v in videos if v in listing.entries], listing.entries)]
+    writer.pending = [table]
     writer.flush()
 
 

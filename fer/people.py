@@ -98,6 +98,11 @@ def _persons_of(out: Location, videos: list[str]) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
 
+def _persons_files(out: Location) -> dict[str, int]:
+    """Video id -> its persons file's modification time (ns): one listing."""
+    return {name.removesuffix(".parquet"): t for name, t in (out / PERSONS_DIR).modified(".parquet").items()}
+
+
 def update(out: str | Location, *, join_below: float | None = None) -> PeopleReport:
     """Bring ``OUT/people/`` up to date with the output's persons (see the module)."""
     from fer.video.persons import JOIN_BELOW
@@ -107,7 +112,7 @@ def update(out: str | Location, *, join_below: float | None = None) -> PeopleRep
     entries = {v: e for v, e in manifest.load(out).items() if e.status in manifest.LABELLED}
     if not entries:
         raise FerError(f"{out}: no labelled videos (fer label writes them)")
-    stamps = {name.removesuffix(".parquet"): t for name, t in (out / PERSONS_DIR).modified(".parquet").items()}
+    stamps = _persons_files(out)
     folder = _folder(out)
     members = _read(folder / "members.parquet", MEMBERS_SCHEMA)
     gone = ~members.video_id.isin([v for v in entries if v in stamps])
@@ -159,7 +164,7 @@ def membership(out: Location) -> pa.Table | None:
     members, people = _folder(out) / "members.parquet", _folder(out) / "people.parquet"
     if not (members.is_file() and people.is_file()):
         return None
-    stamps = {name.removesuffix(".parquet"): t for name, t in (out / PERSONS_DIR).modified(".parquet").items()}
+    stamps = _persons_files(out)
     m = pq.read_table(members.path, filesystem=members.fs, columns=["video_id", "person", "identity", "persons_ns"])
     pairs = zip(m.column("video_id").to_pylist(), m.column("persons_ns").to_pylist(), strict=True)
     current = pa.array([stamps.get(v) == t for v, t in pairs])
