@@ -23,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer import bundle  # noqa: E402
 from fer.data import fer2013  # noqa: E402
 from fer.evaluate import evaluate_detected  # noqa: E402
@@ -64,7 +66,11 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--limit-per-class", type=int, default=None)
     parser.add_argument("--max-angle", type=float, default=20.0, help="largest tilt, degrees")
+    parser.add_argument("--smoke", action="store_true", help="2 faces a class: seconds, for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        args.limit_per_class = 2
     defaults = LabelConfig(inputs=(), out="")
     model = bundle.load(args.model)
     with tempfile.TemporaryDirectory() as d:

@@ -33,6 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer.video.faces import create_detector  # noqa: E402
 from tests.tiles import matched, read_frames, tile, write_h264  # noqa: E402
 
@@ -40,15 +42,15 @@ SAMPLES = ROOT / "data" / "samples"
 LENGTHS = (400, 1600)
 
 
-def build(folder: Path) -> tuple[dict[int, Path], np.ndarray]:
-    """The 1080p videos by length, and the 4 true face boxes (the same in every frame)."""
+def build(folder: Path, lengths: tuple[int, ...] = LENGTHS) -> tuple[dict[int, Path], np.ndarray]:
+    """The 1080p videos of ``lengths`` frames, and the 4 true face boxes (the same in every frame)."""
     frames = read_frames(SAMPLES / "single_face.mp4")
     d = create_detector("yunet", min_face=40)(frames[0])[0]
     box = np.array([d.x, d.y, d.w, d.h])
     clip = frames + frames[::-1]
     truth = tile(frames[0], box, 2)[1]
     videos = {}
-    for n in LENGTHS:
+    for n in lengths:
         videos[n] = write_h264(folder / f"wide_{n}.mp4", (tile(clip[i % len(clip)], box, 2)[0] for i in range(n)))
     return videos, truth
 
@@ -130,7 +132,7 @@ def label(videos: dict[int, Path], truth: np.ndarray, every: int, work: Path) ->
         faces = df[df.face_id >= 0]
         hits = [matched(truth, g[["x", "y", "w", "h"]].to_numpy()).sum() for _, g in faces.groupby("frame")]
         found = sum(hits) / (len(truth) * n)
-    (short, long_), (n_short, n_long) = seconds, LENGTHS
+    (short, long_), (n_short, n_long) = seconds, list(videos)
     return (n_long - n_short) / (long_ - short), found
 
 
@@ -138,15 +140,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--every", default="1,5,10", help="--detect-every settings to run (1 is the baseline)")
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="videos of 8 and 16 frames: seconds, for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    lengths = (8, 16) if args.smoke else LENGTHS
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        videos, truth = build(work)
-        print(f"built {', '.join(map(str, LENGTHS))}-frame 1080p H.264 videos in {time.perf_counter() - t0:.0f} s")
+        videos, truth = build(work, lengths)
+        print(f"built {', '.join(map(str, lengths))}-frame 1080p H.264 videos in {time.perf_counter() - t0:.0f} s")
         if not args.skip_floor:
             print("\ndecode floor (every frame to BGR):")
-            for name, fps in floor(videos[LENGTHS[-1]]).items():
+            for name, fps in floor(videos[lengths[-1]]).items():
                 print(f"  {name:<36}{fps:>8.1f} frames/s")
         cores, classify = os.cpu_count() or 1, classify_cost()
         print(f"\nclassify (shipped model, 1 core): {classify:.2f} ms a face")
@@ -154,7 +159,7 @@ def main() -> None:
               f"{'decode+detect ms':>18}{'ceiling frames/s':>18}")  # fmt: skip
         for every in map(int, args.every.split(",")):
             fps, found = label(videos, truth, every, work)
-            frame = stage_costs(videos[LENGTHS[0]], every)
+            frame = stage_costs(videos[lengths[0]], every)
             ceiling = cores * 1000 / (frame + 4 * classify)
             print(f"  {every:<16}{fps:>10.1f}{found:>13.2%}{frame:>18.1f}{ceiling:>18.1f}")
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 from fer import bundle
 from fer.labels import EMOTIONS
@@ -31,11 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
 
 
-def read_val(data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """FER-2013 val as ``(faces, labels)`` straight from its image folders."""
+def read_val(data: Path, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FER-2013 val as ``(faces, labels)`` straight from its image folders (the first
+    ``per_class`` of each class; None: all)."""
     faces, labels = [], []
     for index, emotion in enumerate(EMOTIONS):
-        for path in sorted((data / "val" / emotion).iterdir()):
+        for path in sorted((data / "val" / emotion).iterdir())[:per_class]:
             faces.append(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
             labels.append(index)
     return np.stack(faces), np.asarray(labels)
@@ -68,13 +72,14 @@ def bundle_multiply_adds(model_path: str | None) -> int:
     )
 
 
-def sample_rows(model_path: str | None, runtime: str, out: Path) -> np.ndarray:
-    """The emotion of every face row `fer label` writes for the sample clips, in a fixed order."""
+def sample_rows(model_path: str | None, runtime: str, out: Path, clips: tuple[str, ...] = ()) -> np.ndarray:
+    """The emotion of every face row `fer label` writes for ``clips`` (default: the sample clips),
+    in a fixed order."""
     import pandas as pd
 
     from fer.video.pipeline import LabelConfig, run
 
-    clips = tuple(str(p) for p in sorted(SAMPLES.glob("*")) if p.suffix in (".mp4", ".mov"))
+    clips = clips or tuple(str(p) for p in sorted(SAMPLES.glob("*")) if p.suffix in (".mp4", ".mov"))
     run(LabelConfig(inputs=clips, out=str(out), model=model_path, runtime=runtime, engine="process"), progress=None)
     frames = [pd.read_parquet(p) for p in sorted((out / "timelines").glob("*.parquet"))]
     rows = pd.concat(frames).query("face_id >= 0").sort_values(["video_id", "frame", "face_id"])
@@ -90,8 +95,13 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-bench-classifier"))
+    parser.add_argument("--smoke", action="store_true", help="5 faces a class, one clip: seconds, for the test suite")
     args = parser.parse_args()
-    faces, labels = read_val(args.data)
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    faces, labels = read_val(args.data, 5 if args.smoke else None)
+    clips = (str(SAMPLES / "single_face.mp4"),) if args.smoke else ()
+    if args.smoke:  # outputs of its own, labelled anew (the full run's are kept between runs)
+        args.workdir = Path(tempfile.mkdtemp(prefix="fer-bench-classifier-smoke-"))
     cores = os.cpu_count() or 1
     for name, path in (("measured", args.model), ("shipped default", None)):
         rates = ", ".join(f"{t} thread(s) {faces_per_s(path, 'auto', t, faces):.0f}" for t in sorted({1, cores}))
@@ -127,11 +137,13 @@ def main() -> None:
             diff = np.abs(probs[runtime, "none"] - probs[base, "none"])
             print(f"val {runtime} vs {base}: same class for {same:.2%} of the faces, "
                   f"probabilities within {diff.max():.3f} (mean {diff.mean():.4f})")  # fmt: skip
-    rows = {r: sample_rows(args.model, r, args.workdir / r) for r in bundle.RUNTIMES}
+    rows = {r: sample_rows(args.model, r, args.workdir / r, clips) for r in bundle.RUNTIMES}
     for runtime in bundle.RUNTIMES:
         if runtime != base:
             same = np.mean(rows[runtime] == rows[base])
             print(f"sample clips {runtime} vs {base}: the same emotion on {same:.2%} of {len(rows[base])} face rows")
+    if args.smoke:
+        shutil.rmtree(args.workdir)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from classifier import faces_per_s, read_val
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 from fer import bundle
 from fer.calibrate import cross_validated, fit
@@ -59,9 +60,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/fer-ensembles"))
     parser.add_argument("--min-recall", type=float, default=0.0, help="as fer calibrate --min-recall")
     parser.add_argument("--top", type=int, default=25, help="rows to print, best cross-validated accuracy first")
+    parser.add_argument("--smoke", action="store_true", help="20 faces a class: seconds, for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:  # its own cache: probabilities of 140 faces must not pass for all of val's
+        args.cache = args.cache / "smoke"
 
-    faces, labels = read_val(args.data)
+    faces, labels = read_val(args.data, 20 if args.smoke else None)
     threads = os.cpu_count() or 1
     baseline = faces_per_s(args.baseline, "keras", threads, faces[:2000])
     speed = {b: faces_per_s(b, "litert", threads, faces[:2000]) for b in args.bundles}

@@ -31,6 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer.video.faces import DEFAULT_DETECTOR, DETECTORS, create_detector  # noqa: E402
 from fer.video.pipeline import LabelConfig  # noqa: E402
 from tests.tiles import CANVAS, grid_for, matched, read_frames, tile, write_video  # noqa: E402
@@ -118,11 +120,12 @@ def min_face_costs(refs, settings: list[int]) -> None:
         print(f"{m:<12}{size:>11}{cells}{frames_per_second(det, canvas):>8.1f}")
 
 
-def label_speed(workdir: Path, refs, grid: int) -> tuple[float, float, int, int]:
-    """``fer label`` on a 1080p video with ``grid``^2 faces of 400 and 1,600 frames (16 and
-    64 s: both long enough to keep both decoders busy): (seconds, seconds, frames, frames)."""
+def label_speed(workdir: Path, refs, grid: int, length: int = 100) -> tuple[float, float, int, int]:
+    """``fer label`` on a 1080p video with ``grid``^2 faces of 4 and 16 x ``length`` frames (400
+    and 1,600: 16 and 64 s, both long enough to keep both decoders busy): (seconds, seconds,
+    frames, frames)."""
     frames = [tile(f, b, grid)[0] for f, b in refs]
-    clip = [frames[i % len(frames)] for i in range(100)]
+    clip = [frames[i % len(frames)] for i in range(length)]
     times = []
     for k in (4, 16):
         video = write_video(workdir / f"wide{grid}_{k}x.mp4", clip * k)
@@ -141,7 +144,11 @@ def main() -> None:
     parser.add_argument("--detectors", default=",".join(DETECTORS.names()))
     parser.add_argument("--skip-label", action="store_true", help="skip the end-to-end fer label run")
     parser.add_argument("--min-faces", default="12,16,20,24,32,48", help="--min-face settings to cost")
+    parser.add_argument("--smoke", action="store_true", help="YuNet, 1 frame, no fer label: for the tests")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        args.frames, args.detectors, args.min_faces, args.skip_label = 1, "yunet", "20", True
     names = args.detectors.split(",")
     min_face = LabelConfig(inputs=(), out="").min_face
     refs = reference_frames(args.frames)

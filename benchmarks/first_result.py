@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 #: 120 frames at 29.97 frames/s: a 4.0-second clip.
 CLIP = ROOT / "data" / "samples" / "carphone_pristine.mp4"
@@ -35,7 +37,11 @@ def timed_label(path: Path, engine: str, workdir: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="one try each: for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        args.repeat = 1
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broken = workdir / "broken.mp4"

@@ -24,6 +24,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer._ray import quiet_ray_data  # noqa: E402
 from fer.video.pipeline import LabelConfig, run  # noqa: E402
 from tests import formats  # noqa: E402
@@ -38,7 +40,9 @@ def main() -> int:
     parser.add_argument("--segment-seconds", type=float, default=60.0, help="fer label --segment-seconds")
     parser.add_argument("--engine", default="auto", help="fer label --engine")
     parser.add_argument("--model", default=None, help="a model bundle (default: the shipped model)")
+    parser.add_argument("--smoke", action="store_true", help="the defaults (the clip once: already seconds)")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
     quiet_ray_data()
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(tmp) / "in", Path(tmp) / "out"

@@ -27,7 +27,9 @@ Usage: python benchmarks/identity.py --faces ../facial_expressions/images [--pai
 from __future__ import annotations
 
 import argparse
+import atexit
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -40,10 +42,25 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer.video import descriptor  # noqa: E402
 from fer.video.faces import create_detector  # noqa: E402
 
 LFW_NAME = re.compile(r"^(.+)_(\d{4})\.jpg$")
+
+
+def sample_people(folder: Path, photos: int = 6) -> Path:
+    """``folder`` with LFW-named photos of two people cut from the sample clips (``--smoke``)."""
+    import cv2
+
+    from tests.tiles import read_frames
+
+    for name, clip in (("Sample_Woman", "face_noface.mov"), ("Sample_Man", "carphone_pristine.mp4")):
+        frames = read_frames(ROOT / "data" / "samples" / clip, step=7, limit=photos)
+        for i, frame in enumerate(frames, 1):
+            cv2.imwrite(str(folder / f"{name}_{i:04d}.jpg"), frame)
+    return folder
 
 
 def lfw_people(folder: Path) -> dict[str, list[Path]]:
@@ -62,7 +79,7 @@ def draw_pairs(people: dict[str, list[Path]], n: int, seed: int = 0) -> list[tup
     rng = np.random.default_rng(seed)
     names = sorted(people)
     multi = [p for p in names if len(people[p]) > 1]
-    cap = max(1, n // 100)
+    cap = max(1, n // 100, -(-n // len(multi)))  # enough for n pairs however few people there are
     same: set[tuple[Path, Path]] = set()
     count: dict[str, int] = defaultdict(int)
     while len(same) < n:
@@ -193,7 +210,9 @@ def _who(frames: pd.Series, truth: list[tuple[int, str]]) -> np.ndarray:
     return np.array([t[1] for t in truth])[np.searchsorted(starts, frames.to_numpy(), side="right") - 1]
 
 
-def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[float], first_seed: int) -> None:
+def clips(
+    faces: Path, n_clips: int, shots: int, n_people: int, joins: list[float], first_seed: int, tries: int = 2
+) -> None:
     from fer import timelines
     from fer.video import persons
     from fer.video.pipeline import LabelConfig, run
@@ -233,30 +252,44 @@ def clips(faces: Path, n_clips: int, shots: int, n_people: int, joins: list[floa
             print(f"  join below {join:.2f}{mark}: purity {100 * pure / max(1, described):.2f}%, "
                   f"{found / real:.3f} persons per real person ({tracks / real:.2f} face ids), "
                   f"{100 * described / max(1, rows):.1f}% of {rows} face rows with a person")  # fmt: skip
-        cost(paths, Path(tmp) / "cost")
+        cost(paths, Path(tmp) / "cost", tries)
 
 
-def across(faces: Path, shots: int, n_people: int, pairs: int) -> None:
+def across(faces: Path, shots: int, n_people: int, pairs: int, merges: list[float], joins: list[float],
+           seed: int) -> None:  # fmt: skip
     """``pairs`` times, two clips of the same people (other photos in each), labelled and joined by
-    ``fer people``: archive identities per real person and their purity, over all pairs."""
+    ``fer people`` at each join and merge threshold: archive identities per real person, purity."""
+    from fer import people
+
     pool = sorted(p for p, photos in lfw_people(faces).items() if len(photos) >= 5)
-    rng = np.random.default_rng(7)
-    per: list[int] = []
-    pure = named = 0
+    rng = np.random.default_rng(seed)
+    settings = [(j, m) for j in joins for m in merges]
+    per: dict[tuple, list[int]] = {k: [] for k in settings}
+    pure, named = dict.fromkeys(settings, 0), dict.fromkeys(settings, 0)
+    within = 0
     with tempfile.TemporaryDirectory() as folder:
         for k in range(pairs):
             chosen = [pool[i] for i in rng.choice(len(pool), n_people, replace=False)]
-            right, rows = _pair({p: lfw_people(faces)[p] for p in chosen}, shots, k, Path(folder) / str(k), per)
-            pure, named = pure + right, named + rows
-    counts = np.array(per)
-    print(f"{pairs} pairs of clips of the same people: {counts.mean():.3f} archive identities per person in both "
-          f"clips ({(counts == 1).sum()} of {len(counts)} one identity), "
-          f"purity {100 * pure / max(1, named):.2f}%")  # fmt: skip
+            found = _pair({p: lfw_people(faces)[p] for p in chosen}, shots, k + seed * 1000, Path(folder) / str(k),
+                          settings)  # fmt: skip
+            within += found.pop("split within a clip")
+            for key, (right, rows, counts) in found.items():
+                pure[key], named[key] = pure[key] + right, named[key] + rows
+                per[key] += counts
+    print(f"\n{pairs} pairs of clips of the same {n_people} people (seed {seed}), joined by fer people "
+          f"({within} people in both clips split into two persons within a clip):")  # fmt: skip
+    for join, merge in settings:
+        counts = np.array(per[join, merge])
+        mark = " (fer's)" if (join, merge) == (people.ARCHIVE_JOIN_BELOW, people.MERGE_BELOW) else ""
+        print(f"  join below {join:.2f}, merge below {merge:.2f}{mark}: {counts.mean():.3f} archive identities per "
+              f"person in both clips ({(counts == 1).sum()} of {len(counts)} one identity), "
+              f"purity {100 * pure[join, merge] / max(1, named[join, merge]):.2f}%")  # fmt: skip
 
 
-def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, per: list[int]) -> tuple[int, int]:
-    """Pair ``k``: two clips of ``photos``' people joined by ``fer people``. Appends each real person's
-    number of identities to ``per``; returns (rows of an identity's main person, rows with an identity)."""
+def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, settings: list[tuple]) -> dict:
+    """Pair ``k``: two clips of ``photos``' people joined by ``fer people`` at each of ``settings``
+    (join, merge): per setting, (rows of an identity's main person, rows with an identity, each
+    real person's number of identities)."""
     from fer import people as archive
     from fer import timelines
     from fer.video.pipeline import LabelConfig, run
@@ -268,13 +301,25 @@ def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, per: lis
         truths[path.stem] = build_clip(path, photos, shots, seed)
     out = tmp / "out"
     run(LabelConfig(inputs=tuple(str(tmp / f"{v}.mp4") for v in truths), out=str(out)))
-    archive.update(out)
-    df = timelines.scan(out, where="face_id >= 0", columns=["video_id", "frame", "identity"])
-    df = pd.concat([v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in df.groupby("video_id")])
-    with_id = df[df.identity.notna()]
-    both = df.groupby("who").video_id.nunique()
-    per += with_id[with_id.who.isin(both[both == 2].index)].groupby("who").identity.nunique().tolist()
-    return int(with_id.groupby("identity").who.agg(lambda w: w.value_counts().iloc[0]).sum()), len(with_id)
+    rows = timelines.scan(out, where="person >= 0", columns=["video_id", "frame", "person"])
+    rows = pd.concat(
+        [v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in rows.groupby("video_id")]
+    )
+    split = rows.groupby(["who", "video_id"]).person.nunique().gt(1).groupby("who").any()
+    found: dict = {"split within a clip": int(split[rows.groupby("who").video_id.nunique() == 2].sum())}
+    for join, merge in settings:
+        shutil.rmtree(out / archive.PEOPLE_DIR, ignore_errors=True)
+        archive.update(out, join_below=join, merge_below=merge)
+        df = timelines.scan(out, where="face_id >= 0", columns=["video_id", "frame", "identity"])
+        df = pd.concat(
+            [v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in df.groupby("video_id")]
+        )
+        with_id = df[df.identity.notna()]
+        both = df.groupby("who").video_id.nunique()
+        counts = with_id[with_id.who.isin(both[both == 2].index)].groupby("who").identity.nunique().tolist()
+        right = int(with_id.groupby("identity").who.agg(lambda w: w.value_counts().iloc[0]).sum())
+        found[join, merge] = (right, len(with_id), counts)
+    return found
 
 
 def cost(paths: list[str], out: Path, tries: int = 2) -> None:
@@ -300,15 +345,42 @@ def main() -> None:
     parser.add_argument("--join", type=float, nargs="+", default=[0.5, 0.54, 0.6], help="thresholds to try")
     parser.add_argument("--first-seed", type=int, default=1000, help="the clips' first seed (0.54 was chosen on 0-19)")
     parser.add_argument("--across", type=int, default=6, help="pairs of clips of the same people for fer people")
+    parser.add_argument(
+        "--merge",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.45, 0.5, 0.54],
+        help="fer people's merge thresholds to try (0: no merging)",
+    )
+    parser.add_argument("--archive-join", type=float, nargs="+", default=[0.54, 0.58],
+                        help="fer people's join thresholds (fer's: people.ARCHIVE_JOIN_BELOW)")  # fmt: skip
+    parser.add_argument(
+        "--across-seed", type=int, default=7, help="the pairs' seed (the merge threshold was chosen on 8)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="two people made of the sample clips: for the tests")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        folder = tempfile.mkdtemp(prefix="fer-identity-smoke-")
+        atexit.register(shutil.rmtree, folder, True)
+        args.faces = sample_people(Path(folder))
+        args.pairs, args.clips, args.shots, args.people, args.join, args.across, args.merge = (
+            4,
+            1,
+            4,
+            2,
+            [0.54],
+            1,
+            [0.5],
+        )
     if args.faces is None or not args.faces.is_dir():
         parser.error(f"--faces: not a folder: {args.faces} (clone muxspace/facial_expressions and pass its images/)")
     if args.pairs:
         verification(args.faces, args.pairs)
     if args.clips:
-        clips(args.faces, args.clips, args.shots, args.people, args.join, args.first_seed)
+        clips(args.faces, args.clips, args.shots, args.people, args.join, args.first_seed, tries=1 if args.smoke else 2)
     if args.across:
-        across(args.faces, args.shots, args.people, args.across)
+        across(args.faces, args.shots, args.people, args.across, args.merge, args.archive_join, args.across_seed)
 
 
 if __name__ == "__main__":

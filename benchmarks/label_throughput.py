@@ -30,6 +30,8 @@ import cv2
 from first_result import CLIP, timed_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from tests.mp4 import looped  # noqa: E402 - the repository's own helper, found from its root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +40,8 @@ SAMPLES = ROOT / "data" / "samples"
 INPUTS = [("single_face.mp4", 25), ("carphone_pristine.mp4", 15), ("face_noface.mov", 10)]
 
 
-def build_inputs(workdir: Path, scale: int) -> list[Path]:
+def build_inputs(workdir: Path, scale: int, smoke: bool = False) -> list[Path]:
+    """The sample clips, each looped its :data:`INPUTS` times ``scale`` (once ``scale`` with ``smoke``)."""
     out_dir = workdir / f"x{scale}"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -47,7 +50,7 @@ def build_inputs(workdir: Path, scale: int) -> list[Path]:
         # ffmpeg copies the streams (codecs kept); without it, OpenCV re-encodes to MPEG-4 in MP4.
         src, dst = SAMPLES / clip, out_dir / f"long_{Path(clip).stem}{Path(clip).suffix if ffmpeg else '.mp4'}"
         if not dst.exists():
-            n = loops * scale
+            n = (1 if smoke else loops) * scale
             if ffmpeg:
                 cmd = ["ffmpeg", "-v", "error", "-stream_loop", str(n - 1), "-i", str(src), "-c", "copy", str(dst)]
                 subprocess.run(cmd, check=True)
@@ -191,11 +194,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-bench"))
     parser.add_argument("--decoders", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--smoke", action="store_true", help="each clip once and 4 times: for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:  # inputs of their own: the full run's are kept between runs
+        args.workdir = args.workdir / "smoke"
 
     results = {}
     for scale in (1, 4):
-        paths = build_inputs(args.workdir, scale)
+        paths = build_inputs(args.workdir, scale, args.smoke)
         frames, seconds = decode_floor(paths, args.decoders)
         label = run_label(paths, args.workdir / f"out{scale}", args.decoders)
         results[scale] = (frames, seconds, label)
@@ -225,8 +232,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broken = Path(tmp) / "broken.mp4"
         broken.write_bytes(b"")
-        clip = min(timed_label(CLIP, "auto", Path(tmp))[0] for _ in range(2))
-        fail = min(timed_label(broken, "auto", Path(tmp))[0] for _ in range(2))
+        tries = 1 if args.smoke else 2
+        clip = min(timed_label(CLIP, "auto", Path(tmp))[0] for _ in range(tries))
+        fail = min(timed_label(broken, "auto", Path(tmp))[0] for _ in range(tries))
     print(f"first result, `fer label` launch to exit: 4-s clip {clip:.1f} s, broken file {fail:.1f} s")
 
 

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 from fer import bundle  # noqa: E402
 from fer.data import ferplus  # noqa: E402
@@ -61,11 +62,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ferplus")
     parser.add_argument("--split", default="val")
     parser.add_argument("--tta", default="none", help="every model's TTA mode (default: fer label's)")
+    parser.add_argument("--smoke", action="store_true", help="the first 100 faces: seconds, for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
     from fer._ray import connect
 
     connect(None)
     columns = to_columns(ferplus.read_split(args.data, args.split, targets_mode="votes").dataset)
+    columns = {k: v[: 100 if args.smoke else None] for k, v in columns.items()}
     models = {"shipped model": bundle.load(None)} | {m: bundle.load(m) for m in args.model}
     print(
         f"FER+ {args.split}: {len(columns['image'])} faces; cells: FER+ majority / agreed-face accuracy, tta={args.tta}"

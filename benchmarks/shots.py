@@ -27,6 +27,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer.video.pipeline import LabelConfig, run  # noqa: E402
 from fer.video.track import assign_ids  # noqa: E402
 from tests import cuts  # noqa: E402
@@ -54,7 +56,11 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10, help="built clips with hard cuts (seeds 0..N-1)")
     parser.add_argument("--fade-clips", type=int, default=5, help="built clips with fades at every other cut")
     parser.add_argument("--shots", type=int, default=10, help="shots per built clip")
+    parser.add_argument("--smoke", action="store_true", help="one clip of each kind, 3 shots: for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        args.clips, args.fade_clips, args.shots = 1, 1, 3
     with tempfile.TemporaryDirectory() as tmp:
         kinds: dict[str, dict[Path, list[int]]] = {"hard cuts": {REAL[0]: REAL[1]}, "with fades": {}}
         for seed in range(args.clips + args.fade_clips):

@@ -33,6 +33,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
+
 from fer import index  # noqa: E402
 from fer.storage import Location  # noqa: E402
 from fer.video import manifest  # noqa: E402
@@ -82,7 +84,11 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--kill-after", type=float, default=0.4, help="kill the driver once this share is done")
     parser.add_argument("--model", default=None, help="a model bundle (default: the shipped model)")
+    parser.add_argument("--smoke", action="store_true", help="12 clips: for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        args.clips = 12
     with tempfile.TemporaryDirectory() as tmp:
         archive, out = Path(tmp) / "archive", Path(tmp) / "out"
         archive.mkdir()

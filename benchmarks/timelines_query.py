@@ -27,12 +27,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 FPS = 25.0
 WHERE = "emotion = 'happy' AND confidence > 0.9"
@@ -239,7 +242,11 @@ def main() -> None:
     parser.add_argument("--videos", type=int, help="draw the archive by file count: this many videos...")
     parser.add_argument("--frames-per-video", type=int, default=1500, help="...of this many frames each")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer-tl-bench"))
+    parser.add_argument("--smoke", action="store_true", help="20 videos of 50 frames: for the test suite")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:  # an archive of its own, written anew
+        args.videos, args.frames_per_video, args.workdir = 20, 50, Path(tempfile.mkdtemp(prefix="fer-tl-smoke-"))
     if args.videos is not None and args.videos < 4:
         parser.error(f"--videos: at least 4, not {args.videos}")
     _, _, base = in_fresh_process(_imports)
@@ -272,6 +279,8 @@ def main() -> None:
             secs, n, peak = in_fresh_process(timed, query, str(root))
             rate = f"{total / secs:>12,.0f}" if name.startswith("scan") else f"{'':>12}"
             print(f"{total:>12,} {videos:>7} {name:<34} {secs:>8.2f} {n:>12,} {peak:>8.0f} {rate}")
+    if args.smoke:
+        shutil.rmtree(args.workdir)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 
 def plain_fit(images: np.ndarray, labels: np.ndarray, arch: str, batch: int, epochs: int, threads: int) -> float:
@@ -68,7 +69,11 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="`small`, 16 images a class, 1 epoch: for the tests")
     args = parser.parse_args()
+    print(this_machine(), flush=True)  # the machine every figure below is of
+    if args.smoke:
+        args.arch, args.per_class, args.epochs = "small", 16, 1
     threads = os.cpu_count() or 1
 
     from fer._ray import connect

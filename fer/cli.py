@@ -502,14 +502,16 @@ def format_label_summary(summary) -> str:
         lines.append(f"{path:<{width}}{e.status:<9}{e.frames:>8}{e.faces:>8}{e.seconds:>9.1f}  {e.reason}")
     left = f", {summary.count('interrupted')} not finished" if summary.count("interrupted") else ""
     partial = f"{summary.count('partial')} partial, " if summary.count("partial") else ""
-    speed = ""
-    if summary.startup_s is not None and summary.seconds > summary.startup_s:
-        rate = summary.frames / (summary.seconds - summary.startup_s)
-        speed = f" ({rate:.0f} frames/s after {summary.startup_s:.1f} s of start-up)"
+    whole, after = summary.rates()
+    speed = [f"{whole:.1f} frames/s"] if whole is not None else []
+    if after is not None:
+        speed.append(f"{after:.1f} after {summary.startup_s:.1f} s of start-up")
+    rate = f" ({'; '.join(speed)})" if speed else ""
     lines.append(
         f"{len(summary.entries)} videos: {summary.count('done')} done, {partial}{summary.count('skipped')} skipped, "
-        f"{summary.count('failed')} failed{left}; {summary.frames} frames, {summary.faces} faces labelled in "
-        f"{summary.seconds:.1f} s{speed}; timelines in {summary.out / TIMELINES_DIR}"
+        f"{summary.count('failed')} failed{left}; {summary.frames} sampled frames, {summary.faces} faces labelled in "
+        f"{summary.seconds:.1f} s{rate}; timelines in "
+        f"{summary.out / TIMELINES_DIR}"
     )
     return "\n".join(lines)
 
@@ -735,7 +737,7 @@ def people(
         raise FerError(f"unexpected arguments {' '.join(photos)} (photos go with --enrol NAME)")
     report = archive.update(directory)
     typer.echo(f"{report.identities} identities ({report.named} named); {report.new} new, {report.joined} persons "
-               f"joined one, {report.left} left with their videos", err=True)  # fmt: skip
+               f"joined one, {report.merged} merged, {report.left} left with their videos", err=True)  # fmt: skip
     table = report.table.drop(columns="descriptor")
     _emit(table, format, out, shown=table.fillna({"name": "", "picture": ""}))
 

@@ -12,16 +12,20 @@ a mean descriptor each). :func:`update` joins them into identities ``p0, p1, ...
 - ``pictures/<identity>.jpg``: a 150x150 chip of each identity's best view.
 
 It is incremental: identities keep their ids (never reused), a video labelled since the last
-update joins the nearest identity whose mean descriptor is within
-:data:`fer.video.persons.JOIN_BELOW` (each person of a video a different identity, nearest
-pairs first), or starts a new one; a video labelled again is matched with its old identities
-still in place, then replaces its members; a video no longer counted leaves. Descriptors stay
-in ``OUT``.
+update joins the nearest identity whose mean descriptor is within :data:`ARCHIVE_JOIN_BELOW`
+(each person of a video a different identity, nearest pairs first), or starts a new one; a video
+labelled again is matched with its old identities still in place, then replaces its members; a
+video no longer counted leaves. Then two identities that one new person is within
+:data:`ARCHIVE_JOIN_BELOW` of are merged while the mean distance between their members stays
+below :data:`MERGE_BELOW`, unless a member of one was seen in a frame with a member of the other:
+a person split in two within one video (two persons there) becomes one identity once another
+video shows a face like both. The older id stays. Descriptors stay in ``OUT``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,8 @@ MEMBERS_SCHEMA = pa.schema(
         ("first_s", pa.float64()),
         ("last_s", pa.float64()),
         ("descriptor", pa.list_(pa.float32())),
+        # The video's persons seen in one frame with this one (null: not known, all of them).
+        ("apart", pa.list_(pa.int32())),
     ]
 )
 PEOPLE_SCHEMA = pa.schema(
@@ -69,8 +75,9 @@ class PeopleReport:
 
     identities: int = 0
     joined: int = 0  # persons of new videos that joined an identity
-    new: int = 0  # identities started
+    new: int = 0  # identities started (some may have been merged into older ones in the same update)
     left: int = 0  # persons of relabelled or dropped videos taken out
+    merged: int = 0  # identities joined into an older one (a person split within a video, rejoined)
     named: int = 0
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -95,7 +102,8 @@ def _persons_of(out: Location, videos: list[str]) -> pd.DataFrame:
 
     files = [out / PERSONS_DIR / f"{v}.parquet" for v in videos]
     tables = [pq.read_table(io.BytesIO(b)) for b in read_many(files) if b is not None]
-    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+    # Files written before ``apart`` lack it: null, read as apart from every person of the video.
+    return pa.concat_tables(tables, promote_options="default").to_pandas() if tables else pd.DataFrame()
 
 
 def _persons_files(out: Location) -> dict[str, int]:
@@ -103,32 +111,38 @@ def _persons_files(out: Location) -> dict[str, int]:
     return {name.removesuffix(".parquet"): t for name, t in (out / PERSONS_DIR).modified(".parquet").items()}
 
 
-def update(out: str | Location, *, join_below: float | None = None) -> PeopleReport:
-    """Bring ``OUT/people/`` up to date with the output's persons (see the module)."""
-    from fer.video.persons import JOIN_BELOW
+#: A new person joins the nearest identity whose mean descriptor is nearer than this (and names are
+#: given within it): a person's mean over its face ids varies less than one face id's, so a little
+#: looser than :data:`~fer.video.persons.JOIN_BELOW`. Chosen with :data:`MERGE_BELOW` on pairs of
+#: clips of 6 LFW people (``benchmarks/identity.py``; people in both clips with one identity, purity):
+#: ``--across-seed 8`` (6 pairs): join 0.54 or 0.58: 38 of 40, 100%; with merging at 0.50: 40 of 40,
+#: 100%; at 0.54: 40, 96.25%. ``--across-seed 9 --across 12``: join 0.54: 77 of 83, 98.86%; 0.58: 78,
+#: 98.86%; with merging at 0.50: 78 and 79, 97.42%.
+ARCHIVE_JOIN_BELOW = 0.58
+#: Two identities a new person is near to are merged while the mean distance between their
+#: members is below this: tighter than joining, since a wrong merge mixes two people for good.
+MERGE_BELOW = 0.50
 
+
+def update(out: str | Location, *, join_below: float | None = None, merge_below: float | None = None) -> PeopleReport:
+    """Bring ``OUT/people/`` up to date with the output's persons (see the module)."""
     out = out if isinstance(out, Location) else Location.parse(out)
-    join_below = JOIN_BELOW if join_below is None else join_below
+    join_below = ARCHIVE_JOIN_BELOW if join_below is None else join_below
+    merge_below = MERGE_BELOW if merge_below is None else merge_below
     entries = {v: e for v, e in manifest.load(out).items() if e.status in manifest.LABELLED}
     if not entries:
         raise FerError(f"{out}: no labelled videos (fer label writes them)")
     stamps = _persons_files(out)
     folder = _folder(out)
-    members = _read(folder / "members.parquet", MEMBERS_SCHEMA)
+    members = _with_apart(_read(folder / "members.parquet", MEMBERS_SCHEMA))
     gone = ~members.video_id.isin([v for v in entries if v in stamps])
     report = PeopleReport(left=int(gone.sum()))
     members = members[~gone]
     joined = members.groupby("video_id").persons_ns.first() if len(members) else pd.Series(dtype=np.int64)
     todo = sorted(v for v in entries if v in stamps and joined.get(v) != stamps[v])
     ids = _Identities(members, _next_id(folder))
-    persons = _persons_of(out, todo)
-    groups = dict(tuple(persons.groupby("video_id"))) if len(persons) else {}
-    for vid in todo:  # a video relabelled without persons (none described) leaves its old members
-        group = groups.get(vid, pd.DataFrame(columns=MEMBERS_SCHEMA.names))
-        assigned = ids.assign(np.stack(group.descriptor.to_numpy()), join_below) if len(group) else []
-        report.new += sum(a.startswith("+") for a in assigned)
-        report.joined += sum(not a.startswith("+") for a in assigned)
-        ids.replace(vid, group.assign(identity=[a.lstrip("+") for a in assigned], persons_ns=stamps[vid]))
+    added = _join(ids, _persons_of(out, todo), {v: stamps[v] for v in todo}, join_below, report)
+    report.merged = ids.merge(added, join_below, merge_below)
     folder.makedirs()
     schema = MEMBERS_SCHEMA.with_metadata({b"next_id": str(ids.next).encode()})
     (folder / "members.parquet").write_parquet(
@@ -142,6 +156,28 @@ def update(out: str | Location, *, join_below: float | None = None) -> PeopleRep
     (folder / "people.parquet").write_parquet(pa.Table.from_pandas(table, schema=PEOPLE_SCHEMA, preserve_index=False))
     report.identities, report.named, report.table = len(table), int(table.name.notna().sum()), table
     return report
+
+
+def _join(ids: _Identities, persons: pd.DataFrame, stamps: dict[str, int], join_below: float,
+          report: PeopleReport) -> np.ndarray:  # fmt: skip
+    """Each video of ``stamps`` (id -> its persons file's time) replaces its members with its
+    ``persons``, each joined to an identity or a new one (counted in ``report``); returns the
+    descriptors of the persons added."""
+    groups = dict(tuple(persons.groupby("video_id"))) if len(persons) else {}
+    added: list[np.ndarray] = []
+    for vid, stamp in stamps.items():  # a video relabelled without persons (none described) leaves its old members
+        group = _with_apart(groups.get(vid, pd.DataFrame(columns=MEMBERS_SCHEMA.names)))
+        assigned = ids.assign(np.stack(group.descriptor.to_numpy()), join_below) if len(group) else []
+        report.new += sum(a.startswith("+") for a in assigned)
+        report.joined += sum(not a.startswith("+") for a in assigned)
+        added += list(group.descriptor)
+        ids.replace(vid, group.assign(identity=[a.lstrip("+") for a in assigned], persons_ns=stamp))
+    return np.array(added, np.float64).reshape(-1, DIMS)
+
+
+def _with_apart(persons: pd.DataFrame) -> pd.DataFrame:
+    """Persons or members written before ``apart`` with it: None, apart from every other person of the video."""
+    return persons if "apart" in persons else persons.assign(apart=None)
 
 
 def _next_id(folder: Location) -> int:
@@ -203,10 +239,7 @@ class _Identities:
         live = np.flatnonzero(self.counts[: len(self.index)] > 0)
         if len(live):
             names = list(self.index)
-            centroids = self.sums[live] / self.counts[live, None]
-            # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one matrix product over every identity.
-            sq = (vectors**2).sum(1)[:, None] + (centroids**2).sum(1)[None] - 2 * vectors @ centroids.T
-            dist = np.sqrt(np.maximum(sq, 0))
+            dist = _distances(vectors, self.sums[live] / self.counts[live, None])
             taken: set[int] = set()
             for flat in np.argsort(dist, axis=None):
                 i, j = np.unravel_index(flat, dist.shape)
@@ -221,6 +254,62 @@ class _Identities:
                 self.next += 1
         return out  # type: ignore[return-value]
 
+    def merge(self, vectors: np.ndarray, join_below: float, merge_below: float) -> int:
+        """Merge identities that one of the persons ``vectors`` just added is near to: two
+        identities within ``join_below`` of one person, nearest first, merge while the mean
+        distance between their members' descriptors (average linkage, as persons within a video
+        are joined) stays below ``merge_below``, never two with members seen in one frame. The
+        smaller id stays. Returns the merges done."""
+        pairs = self._bridged(vectors, join_below)
+        if not pairs:
+            return 0
+        groups = self._groups({j for _, a, b in pairs for j in (a, b)})
+        root = {j: j for j in groups}
+        number = {j: int(name[1:]) if name[1:].isdigit() else -1 for name, j in self.index.items()}
+        for _, a, b in pairs:
+            a, b = _root(root, a), _root(root, b)
+            if a == b or groups[a].apart_from(groups[b]) or groups[a].distance(groups[b]) >= merge_below:
+                continue
+            keep, gone = sorted((a, b), key=number.__getitem__)  # the older id stays
+            groups[keep].absorb(groups.pop(gone))
+            self.sums[keep] += self.sums[gone]
+            self.counts[keep] += self.counts[gone]
+            self.sums[gone], self.counts[gone] = 0, 0
+            root[gone] = keep
+        names = list(self.index)
+        rename = {names[j]: names[_root(root, j)] for j in root if _root(root, j) != j}
+        self.members["identity"] = self.members.identity.replace(rename)
+        return len(rename)
+
+    def _bridged(self, vectors: np.ndarray, join_below: float) -> list[tuple[float, int, int]]:
+        """Pairs (their distances to the person, slot, slot) of identities that one of ``vectors``
+        is within ``join_below`` of, nearest first: the evidence that they are one person."""
+        live = np.flatnonzero(self.counts[: len(self.index)] > 0)
+        if not len(vectors) or len(live) < 2:
+            return []
+        centroids = self.sums[live] / self.counts[live, None]
+        pairs: dict[tuple[int, int], float] = {}  # each pair once, by its nearest bridge
+        for start in range(0, len(vectors), 1024):  # distances in blocks: memory O(1024 x identities)
+            dist = _distances(vectors[start : start + 1024], centroids)
+            for row in dist:
+                for a, b in combinations(np.flatnonzero(row < join_below), 2):
+                    key = (int(live[a]), int(live[b]))
+                    pairs[key] = min(pairs.get(key, np.inf), float(row[a] + row[b]))
+        return sorted((d, a, b) for (a, b), d in pairs.items())
+
+    def _groups(self, slots: set[int]) -> dict[int, _Group]:
+        """The members of identity ``slots`` as groups to merge."""
+        names = list(self.index)
+        wanted = {names[j]: j for j in slots}
+        rows = self.members[self.members.identity.isin(list(wanted))]
+        persons = self.members.groupby("video_id").person.agg(list).to_dict()
+        groups = {j: _Group() for j in slots}
+        for identity, vid, person, apart, vector in zip(rows.identity, rows.video_id, rows.person, rows.apart,
+                                                         rows.descriptor, strict=True):  # fmt: skip
+            others = persons[vid] if apart is None else apart  # not known: apart from every other person there
+            groups[wanted[identity]].add((vid, int(person)), {(vid, int(q)) for q in others if q != person}, vector)
+        return groups
+
     def replace(self, video_id: str, rows: pd.DataFrame) -> None:
         """Make ``rows`` the members of ``video_id`` (its old members, if any, leave)."""
         old = self.members.video_id == video_id
@@ -232,6 +321,52 @@ class _Identities:
             self.sums[j] += vector
             self.counts[j] += 1
         self.members = pd.concat([self.members[~old], rows[MEMBERS_SCHEMA.names]], ignore_index=True)
+
+
+@dataclass
+class _Group:
+    """An identity being merged: its members ``(video_id, person)``, those it may not join
+    (seen in one frame with one of its own) and its members' descriptors."""
+
+    members: set = field(default_factory=set)
+    forbidden: set = field(default_factory=set)
+    vectors: list = field(default_factory=list)
+
+    def add(self, member: tuple, forbidden: set, vector: np.ndarray) -> None:
+        """A member, those it may not join, its descriptor."""
+        self.members.add(member)
+        self.forbidden |= forbidden
+        self.vectors.append(np.asarray(vector, np.float64))
+
+    def absorb(self, other: _Group) -> None:
+        """``other``'s members become this group's."""
+        self.members |= other.members
+        self.forbidden |= other.forbidden
+        self.vectors += other.vectors
+
+    def apart_from(self, other: _Group) -> bool:
+        """Whether a member of one was seen in a frame with a member of the other."""
+        return bool(self.members & other.forbidden or other.members & self.forbidden)
+
+    def distance(self, other: _Group) -> float:
+        """Average linkage: the mean distance between a member of each (in blocks: memory stays
+        O(1024 x members) for identities of any size)."""
+        mine, theirs = np.stack(self.vectors), np.stack(other.vectors)
+        total = sum(_distances(mine[i : i + 1024], theirs).sum() for i in range(0, len(mine), 1024))
+        return float(total / (len(mine) * len(theirs)))
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), len(b))`` Euclidean distances: |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, one matrix product."""
+    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0))
+
+
+def _root(root: dict[int, int], j: int) -> int:
+    """``j``'s group after the merges recorded in ``root`` (slot -> the slot it joined)."""
+    while root[j] != j:
+        j = root[j]
+    return j
 
 
 def _people_table(members: pd.DataFrame, enrolled: pd.DataFrame, join_below: float) -> pd.DataFrame:

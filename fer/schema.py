@@ -120,6 +120,8 @@ PERSONS_SCHEMA = pa.schema(
         ("best_frame", pa.int64()),
         ("best_time_s", pa.float64()),
         ("best_landmarks", pa.list_(pa.float32())),
+        # The video's persons seen in one frame with this one: never one identity (fer people).
+        ("apart", pa.list_(pa.int32())),
     ]
 )
 

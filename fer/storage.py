@@ -188,14 +188,20 @@ class Location:
             self.fs.delete_file(self.path)
 
     def write_parquet(self, table) -> None:
-        """Write a ``pyarrow.Table`` as this Parquet file (zstd), atomically as :meth:`write_bytes`
-        does. Serialised in memory first: fer's files are a few MB per hour of video."""
+        """Write a ``pyarrow.Table`` as this Parquet file (zstd; uncompressed up to
+        :data:`UNCOMPRESSED_ROWS` rows), atomically as :meth:`write_bytes` does. Serialised in
+        memory first: fer's files are a few MB per hour of video."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         buf = pa.BufferOutputStream()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd" if table.num_rows > UNCOMPRESSED_ROWS else "none")
         self.write_bytes(buf.getvalue().to_pybytes())
+
+
+#: Tables of up to this many rows are written uncompressed: a photo's timeline (one row) takes half
+#: the time to write so, and compressing a few hundred bytes saves nothing.
+UNCOMPRESSED_ROWS = 16
 
 
 def _reason(exc: OSError) -> str:

@@ -45,10 +45,10 @@ def test_label_prints_only_progress_and_the_summary(quiet_run):
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:2] == ["video", "status"] and len(lines) == 3
     assert "single_face.mp4" in lines[1] and "done" in lines[1]
-    assert "after" in lines[2] and "start-up" in lines[2]
+    assert "72 sampled frames" in lines[2]
     progress = proc.stderr.splitlines()
-    assert progress and all(line.startswith("frames ") for line in progress), proc.stderr[-2000:]
-    assert progress[-1].startswith("frames 72/72") and "videos 1/1 finished, 0 failed" in progress[-1]
+    assert progress and all(line.startswith("sampled frames ") for line in progress), proc.stderr[-2000:]
+    assert progress[-1].startswith("sampled frames 72/72") and "videos 1/1 finished, 0 failed" in progress[-1]
     (log,) = (out / "logs").glob("run-*.log")
     filed = log.read_text().splitlines()  # what LiteRT's C++ side printed while the model loaded
     assert any("XNNPACK delegate" in line for line in filed), filed[:5]
@@ -63,19 +63,42 @@ def test_run_log_records_the_run(quiet_run):
     (video,) = record["videos"]
     assert video["status"] == "done" and video["frames"] == 72 and video["path"] == str(CLIP)
     assert 0 < video["first_rows_s"] <= video["finished_s"] <= record["totals"]["seconds"]
-    assert record["totals"] | {"seconds": 0, "startup_s": 0} == {
+    rates = {"seconds": 0, "startup_s": 0, "frames_per_s": 0, "frames_per_s_after_startup": 0}
+    assert record["totals"] | rates == {
         "videos": 1, "done": 1, "partial": 0, "skipped": 0, "failed": 0, "interrupted": 0, "frames": 72, "faces": 72,
-        "seconds": 0, "startup_s": 0, "probes": 1, "rows_dropped": 0,
+        "probes": 1, "rows_dropped": 0, **rates,
     }  # fmt: skip
 
 
 def test_verbose_shows_the_frameworks_on_stderr_and_keeps_stdout_for_results(untrained_bundle, tmp_path):
-    proc = fer_cli("label", str(CLIP), "--out", str(tmp_path), "--model", str(untrained_bundle), "-v", "--json")
+    proc = fer_cli("label", str(CLIP), "--out", str(tmp_path), "--model", str(untrained_bundle), "-v", "--json",
+                   "--fps", "5")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["totals"]["done"] == 1 and result["videos"][0]["path"] == str(CLIP)
-    assert any(not line.startswith("frames ") for line in proc.stderr.splitlines())
+    assert any(not line.startswith("sampled frames ") for line in proc.stderr.splitlines())
+    # Progress counts what the totals count: the frames sampled at 5 a second, not the 72 decoded.
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("sampled frames ")]
+    sampled = result["totals"]["frames"]
+    assert sampled < 72 and progress[-1].startswith(f"sampled frames {sampled}/{sampled} "), progress[-3:]
     assert not list((tmp_path / "logs").glob("*.log"))
+
+
+def test_rates_are_given_only_over_a_second_or_more():
+    from fer.storage import Location
+    from fer.video.pipeline import LabelSummary
+
+    def rates(seconds, sampled, frames=90):
+        summary = LabelSummary(Location.parse("out"), seconds=seconds, sampled=sampled)
+        summary.entries.append(manifest.Entry("v", "v.mp4", "done", frames=frames))
+        return summary.rates()
+
+    assert rates(0.5, ((0.4, 90), (0.4, 90))) == (None, None)  # a 72-frame clip once read "16909 frames/s"
+    # Every frame seen at once, 9 s in: the second after (writing, stopping) is no rate of frames.
+    assert rates(10.0, ((9.0, 90), (9.0, 90))) == (9.0, None)
+    # Frames seen from 2 s to 6 s (10 of them by 2 s): what came after, over that time.
+    assert rates(10.0, ((2.0, 10), (6.0, 90))) == (9.0, 20.0)
+    assert rates(10.0, None) == (9.0, None)  # nothing sampled: no start-up either
 
 
 def _long_video(path, seconds: int = 3600, fps: float = 4.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -133,6 +134,45 @@ def test_images_and_image_folders_are_inputs(untrained_bundle, tmp_path):
     assert 1.8 < scale < 2.2  # boxes in each image's own pixels
     assert entries["empty.webp"].status == "done" and entries["empty.webp"].faces == 0
     assert entries["clip.mp4"].status == "done" and entries["clip.mp4"].frames == 72
+
+
+def test_photos_take_the_image_path_and_label_as_on_ray(untrained_bundle, tmp_path):
+    """A folder of photos runs in this process by default (a decoder per core, classified and
+    aggregated in batches) and gives what each photo gives as a video on Ray."""
+    from fer import aggregates, timelines
+    from fer.labels import EMOTIONS
+    from fer.storage import Location
+    from fer.video.engines import runs_here
+    from fer.video.inputs import resolve_inputs
+    from fer.video.pipeline import run
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    frames = read_frames(SAMPLES / "carphone_pristine.mp4", step=7, limit=15)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(photos / f"p{i:02d}.jpg"), cv2.resize(frame, (260, 360)) if i % 2 else frame)
+    cv2.imwrite(str(photos / "blank.png"), np.full((360, 260, 3), 90, np.uint8))
+    here = LabelConfig(inputs=(str(photos),), out=str(tmp_path / "here"), model=str(untrained_bundle), batch_size=4)
+    todo = [(v, "") for v in resolve_inputs(here.inputs)]
+    assert runs_here(here, todo) and not runs_here(replace(here, address="ray://cluster:10001"), todo)
+    ray = replace(here, out=str(tmp_path / "ray"), engine="ray")
+    for config in (here, ray):
+        summary = run(config, progress=None)
+        assert summary.count("done") == 16 and summary.frames == 16, summary.totals()
+    for name in ("here", "ray"):
+        assert len(list((tmp_path / name / "timelines").glob("*.parquet"))) == 16
+    mine, theirs = timelines.read(tmp_path / "here"), timelines.read(tmp_path / "ray")
+    key = ["video_id", "frame", "face_id"]
+    mine, theirs = mine.sort_values(key).reset_index(drop=True), theirs.sort_values(key).reset_index(drop=True)
+    assert (mine.face_id >= 0).sum() >= 14
+    pd.testing.assert_frame_equal(mine.drop(columns=list(EMOTIONS) + ["confidence"]),
+                                  theirs.drop(columns=list(EMOTIONS) + ["confidence"]))  # fmt: skip
+    np.testing.assert_allclose(mine[list(EMOTIONS)], theirs[list(EMOTIONS)], atol=1e-5)
+    for timeline in (tmp_path / "here" / "timelines").glob("*.parquet"):  # each photo's own aggregates
+        agg = pd.read_parquet(aggregates.location(Location.parse(str(timeline))).path)
+        assert set(agg.video_id) == {timeline.stem}
+    again = run(here, progress=None)
+    assert again.count("skipped") == 16  # resumable photo by photo
 
 
 def test_evaluate_detect_on_uncropped_images(tmp_path):

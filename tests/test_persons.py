@@ -107,6 +107,31 @@ def test_without_persons_nothing_is_described(tmp_path):
         timelines.summary(out, by="person")
 
 
+@pytest.mark.parametrize("apart", [[[], []], [[1], [0]], [None, None]])
+def test_a_person_split_within_a_video_is_merged_across_videos_unless_seen_together(apart):
+    from fer.people import MEMBERS_SCHEMA, _Identities
+
+    rng = np.random.default_rng(2)
+    u, e = _unit(rng.normal(size=128)), _unit(rng.normal(size=128))
+    e = _unit(e - (e @ u) * u)
+    a1, a2 = u + 0.3 * e, u - 0.3 * e  # 0.6 apart: video 1 kept them two persons
+    ids = _Identities(pd.DataFrame(columns=MEMBERS_SCHEMA.names), 0)
+    first = pd.DataFrame({"video_id": "v1", "person": [0, 1], "descriptor": [a1, a2], "apart": apart})
+    assigned = ids.assign(np.stack([a1, a2]), 0.54)
+    assert assigned == ["+p0", "+p1"]
+    ids.replace("v1", first.assign(identity=["p0", "p1"], persons_ns=1, rows=1, first_s=0.0, last_s=1.0))
+    # Video 2 shows a face between the two: it joins p0, whose mean then lies within 0.54 of p1.
+    (joined,) = ids.assign(u[None], 0.54)
+    assert joined == "p0"
+    second = pd.DataFrame({"video_id": "v2", "person": [0], "descriptor": [u], "apart": [[]]})
+    ids.replace("v2", second.assign(identity=["p0"], persons_ns=1, rows=1, first_s=0.0, last_s=1.0))
+    merged = ids.merge(u[None], 0.54, 0.54)
+    if apart[0] == []:  # never seen in one frame: one person after all, under the older id
+        assert merged == 1 and set(ids.members.identity) == {"p0"}
+    else:  # seen together (or not known): two people, however alike
+        assert merged == 0 and set(ids.members.identity) == {"p0", "p1"}
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     """Two videos with the same two people (two built clips, seeds 1 and 5), labelled; then one more."""
@@ -202,6 +227,28 @@ def test_a_relabelled_video_is_named_again_only_by_fer_people_and_keeps_its_iden
     after = timelines.scan(out, where="identity IS NOT NULL", columns=["video_path", "identity"])
     mine = lambda df: set(df[df.video_path.str.endswith("clip1.mp4")].identity)  # noqa: E731
     assert mine(after) and mine(after) <= mine(before)  # the same people keep their identities
+
+
+def test_people_files_written_before_apart_still_join(archive, tmp_path):
+    """Persons and members files without ``apart`` (written before it) read as apart from every
+    other person of their video, beside new ones, and give the same identities."""
+    import shutil
+
+    from fer import people
+
+    _, source, _ = archive
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    shutil.rmtree(out / "people", ignore_errors=True)
+    fresh = people.update(out).table.drop(columns=["descriptor", "picture"])
+    old = sorted((out / "persons").glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(old).drop_columns(["apart"]), old)
+    members = out / "people" / "members.parquet"
+    table = pq.read_table(members)
+    pq.write_table(table.drop_columns(["apart"]).replace_schema_metadata(table.schema.metadata), members)
+    # The rewritten persons file is new to fer people: its video joins again, beside old members.
+    again = people.update(out).table.drop(columns=["descriptor", "picture"])
+    pd.testing.assert_frame_equal(again, fresh)
 
 
 def test_people_of_an_output_without_persons_is_empty_not_a_crash(tmp_path):

@@ -312,7 +312,22 @@ def is_sampled(t_ms: float, prev_ms: float | None, sample_fps: float | None) -> 
     video is sampled evenly in time."""
     if sample_fps is None or prev_ms is None:
         return True
-    return math.floor(t_ms * sample_fps / 1000.0) != math.floor(prev_ms * sample_fps / 1000.0)
+    return _slot(t_ms, sample_fps) != _slot(prev_ms, sample_fps)
+
+
+def _slot(t_ms, sample_fps: float):
+    """The sampling interval a time (ms; a float or an array) falls in."""
+    return np.floor(np.asarray(t_ms, np.float64) * sample_fps / 1000.0)
+
+
+def sampled_frames(times_ms: np.ndarray, prev_ms: float | None, sample_fps: float | None) -> int:
+    """How many of the frames at ``times_ms`` (the frame before them at ``prev_ms``, None: they
+    start the video) :func:`is_sampled` keeps: what a segment or a video adds to the progress."""
+    if sample_fps is None or not len(times_ms):
+        return len(times_ms)
+    slots = _slot(times_ms, sample_fps)
+    before = np.r_[np.nan if prev_ms is None else _slot(prev_ms, sample_fps), slots[:-1]]
+    return int((slots != before).sum())  # NaN differs from every slot: a video's first frame is kept
 
 
 def _grab_from(cap, t0_ms: float) -> Iterator[float]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,7 +91,7 @@ def label_on_ray(job: _Run) -> None:
     if started:
         # Lets the actors' last log lines arrive now, not after the caller's summary.
         ray.shutdown()
-    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
+    job.summary.sampled = display.sampled(job.t0)
 
 
 def _final_counts(counter, last: dict[str, int]) -> dict[str, int]:
@@ -134,7 +135,8 @@ def _segments(todo, config: LabelConfig, counter, decoders: int):
     from fer.video.plan import probe_segments
 
     spread = max(1, decoders // len(todo))
-    options = {"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter}
+    options = {"segment_seconds": config.segment_seconds, "spread": spread, "counter": counter,
+               "sample_fps": config.fps}  # fmt: skip
     if spread == 1:
         items = [{"path": v.path, "video_id": v.video_id} for v, _ in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -227,12 +229,17 @@ PROCESS_MAX_VIDEOS = 8
 
 
 def runs_here(config: LabelConfig, todo) -> bool:
-    """Whether this job runs in this process (see :attr:`LabelConfig.engine`)."""
+    """Whether this job runs in this process (see :attr:`LabelConfig.engine`): photos, however
+    many (a decoder per core here beats starting Ray), and short jobs."""
+    from fer.video.decode import is_still
+
     if config.engine != "auto":
         return config.engine == "process"
-    if config.address or os.environ.get("RAY_ADDRESS") or config.gpus or len(todo) > PROCESS_MAX_VIDEOS:
+    if config.address or os.environ.get("RAY_ADDRESS") or config.gpus:
         return False
-    return sum(_frame_count(v.path) for v, _ in todo) <= PROCESS_MAX_FRAMES
+    if all(is_still(v.path) for v, _ in todo):
+        return True
+    return len(todo) <= PROCESS_MAX_VIDEOS and sum(_frame_count(v.path) for v, _ in todo) <= PROCESS_MAX_FRAMES
 
 
 def _frame_count(path: str) -> int:
@@ -251,33 +258,99 @@ def _frame_count(path: str) -> int:
 
 
 def label_here(job: _Run) -> None:
-    """:func:`label_on_ray` in this process, for short jobs: the same stages called directly (no
-    Ray to start). Every video is probed first, so broken files are reported at once; the model
-    then loads in a thread while the first video is decoded (and not at all without faces)."""
+    """:func:`label_on_ray` in this process, for short jobs and photos: the same stages called
+    directly (no Ray to start), decoders in threads (OpenCV and LiteRT let go of Python's lock),
+    one per core (at most ``--decoders``). Every video is probed first, so broken files are
+    reported at once; the model then loads in a thread while the first videos are decoded (and
+    not at all without faces). Rows are classified ``batch_size`` at a time, so a folder of
+    photos is classified, aggregated and recorded in batches, each photo still its own video."""
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import closing
+    from functools import partial
 
-    from fer.video.plan import as_batch, probe_segments
+    from fer.video.plan import probe_segments
     from fer.video.progress import Counter
     from fer.video.stages import Classify, DecodeDetect, with_probs
 
     config, counter, writer = job.config, Counter(), job.writer()
     videos = lambda: (writer.videos_finished, writer.failed, len(job.plan.todo))  # noqa: E731
-    with Display(counter, videos, job.progress) as display, ThreadPoolExecutor(1) as pool:
-        segments = [
-            s
-            for v, _ in job.plan.todo
-            for s in probe_segments({"path": v.path, "video_id": v.video_id}, segment_seconds=config.segment_seconds,
-                                    counter=counter)
-        ]  # fmt: skip
+    threads = max(1, min(config.decoders or _cores(), len(job.plan.todo)))
+    probe = partial(probe_segments, segment_seconds=config.segment_seconds, counter=counter, sample_fps=config.fps)
+    with Display(counter, videos, job.progress) as display, ThreadPoolExecutor(1) as loader:
+        with ThreadPoolExecutor(threads) as pool:
+            items = [{"path": v.path, "video_id": v.video_id} for v, _ in job.plan.todo]
+            segments = [s for found in pool.map(probe, items) for s in found]
+        decoders: list = []
         if any(not s["error"] for s in segments):
-            loading = pool.submit(Classify, **_classify_options(config, job.model_path, threads=0))
-            decoder = DecodeDetect(**_decode_options(config), counter=counter)
-        for segment in segments:
-            batch = as_batch(segment)
-            chunks = decoder(batch) if not segment["error"] else [DecodeDetect.failed(batch)]
-            for rows in chunks:
-                writer.add(with_probs(rows, lambda crops: loading.result().model.predict(crops, tta=config.tta)))
+            loading = loader.submit(Classify, **_classify_options(config, job.model_path, threads=0))
+            decoders = [DecodeDetect(**_decode_options(config), counter=counter) for _ in range(threads)]
+        predict = lambda crops: loading.result().model.predict(crops, tta=config.tta)  # noqa: E731
+        with closing(_decoded(segments, decoders)) as decoded:  # closed at once on a Ctrl-C or a failed write
+            for batch in _batched(decoded, config.batch_size):
+                writer.add(with_probs(batch, predict))
     writer.finish_incomplete()
     job.summary.probes = counter.snapshot().get("probes", 0)
     job.summary.rows_dropped = writer.collector.dropped
-    job.summary.startup_s = display.first[0] - job.t0 if display.first else None
+    job.summary.sampled = display.sampled(job.t0)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _decoded(segments: list[dict], decoders: list) -> Iterator[dict]:
+    """The row chunks of ``segments`` (any order), decoded by ``decoders`` in a thread each, a
+    few segments ahead of the caller (memory stays bounded on a folder of 10^5 photos)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    from queue import SimpleQueue
+
+    from fer.video.plan import as_batch
+    from fer.video.stages import DecodeDetect
+
+    free: SimpleQueue = SimpleQueue()
+    for decoder in decoders:
+        free.put(decoder)
+
+    def decode(segment: dict) -> list[dict]:
+        batch = as_batch(segment)
+        if segment["error"]:
+            return [DecodeDetect.failed(batch)]
+        decoder = free.get()
+        try:
+            return list(decoder(batch))
+        finally:
+            free.put(decoder)
+
+    pool = ThreadPoolExecutor(max(1, len(decoders)))
+    ahead: deque = deque()
+    try:
+        for segment in segments:
+            ahead.append(pool.submit(decode, segment))
+            if len(ahead) > 4 * max(1, len(decoders)):
+                yield from ahead.popleft().result()
+        while ahead:
+            yield from ahead.popleft().result()
+    finally:  # a Ctrl-C or a failed write stops the run now, not after the segments queued
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batched(chunks: Iterator[dict], size: int) -> Iterator[dict]:
+    """Row chunks joined into batches of ``size`` faces or ``size`` rows, whichever comes first
+    (photos without a face count too: a folder of landscapes is still written as it goes)."""
+    import numpy as np
+
+    def joined(pending: list[dict]) -> dict:
+        return {k: np.concatenate([c[k] for c in pending]) for k in pending[0]}
+
+    pending: list[dict] = []
+    faces = rows = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        faces, rows = faces + int(chunk["has_face"].sum()), rows + len(chunk["has_face"])
+        if faces >= size or rows >= size:
+            yield joined(pending)
+            pending, faces, rows = [], 0, 0
+    if pending:
+        yield joined(pending)

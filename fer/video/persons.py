@@ -51,12 +51,14 @@ def view_quality(landmarks: np.ndarray, chip: np.ndarray) -> float:
 @dataclass(frozen=True)
 class Persons:
     """A video's persons: ``row_person`` per timeline row, and per person its tracks' mean
-    descriptor, its tracks and its best-scored view (a row index)."""
+    descriptor, its tracks, its best-scored view (a row index) and the persons seen in one
+    frame with it (``apart``: never one person, in this video or across the archive)."""
 
     row_person: np.ndarray
     descriptors: np.ndarray  # (persons, DIMS)
     tracks: list[list[int]]
     best_rows: list[int]
+    apart: list[list[int]]
 
 
 def assign_persons(
@@ -69,8 +71,9 @@ def assign_persons(
     the call: ``benchmarks/identity.py`` sweeps it)."""
     tracks, vectors = track_descriptors(face_id, descriptor, quality)
     if not tracks:
-        return Persons(np.full(len(face_id), NO_PERSON, np.int32), np.zeros((0, DIMS), np.float32), [], [])
-    groups = cluster(vectors, _together(face_id, frame, tracks), JOIN_BELOW if join_below is None else join_below)
+        return Persons(np.full(len(face_id), NO_PERSON, np.int32), np.zeros((0, DIMS), np.float32), [], [], [])
+    together = _together(face_id, frame, tracks)
+    groups = cluster(vectors, together, JOIN_BELOW if join_below is None else join_below)
     # Persons numbered by first appearance.
     first = {t: frame[face_id == t].min() for t in tracks}
     groups.sort(key=lambda g: min(first[tracks[i]] for i in g))
@@ -79,7 +82,8 @@ def assign_persons(
     means = np.stack([vectors[g].mean(axis=0) for g in groups]).astype(np.float32)
     scored = np.where(np.isfinite(descriptor).all(axis=1), np.nan_to_num(quality, nan=-1.0), -np.inf)
     best = [int(np.argmax(np.where(row_person == p, scored, -np.inf))) for p in range(len(groups))]
-    return Persons(row_person, means, [sorted(tracks[i] for i in g) for g in groups], best)
+    apart = [[q for q, h in enumerate(groups) if together[np.ix_(g, h)].any()] for g in groups]
+    return Persons(row_person, means, [sorted(tracks[i] for i in g) for g in groups], best, apart)
 
 
 def track_descriptors(face_id: np.ndarray, descriptor: np.ndarray, quality: np.ndarray) -> tuple[list[int], np.ndarray]:

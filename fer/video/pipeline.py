@@ -71,8 +71,9 @@ class LabelConfig:
     runtime: str = option("auto", f"Classifier runtime: auto (litert when the bundle has it, keras on GPUs); "
                                   f"{bundle.RUNTIMES.help()}.")  # fmt: skip
     overwrite: bool = option(False, "Redo videos the manifest says are done.")
-    engine: str = option("auto", "auto: short jobs on this machine (no GPUs, a few short videos) run in this "
-                                 "process, the rest on Ray; ray | process force one.")  # fmt: skip
+    engine: str = option("auto", "auto: short jobs and photos on this machine (no GPUs; a few short "
+                                 "videos, or only images) run in this process, the rest on Ray; ray | process "
+                                 "force one.")  # fmt: skip
     address: str | None = option(None, "Ray cluster address (default: RAY_ADDRESS, else local).")
     margin: float = MARGIN
     #: The command line that asked for the run, recorded in its run log.
@@ -115,6 +116,10 @@ LABEL_CONSTRAINTS = {
 }
 
 
+#: The shortest wall time a rate is given for: over less, a rate is mostly timer noise.
+MIN_RATE_S = 1.0
+
+
 @dataclass
 class LabelSummary:
     """The outcome of a run, per video in ``entries``."""
@@ -122,8 +127,9 @@ class LabelSummary:
     out: Location
     entries: list[manifest.Entry] = field(default_factory=list)
     seconds: float = 0.0
-    #: Seconds from the start to the first decoded frame (None: nothing was labelled).
-    startup_s: float | None = None
+    #: When the progress first saw sampled frames and when it last saw more, each as (seconds from
+    #: the start, frames sampled by then); None: nothing was sampled.
+    sampled: tuple[tuple[float, int], tuple[float, int]] | None = None
     #: video id -> (first rows arrived, video finished), seconds from the start of the run.
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: Times a video was probed (demuxed to plan its segments): once per video labelled (a probe
@@ -131,6 +137,11 @@ class LabelSummary:
     probes: int = 0
     #: Rows the driver dropped: had already (a replayed task's), or of a video finished or not planned.
     rows_dropped: int = 0
+
+    @property
+    def startup_s(self) -> float | None:
+        """Seconds from the start to the first sampled frames (None: none were)."""
+        return None if self.sampled is None else self.sampled[0][0]
 
     def count(self, status: str) -> int:
         return sum(e.status == status for e in self.entries)
@@ -143,14 +154,28 @@ class LabelSummary:
     def faces(self) -> int:
         return sum(e.faces for e in self.entries if e.status in manifest.LABELLED)
 
+    def rates(self) -> tuple[float | None, float | None]:
+        """Sampled frames per second over the whole run, and after start-up (from the first
+        frames seen to the last); None where that time is under :data:`MIN_RATE_S` (a 72-frame
+        clip once gave "16909 frames/s")."""
+        whole = self.frames / self.seconds if self.seconds >= MIN_RATE_S else None
+        after = None
+        if self.sampled is not None:
+            (t0, n0), (t1, n1) = self.sampled
+            after = (n1 - n0) / (t1 - t0) if t1 - t0 >= MIN_RATE_S else None
+        return whole, after
+
     def totals(self) -> dict:
-        """Videos per status, frames and faces labelled, seconds of the run."""
+        """Videos per status, frames and faces labelled, seconds of the run, the rates."""
+        whole, after = self.rates()
         return {
             "videos": len(self.entries),
             **{status: self.count(status) for status in manifest.STATUSES},
             "frames": self.frames, "faces": self.faces, "seconds": round(self.seconds, 3),
             "startup_s": None if self.startup_s is None else round(self.startup_s, 3), "probes": self.probes,
             "rows_dropped": self.rows_dropped,
+            "frames_per_s": None if whole is None else round(whole, 1),
+            "frames_per_s_after_startup": None if after is None else round(after, 1),
         }  # fmt: skip
 
     def to_dict(self) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer.video.decode import VideoError, probe, segments
+from fer.video.decode import VideoError, probe, sampled_frames, segments
 from fer.video.progress import MAX_TRIES, Reporter, attempt, settle
 
 #: Shortest segment worth a decoder of its own: each one costs an open and a seek.
@@ -24,13 +24,15 @@ def segment_length(duration_s: float, segment_seconds: float, spread: int) -> fl
     return min(segment_seconds, max(MIN_SEGMENT_S, duration_s / max(1, spread)))
 
 
-def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, counter=None) -> list[dict]:
+def probe_segments(
+    item: dict, *, segment_seconds: float, spread: int = 1, counter=None, sample_fps: float | None = None
+) -> list[dict]:
     """A video ``{path, video_id}`` to its segments (or one error row), probing it once.
 
-    The video is cut into segments of :func:`segment_length`; its frames are added to the
-    run's progress ``counter`` (:mod:`fer.video.progress`), and so is the probe (``probes``:
-    a run probes each video once). A probe whose process died :data:`MAX_TRIES` times gives
-    the video's error segment instead.
+    The video is cut into segments of :func:`segment_length`; the frames it will sample at
+    ``sample_fps`` are added to the run's progress ``counter`` (:mod:`fer.video.progress`) as its
+    ``total``, and so is the probe (``probes``: a run probes each video once). A probe whose
+    process died :data:`MAX_TRIES` times gives the video's error segment instead.
     """
     reporter = Reporter(counter)
     reporter.add(probes=1)
@@ -47,7 +49,7 @@ def probe_segments(item: dict, *, segment_seconds: float, spread: int = 1, count
     finally:
         reporter.flush()
         settle(counter, unit)
-    reporter.add(total=info.frames)
+    reporter.add(total=_to_sample(info, times, sample_fps))
     reporter.flush()
     duration = len(times) / info.fps if times is not None and info.fps > 0 else 0.0
     segs = segments(info, times, segment_length(duration, segment_seconds, spread))
@@ -86,6 +88,16 @@ def _row(item: dict, **fields) -> dict:
         "seekable": False, "fps": 0.0, "width": 0, "height": 0, "rotation": 0, "frames": 0, "declared": 0, "error": "",
     }  # fmt: skip
     return {"video_id": item["video_id"], "video_path": item["path"], **defaults, **fields}
+
+
+def _to_sample(info, times: np.ndarray | None, sample_fps: float | None) -> int:
+    """The frames of a probed video that sampling keeps (estimated from the stated frame count
+    and rate when the frames' times are not known)."""
+    if times is not None:
+        return sampled_frames(times, None, sample_fps)
+    if sample_fps is None or info.fps <= 0 or sample_fps >= info.fps:
+        return info.frames
+    return int((info.frames - 1) * sample_fps // info.fps) + 1  # the first frame, then one an interval
 
 
 def as_batch(row: dict) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ PLAIN_EVERY_S = 10.0
 
 
 class Counter:
-    """The run's counts (``frames``: gone through, ``total``: probed): a Ray actor of the
+    """The run's counts (``frames``: sampled, ``total``: to sample, from the probes): a Ray actor of the
     run (:func:`start_counter`), or a plain object when the run is in one process. It also
     counts the tries of each unit of work (:meth:`attempt`), which outlive the processes that
     die doing it."""
@@ -31,22 +31,27 @@ class Counter:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.tries: dict[str, int] = {}
+        self.lock = threading.Lock()  # this process's decoders are threads (fer.video.engines.label_here)
 
     def add(self, counts: dict[str, int]) -> None:
-        for key, n in counts.items():
-            self.counts[key] = self.counts.get(key, 0) + n
+        with self.lock:
+            for key, n in counts.items():
+                self.counts[key] = self.counts.get(key, 0) + n
 
     def snapshot(self) -> dict[str, int]:
-        return dict(self.counts)
+        with self.lock:
+            return dict(self.counts)
 
     def attempt(self, unit: str) -> int:
         """Record a try of ``unit`` (a video's probe, a segment); return how many it has had."""
-        self.tries[unit] = self.tries.get(unit, 0) + 1
-        return self.tries[unit]
+        with self.lock:
+            self.tries[unit] = self.tries.get(unit, 0) + 1
+            return self.tries[unit]
 
     def settle(self, unit: str) -> None:
         """``unit`` is done: forget its tries."""
-        self.tries.pop(unit, None)
+        with self.lock:
+            self.tries.pop(unit, None)
 
 
 #: Tries of a unit of work (a video's probe, a segment) whose process died before the unit gives
@@ -108,13 +113,14 @@ class Reporter:
 
 
 def describe(frames: int, total: int, rate: float | None, videos: tuple[int, int, int]) -> str:
-    """The progress line: frames done of the total, rate after start-up, ETA, videos."""
+    """The progress line: sampled frames done of those planned, rate after start-up, ETA, videos."""
     done, failed, count = videos
     finished = bool(total) and frames >= total
     eta = "00:00" if finished else "--:--" if not rate else _clock((total - frames) / rate)
     # A short run can finish before there is a rate to show.
-    speed = f"{rate:.0f} frames/s" if rate else "all decoded" if finished else "starting"
-    return f"frames {frames}/{total or '?'}  {speed}  ETA {eta}  videos {done}/{count} finished, {failed} failed"
+    speed = f"{rate:.0f} frames/s" if rate else "all sampled" if finished else "starting"
+    videos = f"videos {done}/{count} finished, {failed} failed"
+    return f"sampled frames {frames}/{total or '?'}  {speed}  ETA {eta}  {videos}"
 
 
 def _clock(seconds: float) -> str:
@@ -135,6 +141,8 @@ class Display:
         self.bar = None
         #: When the first frames were reported (wall clock) and how many.
         self.first: tuple[float, int] | None = None
+        #: When the frame count last grew (wall clock), and to what.
+        self.last: tuple[float, int] | None = None
         self.counts: dict[str, int] = {}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="fer-progress", daemon=True)
@@ -164,6 +172,13 @@ class Display:
         if self.bar is not None:
             self.bar.stop()
 
+    def sampled(self, t0: float) -> tuple[tuple[float, int], tuple[float, int]] | None:
+        """When (seconds from ``t0``, wall clock) the first frames were seen and how many, and
+        when the count last grew and to what; None when no frame was seen."""
+        if self.first is None or self.last is None:
+            return None
+        return (self.first[0] - t0, self.first[1]), (self.last[0] - t0, self.last[1])
+
     def _loop(self) -> None:
         last_plain = time.monotonic()
         while not self.stopped.wait(POLL_EVERY_S):
@@ -188,6 +203,8 @@ class Display:
         frames = self.counts.get("frames", 0)
         if self.first is None and frames:
             self.first = (time.time(), frames)
+        if frames and (self.last is None or frames > self.last[1]):
+            self.last = (time.time(), frames)
 
     def _show(self) -> None:
         frames, total = self.counts.get("frames", 0), self.counts.get("total", 0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
-from fer.video.decode import DecodeStats, Segment, iter_frames
+from fer.video.decode import DecodeStats, Segment, iter_frames, sampled_frames
 from fer.video.descriptor import DIMS
 from fer.video.persons import DESCRIBE_EVERY_S, MIN_DESCRIBE_PX
 from fer.video.progress import MAX_TRIES, Reporter, attempt, settle
@@ -151,13 +151,16 @@ class DecodeDetect:
         if not error and attempt(self.counter, unit) > MAX_TRIES:
             error = (f"decoding died on each of its {MAX_TRIES} tries at segment {seg['segment']} (a crash in the "
                      "decoding library, or out of memory)")  # fmt: skip
+            prev = None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"])
+            if seg["has_times"]:  # given up: its frames count as gone through, so progress still ends
+                self.progress.add(frames=sampled_frames(np.asarray(seg["times_ms"]), prev, self.sample_fps))
+                self.progress.flush()
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
                 np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
                 None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]), bool(seg["seekable"]),
             )  # fmt: skip
-            covered = segment.start  # frames of the video gone through, for progress
             self.detector.reset()
             self.last_signature = None
             self.last_slot = -1
@@ -172,8 +175,7 @@ class DecodeDetect:
                     error = f"decoding failed at segment {segment.index}: {exc}"
                     traceback.print_exc()
                     break
-                self.progress.add(frames=index + 1 - covered)
-                covered = index + 1
+                self.progress.add(frames=1)  # sampled frames, as the probe counted them
                 if len(rows["frame"]) >= CHUNK_ROWS:  # sent before this frame: the last chunk is never empty
                     yield _segment_rows(seg, rows, "", 0, last=False, sent=sent, chunk=chunks)
                     sent += len(rows["frame"])
@@ -193,8 +195,9 @@ class DecodeDetect:
                     break
             expected = len(segment.times_ms) if segment.times_ms is not None else int(seg["declared"])
             missing = max(0, expected - stats.grabbed)  # a segment cut short: truncated or corrupt data
-            if segment.times_ms is not None:  # the unsampled tail, and what a failure skipped
-                self.progress.add(frames=max(0, segment.start + len(segment.times_ms) - covered))
+            if segment.times_ms is not None:  # what a failure or a short segment skipped
+                planned = sampled_frames(segment.times_ms, segment.prev_ms, self.sample_fps)
+                self.progress.add(frames=max(0, planned - decoded))
             self.progress.flush()
         settle(self.counter, unit)
         yield _segment_rows(seg, rows, error, missing, sent=sent, frames=decoded, chunk=chunks)
