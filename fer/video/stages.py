@@ -300,7 +300,7 @@ def with_probs(batch: dict[str, np.ndarray], predict) -> dict[str, np.ndarray]:
     """``batch`` with its crops replaced by emotion probabilities (NaN for rows without a face);
     ``predict`` maps crops to probabilities and is only called when there are faces. Both
     engines classify through it, so an exception (a bug, or a GPU out of memory) fails the
-    batch's videos with :data:`INTERNAL_ERROR` the same way (the run then exits 70)."""
+    videos with faces in the batch with :data:`INTERNAL_ERROR` the same way (the run then exits 70)."""
     crops = batch.pop("crop")
     has_face = batch["has_face"]
     probs = np.full((len(crops), len(EMOTIONS)), np.nan, np.float32)
@@ -311,6 +311,9 @@ def with_probs(batch: dict[str, np.ndarray], predict) -> dict[str, np.ndarray]:
             traceback.print_exc()
             where = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{INTERNAL_ERROR} classifying: {type(exc).__name__}: {exc} ({where.filename}:{where.lineno})"
-            batch["error"] = np.full(len(crops), reason, dtype=object)
+            # The videos whose faces were in it fail; a video of the batch without one is unharmed.
+            hit = np.isin(batch["video_id"], batch["video_id"][has_face])
+            before = batch.get("error", np.full(len(crops), "", dtype=object))
+            batch["error"] = np.where(hit, reason, before).astype(object)
     batch["probs"] = probs
     return batch
