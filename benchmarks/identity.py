@@ -204,6 +204,13 @@ def build_clip(path: Path, people: dict[str, list[Path]], shots: int, seed: int)
     return truth
 
 
+def _with_who(rows: pd.DataFrame, truths: dict[str, list[tuple[int, str]]]) -> pd.DataFrame:
+    """Timeline ``rows`` of built clips (``truths``: clip name -> its shots) with each row's real person."""
+    return pd.concat(
+        [v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in rows.groupby("video_id")]
+    )
+
+
 def _who(frames: pd.Series, truth: list[tuple[int, str]]) -> np.ndarray:
     """The real person at each frame of a built clip (``truth``: each shot's first frame and person)."""
     starts = np.array([t[0] for t in truth])
@@ -270,9 +277,9 @@ def across(faces: Path, shots: int, n_people: int, pairs: int, merges: list[floa
     with tempfile.TemporaryDirectory() as folder:
         for k in range(pairs):
             chosen = [pool[i] for i in rng.choice(len(pool), n_people, replace=False)]
-            found = _pair({p: lfw_people(faces)[p] for p in chosen}, shots, k + seed * 1000, Path(folder) / str(k),
-                          settings)  # fmt: skip
-            within += found.pop("split within a clip")
+            split, found = _pair({p: lfw_people(faces)[p] for p in chosen}, shots, k + seed * 1000,
+                                 Path(folder) / str(k), settings)  # fmt: skip
+            within += split
             for key, (right, rows, counts) in found.items():
                 pure[key], named[key] = pure[key] + right, named[key] + rows
                 per[key] += counts
@@ -286,10 +293,11 @@ def across(faces: Path, shots: int, n_people: int, pairs: int, merges: list[floa
               f"purity {100 * pure[join, merge] / max(1, named[join, merge]):.2f}%")  # fmt: skip
 
 
-def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, settings: list[tuple]) -> dict:
+def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, settings: list[tuple]) -> tuple[int, dict]:
     """Pair ``k``: two clips of ``photos``' people joined by ``fer people`` at each of ``settings``
-    (join, merge): per setting, (rows of an identity's main person, rows with an identity, each
-    real person's number of identities)."""
+    (join, merge). Returns the people in both clips split into two persons within a clip, and per
+    setting (rows of an identity's main person, rows with an identity, each real person's number
+    of identities)."""
     from fer import people as archive
     from fer import timelines
     from fer.video.pipeline import LabelConfig, run
@@ -302,24 +310,20 @@ def _pair(photos: dict[str, list[Path]], shots: int, k: int, tmp: Path, settings
     out = tmp / "out"
     run(LabelConfig(inputs=tuple(str(tmp / f"{v}.mp4") for v in truths), out=str(out)))
     rows = timelines.scan(out, where="person >= 0", columns=["video_id", "frame", "person"])
-    rows = pd.concat(
-        [v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in rows.groupby("video_id")]
-    )
+    rows = _with_who(rows, truths)
     split = rows.groupby(["who", "video_id"]).person.nunique().gt(1).groupby("who").any()
-    found: dict = {"split within a clip": int(split[rows.groupby("who").video_id.nunique() == 2].sum())}
+    found: dict = {}
     for join, merge in settings:
         shutil.rmtree(out / archive.PEOPLE_DIR, ignore_errors=True)
         archive.update(out, join_below=join, merge_below=merge)
         df = timelines.scan(out, where="face_id >= 0", columns=["video_id", "frame", "identity"])
-        df = pd.concat(
-            [v.assign(who=_who(v.frame, truths[vid.rsplit("-", 1)[0]])) for vid, v in df.groupby("video_id")]
-        )
+        df = _with_who(df, truths)
         with_id = df[df.identity.notna()]
         both = df.groupby("who").video_id.nunique()
         counts = with_id[with_id.who.isin(both[both == 2].index)].groupby("who").identity.nunique().tolist()
         right = int(with_id.groupby("identity").who.agg(lambda w: w.value_counts().iloc[0]).sum())
         found[join, merge] = (right, len(with_id), counts)
-    return found
+    return int(split[rows.groupby("who").video_id.nunique() == 2].sum()), found
 
 
 def cost(paths: list[str], out: Path, tries: int = 2) -> None:
@@ -355,7 +359,7 @@ def main() -> None:
     parser.add_argument("--archive-join", type=float, nargs="+", default=[0.54, 0.58],
                         help="fer people's join thresholds (fer's: people.ARCHIVE_JOIN_BELOW)")  # fmt: skip
     parser.add_argument(
-        "--across-seed", type=int, default=7, help="the pairs' seed (the merge threshold was chosen on 8)"
+        "--across-seed", type=int, default=7, help="the pairs' seed (fer people's thresholds were chosen on 8 and 9)"
     )
     parser.add_argument("--smoke", action="store_true", help="two people made of the sample clips: for the tests")
     args = parser.parse_args()
@@ -364,15 +368,8 @@ def main() -> None:
         folder = tempfile.mkdtemp(prefix="fer-identity-smoke-")
         atexit.register(shutil.rmtree, folder, True)
         args.faces = sample_people(Path(folder))
-        args.pairs, args.clips, args.shots, args.people, args.join, args.across, args.merge = (
-            4,
-            1,
-            4,
-            2,
-            [0.54],
-            1,
-            [0.5],
-        )
+        args.pairs, args.clips, args.shots, args.people, args.across = 4, 1, 4, 2, 1
+        args.join, args.merge, args.archive_join = [0.54], [0.5], [0.58]
     if args.faces is None or not args.faces.is_dir():
         parser.error(f"--faces: not a folder: {args.faces} (clone muxspace/facial_expressions and pass its images/)")
     if args.pairs:

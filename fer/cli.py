@@ -510,8 +510,7 @@ def format_label_summary(summary) -> str:
     lines.append(
         f"{len(summary.entries)} videos: {summary.count('done')} done, {partial}{summary.count('skipped')} skipped, "
         f"{summary.count('failed')} failed{left}; {summary.frames} sampled frames, {summary.faces} faces labelled in "
-        f"{summary.seconds:.1f} s{rate}; timelines in "
-        f"{summary.out / TIMELINES_DIR}"
+        f"{summary.seconds:.1f} s{rate}; timelines in {summary.out / TIMELINES_DIR}"
     )
     return "\n".join(lines)
 

@@ -148,18 +148,18 @@ class DecodeDetect:
         error = str(seg["error"])
         missing = sent = decoded = chunks = 0
         unit = f"{seg['video_id']}/{seg['segment']}"
+        prev = None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"])
         if not error and attempt(self.counter, unit) > MAX_TRIES:
             error = (f"decoding died on each of its {MAX_TRIES} tries at segment {seg['segment']} (a crash in the "
                      "decoding library, or out of memory)")  # fmt: skip
-            prev = None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"])
             if seg["has_times"]:  # given up: its frames count as gone through, so progress still ends
                 self.progress.add(frames=sampled_frames(np.asarray(seg["times_ms"]), prev, self.sample_fps))
                 self.progress.flush()
         if not error:
             segment = Segment(
                 str(seg["video_id"]), str(seg["video_path"]), int(seg["segment"]), int(seg["start"]),
-                np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]),
-                None if np.isnan(seg["prev_ms"]) else float(seg["prev_ms"]), bool(seg["seekable"]),
+                np.asarray(seg["times_ms"]) if seg["has_times"] else None, float(seg["fps"]), prev,
+                bool(seg["seekable"]),
             )  # fmt: skip
             self.detector.reset()
             self.last_signature = None
