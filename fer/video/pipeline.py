@@ -36,8 +36,8 @@ from fer.video.inputs import VideoInput, resolve_inputs
 from fer.video.output import VideoWriter
 from fer.video.stages import INTERNAL_ERROR
 
-#: ``--detect-every``'s default where the detector takes windows: 1080p with 4 faces 35.9 frames/s
-#: against 29.2 at 1 (2 AVX2 cores), every face found (benchmarks/archive_speed.py).
+#: ``--detect-every``'s default where the detector takes windows: at 1080p with 4 faces a frame it
+#: labels faster than 1, every face still found (docs/benchmarks.md#archive-speed).
 DETECT_EVERY = 5
 
 
