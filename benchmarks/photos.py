@@ -1,6 +1,7 @@
 """Photos at photo speed: `fer label` on a folder of portrait photos, start-up included, on the
 image path (this process, a decoder per core, classified and recorded in batches: the default)
-against every photo as a video on a local Ray (the path before it), in one run.
+against every photo as a video on a local Ray (the path before it), in one run; then `fer people` on
+the default run's output, which describes the photos' faces (left to it: see fer.video.persons).
 
 The photos are frames of the shipped sample clips (faces of 60-200 px) cut to portrait and
 landscape sizes from 260x360 to 640x480 and written as JPEG; each run is the command line a user
@@ -84,6 +85,12 @@ def main() -> None:
             print(f"  {what}: {n / seconds:.1f} photos/s ({seconds:.1f} s)")
             if not totals.startswith(f"{n} videos: {n} done"):
                 sys.exit(f"not every photo was labelled: {totals}")
+        t = time.perf_counter()
+        people = subprocess.run([sys.executable, "-m", "fer.cli", "people", str(Path(tmp) / "out-0")],
+                                capture_output=True, text=True)  # fmt: skip
+        if people.returncode != 0:
+            sys.exit(f"fer people failed ({people.returncode}): {people.stderr[-2000:]}")
+        print(f"  then fer people (describes the photos' faces): {time.perf_counter() - t:.1f} s")
 
 
 if __name__ == "__main__":

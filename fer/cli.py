@@ -735,6 +735,10 @@ def people(
     elif photos:
         raise FerError(f"unexpected arguments {' '.join(photos)} (photos go with --enrol NAME)")
     report = archive.update(directory)
+    if report.described or report.unread:
+        unread = (f"; {report.unread} left out: their photos cannot be read here, or changed since labelled "
+                  "(a relative path is read from this folder)") if report.unread else ""  # fmt: skip
+        typer.echo(f"described the faces of photos: {report.described} persons{unread}", err=True)
     typer.echo(f"{report.identities} identities ({report.named} named); {report.new} new, {report.joined} persons "
                f"joined one, {report.merged} merged, {report.left} left with their videos", err=True)  # fmt: skip
     table = report.table.drop(columns="descriptor")

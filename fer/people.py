@@ -20,6 +20,11 @@ video no longer counted leaves. Then two identities that one new person is withi
 below :data:`MERGE_BELOW`, unless a member of one was seen in a frame with a member of the other:
 a person split in two within one video (two persons there) becomes one identity once another
 video shows a face like both. The older id stays. Descriptors stay in ``OUT``.
+
+A photo's persons are not described when it is labelled (:data:`fer.video.persons.PENDING`):
+:func:`update` reads the photo again and describes them, and their descriptors are kept in
+``members.parquet`` only; a photo that cannot be read here (moved, or on an object store) is
+left out until it can.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ class PeopleReport:
     left: int = 0  # persons of relabelled or dropped videos taken out
     merged: int = 0  # identities joined into an older one (a person split within a video, rejoined)
     named: int = 0
+    described: int = 0  # persons of photos described now (see the module)
+    unread: int = 0  # persons of photos that could not be read here, left out
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -141,7 +148,8 @@ def update(out: str | Location, *, join_below: float | None = None, merge_below:
     joined = members.groupby("video_id").persons_ns.first() if len(members) else pd.Series(dtype=np.int64)
     todo = sorted(v for v in entries if v in stamps and joined.get(v) != stamps[v])
     ids = _Identities(members, _next_id(folder))
-    added = _join(ids, _persons_of(out, todo), {v: stamps[v] for v in todo}, join_below, report)
+    persons = _described(_persons_of(out, todo), entries, report)
+    added = _join(ids, persons, {v: stamps[v] for v in todo}, join_below, report)
     report.merged = ids.merge(added, join_below, merge_below)
     folder.makedirs()
     schema = MEMBERS_SCHEMA.with_metadata({b"next_id": str(ids.next).encode()})
@@ -173,6 +181,74 @@ def _join(ids: _Identities, persons: pd.DataFrame, stamps: dict[str, int], join_
         added += list(group.descriptor)
         ids.replace(vid, group.assign(identity=[a.lstrip("+") for a in assigned], persons_ns=stamp))
     return np.array(added, np.float64).reshape(-1, DIMS)
+
+
+#: Photos' faces described per call of the descriptor (memory stays bounded on 10^5 photos).
+DESCRIBE_BATCH = 256
+
+
+def _described(persons: pd.DataFrame, entries: dict, report: PeopleReport) -> pd.DataFrame:
+    """``persons`` with the descriptors of the photos' pending persons (NaN) computed from the
+    photos, read again, and counted in ``report``; those whose photo cannot be read are dropped."""
+    from fer.video.descriptor import Describer, chip
+
+    persons = persons.reset_index(drop=True)
+    pending = [i for i, d in enumerate(persons.get("descriptor", [])) if not np.isfinite(d).all()]
+    if not pending:
+        return persons
+    describe, vectors, keep = Describer(threads=0), list(persons.descriptor), np.ones(len(persons), bool)
+    batch: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        for (at, _), vector in zip(batch, describe(np.stack([c for _, c in batch]), mirror=True), strict=True):
+            vectors[at] = vector
+        batch.clear()
+
+    for vid, rows in persons.iloc[pending].groupby("video_id", sort=False):
+        frame = _photo(entries[vid])
+        if frame is None:
+            keep[rows.index] = False
+            continue
+        batch.extend((int(i), chip(frame, np.asarray(r.best_landmarks))) for i, r in rows.iterrows())
+        if len(batch) >= DESCRIBE_BATCH:
+            flush()
+    if batch:
+        flush()
+    report.unread = int((~keep).sum())
+    report.described = len(pending) - report.unread
+    return persons.assign(descriptor=vectors)[keep]
+
+
+def _photo(entry) -> np.ndarray | None:
+    """The photo of a manifest ``entry`` as it was labelled, None when it cannot be read here
+    (moved, on an object store, or changed since: its landmarks would no longer fit)."""
+    from fer.video.decode import read_image
+    from fer.video.inputs import content_id
+
+    if not Path(entry.path).is_file() or content_id(entry.path) != entry.content:
+        return None
+    try:
+        return read_image(entry.path)
+    except Exception:  # noqa: BLE001 - whatever OpenCV raises on a file it cannot decode: left out
+        return None
+
+
+def _frame(path: str, index: int) -> np.ndarray | None:
+    """Frame ``index`` of a video, or a photo as it was labelled (turned by its EXIF orientation)."""
+    import cv2
+
+    from fer.video.decode import is_still, read_image
+
+    if is_still(path):
+        try:
+            return read_image(path)
+        except Exception:  # noqa: BLE001 - a photo OpenCV cannot decode (any more): no picture
+            return None
+    cap = cv2.VideoCapture(path)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = cap.read()
+    cap.release()
+    return frame if ok else None
 
 
 def _with_apart(persons: pd.DataFrame) -> pd.DataFrame:
@@ -406,13 +482,7 @@ def _picture(out: Location, entries: dict, members: pd.DataFrame, identity: str)
         return None
     row = persons[persons.person == first.person].iloc[0]
     path = entries[row.video_id].path
-    if not Path(path).is_file():
-        return None
-    cap = cv2.VideoCapture(path)
-    cap.set(cv2.CAP_PROP_POS_FRAMES, int(row.best_frame))
-    ok, frame = cap.read()
-    cap.release()
-    if not ok:
+    if not Path(path).is_file() or (frame := _frame(path, int(row.best_frame))) is None:
         return None
     ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(chip(frame, np.asarray(row.best_landmarks)), cv2.COLOR_RGB2BGR))
     where.parent.makedirs()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -191,6 +193,41 @@ def test_enrolled_names_reach_queries(archive):
     assert fer_cli("people", str(out), "--enrol", "Nobody", str(SAMPLES / "no_face.mp4")).returncode != 0
     stray = fer_cli("people", str(out), str(photo))
     assert stray.returncode != 0 and "photos go with --enrol" in stray.stderr
+
+
+def test_photos_are_described_by_fer_people_not_when_labelled(tmp_path):
+    """A photo's faces are persons at once (one frame: each face its own); `fer people` reads the
+    photos again to describe them, and they join the identity of the same woman in a video."""
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cap = cv2.VideoCapture(str(SAMPLES / "single_face.mp4"))
+    for i in range(3):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 20 * i)
+        ok, frame = cap.read()
+        assert ok and cv2.imwrite(str(photos / f"woman{i}.jpg"), frame)
+    out = tmp_path / "out"
+    run(LabelConfig(inputs=(str(photos), str(SAMPLES / "single_face.mp4")), out=str(out), engine="process"))
+    persons = pq.read_table(out / "persons").to_pandas()
+    described = persons.descriptor.map(lambda d: bool(np.isfinite(d).all()))
+    from_photo = persons.video_id.str.startswith("woman")
+    assert from_photo.sum() == 3 and not described[from_photo].any() and described[~from_photo].all()
+    assert (persons[from_photo].person == 0).all()
+    (photos / "woman2.jpg").rename(tmp_path / "moved.jpg")  # not readable where it was labelled
+    result = fer_cli("people", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "described the faces of photos: 2 persons; 1 left out" in result.stderr
+    df = timelines.scan(out, columns=["video_path", "identity"])
+    identities = df.groupby(df.video_path.map(lambda p: Path(p).name)).identity.first()
+    assert identities.drop("woman2.jpg").nunique() == 1 and identities.notna().sum() == 3
+    assert pd.isna(identities["woman2.jpg"])
+    (tmp_path / "moved.jpg").rename(photos / "woman2.jpg")  # back: described now, the others not again
+    again = fer_cli("people", str(out))
+    assert "described the faces of photos: 1 persons\n" in again.stderr, again.stderr
+    df = timelines.scan(out, columns=["video_path", "identity"])
+    assert df.identity.notna().all() and df.identity.nunique() == 1
+    assert "described" not in fer_cli("people", str(out)).stderr
 
 
 def test_query_without_people_says_how_to_make_them(tmp_path):

@@ -9,6 +9,9 @@ the mean distance between two groups stays under :data:`JOIN_BELOW`, never joini
 tracks seen in the same frame (two faces at once are two people). Tracks never described
 (too small, too short, always in profile) get no person (``-1``). Persons are numbered
 0, 1, ... by first appearance.
+
+A photo is one frame, so each of its faces is a person of its own without a descriptor: its faces
+are left :data:`PENDING` (descriptor NaN) and ``fer people`` describes them when asked for identities.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ BEST_VIEWS = 5
 #: On 20 built clips of 8 people each (benchmarks/identity.py): 0.50 -> purity 100.00%, 1.083 persons
 #: per real person; 0.54 -> 98.96%, 1.028; 0.60 -> 89%, 0.95.
 JOIN_BELOW = 0.54
+#: The view quality of a face chosen to be described later (a photo's: see the module), its descriptor NaN.
+PENDING = 1.0
 
 
 def view_quality(landmarks: np.ndarray, chip: np.ndarray) -> float:
@@ -80,15 +85,16 @@ def assign_persons(
     person_of = {tracks[i]: p for p, g in enumerate(groups) for i in g}
     row_person = np.array([person_of.get(int(f), NO_PERSON) for f in face_id], np.int32)
     means = np.stack([vectors[g].mean(axis=0) for g in groups]).astype(np.float32)
-    scored = np.where(np.isfinite(descriptor).all(axis=1), np.nan_to_num(quality, nan=-1.0), -np.inf)
+    scored = np.where(np.isfinite(quality), quality, -np.inf)  # described (or pending) views only
     best = [int(np.argmax(np.where(row_person == p, scored, -np.inf))) for p in range(len(groups))]
     apart = [[q for q, h in enumerate(groups) if together[np.ix_(g, h)].any()] for g in groups]
     return Persons(row_person, means, [sorted(tracks[i] for i in g) for g in groups], best, apart)
 
 
 def track_descriptors(face_id: np.ndarray, descriptor: np.ndarray, quality: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """The described tracks and, for each, the mean descriptor of its :data:`BEST_VIEWS` best views."""
-    described = (face_id >= 0) & np.isfinite(descriptor).all(axis=1)
+    """The described tracks and, for each, the mean descriptor of its :data:`BEST_VIEWS` best views
+    (NaN for a track :data:`PENDING`: a view quality without a descriptor)."""
+    described = (face_id >= 0) & np.isfinite(quality)
     tracks: list[int] = []
     vectors: list[np.ndarray] = []
     for track in np.unique(face_id[described]):
@@ -130,6 +136,7 @@ def cluster(vectors: np.ndarray, apart: np.ndarray, join_below: float) -> list[l
     if n < 2:
         return [[i] for i in range(n)]
     dist = squareform(pdist(vectors.astype(np.float64)))
+    dist[np.isnan(dist)] = APART  # a track not yet described (PENDING) joins none
     dist[apart] = APART
     # Average linkage is monotonic: cutting its tree at the threshold is merging while below it.
     # fcluster joins at distances <= t: the largest float under the threshold keeps "below" strict.

@@ -21,9 +21,9 @@ import numpy as np
 
 from fer.labels import EMOTIONS, FACE_SIZE
 from fer.schema import LANDMARK_COLUMNS
-from fer.video.decode import DecodeStats, Segment, iter_frames, sampled_frames
+from fer.video.decode import DecodeStats, Segment, is_still, iter_frames, sampled_frames
 from fer.video.descriptor import DIMS
-from fer.video.persons import DESCRIBE_EVERY_S, MIN_DESCRIBE_PX
+from fer.video.persons import DESCRIBE_EVERY_S, MIN_DESCRIBE_PX, PENDING
 from fer.video.progress import MAX_TRIES, Reporter, attempt, settle
 from fer.video.shots import SIGNATURE_LEN, changed, signature
 from fer.video.windows import Scheduled
@@ -56,7 +56,9 @@ class DecodeDetect:
     The chunks are the same on every try, so a replayed segment's rows are the same rows.
     The frames gone through (sampled or not) are reported to the run's progress ``counter``
     as decoding goes, not per segment. With ``persons``, faces are described about once a
-    second (:mod:`fer.video.persons`): ``descriptor`` and ``quality``, NaN on other rows.
+    second (:mod:`fer.video.persons`): ``descriptor`` and ``quality``, NaN on other rows. A
+    photo's faces are left for ``fer people`` to describe (:data:`~fer.video.persons.PENDING`),
+    so that a folder of photos is labelled at the speed of its emotions.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class DecodeDetect:
 
             self.describer = Describer(threads=1)
         self.last_slot = -1
+        self.still = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for i in range(len(batch["video_id"])):
@@ -137,7 +140,9 @@ class DecodeDetect:
             return vectors, quality
         self.last_slot = slot
         chosen = [i for i, d in enumerate(faces) if d.size >= MIN_DESCRIBE_PX and np.isfinite(d.landmarks).all()]
-        if chosen:
+        if chosen and self.still:
+            quality[chosen] = PENDING
+        elif chosen:
             chips = np.stack([chip(frame, faces[i].landmarks) for i in chosen])
             vectors[chosen] = self.describer(chips, mirror=True)
             quality[chosen] = [view_quality(faces[i].landmarks, c) for i, c in zip(chosen, chips, strict=True)]
@@ -164,6 +169,7 @@ class DecodeDetect:
             self.detector.reset()
             self.last_signature = None
             self.last_slot = -1
+            self.still = self.describer is not None and _still(segment.path)
             stats = DecodeStats()
             frames = iter_frames(segment, self.sample_fps, threads=1, stats=stats)
             while True:
@@ -208,6 +214,15 @@ class DecodeDetect:
         outs = [_segment_rows({k: v[i] for k, v in batch.items()}, {}, str(batch["error"][i]), 0)
                 for i in range(len(batch["video_id"]))]  # fmt: skip
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def _still(path: str) -> bool:
+    """Whether ``path`` is a photo (see :func:`~fer.video.decode.is_still`); False when that cannot
+    be told (a corrupt animated image): decoding it then says what is wrong."""
+    try:
+        return is_still(path)
+    except Exception:  # noqa: BLE001 - OpenCV's errors on a corrupt file; decoding reports them
+        return False
 
 
 def _segment_rows(
