@@ -92,11 +92,8 @@ class DecodeDetect:
         self.align = align
         self.progress = Reporter(counter)
         self.counter = counter
-        self.describer = None
-        if persons:
-            from fer.video.descriptor import Describer
-
-            self.describer = Describer(threads=1)
+        self.persons = persons
+        self._describer = None  # loaded with the first face to describe: never for a folder of photos
         self.last_slot = -1
         self.still = False
 
@@ -136,7 +133,7 @@ class DecodeDetect:
         n = max(1, len(faces))
         vectors, quality = np.tile(_NO_DESCRIPTOR, (n, 1)), np.full(n, np.nan, np.float32)
         slot = int(t // DESCRIBE_EVERY_S)
-        if self.describer is None or not faces or slot == self.last_slot:
+        if not self.persons or not faces or slot == self.last_slot:
             return vectors, quality
         self.last_slot = slot
         chosen = [i for i, d in enumerate(faces) if d.size >= MIN_DESCRIBE_PX and np.isfinite(d.landmarks).all()]
@@ -144,7 +141,11 @@ class DecodeDetect:
             quality[chosen] = PENDING
         elif chosen:
             chips = np.stack([chip(frame, faces[i].landmarks) for i in chosen])
-            vectors[chosen] = self.describer(chips, mirror=True)
+            if self._describer is None:
+                from fer.video.descriptor import Describer
+
+                self._describer = Describer(threads=1)
+            vectors[chosen] = self._describer(chips, mirror=True)
             quality[chosen] = [view_quality(faces[i].landmarks, c) for i, c in zip(chosen, chips, strict=True)]
         return vectors, quality
 
@@ -169,7 +170,7 @@ class DecodeDetect:
             self.detector.reset()
             self.last_signature = None
             self.last_slot = -1
-            self.still = self.describer is not None and _still(segment.path)
+            self.still = self.persons and _still(segment.path)
             stats = DecodeStats()
             frames = iter_frames(segment, self.sample_fps, threads=1, stats=stats)
             while True:
