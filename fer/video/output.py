@@ -5,6 +5,7 @@ video is done. The archive index (:mod:`fer.index`) gets its rows after."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +35,9 @@ from fer.video.track import assign_ids
 
 if TYPE_CHECKING:
     from fer.video.pipeline import LabelConfig, LabelSummary
+
+#: Threads writing finished videos' files: writes wait on the disk or an object store, not the CPU.
+WRITERS = 4
 
 
 def timeline_path(out: Location, video_id: str) -> Location:
@@ -71,6 +75,7 @@ class VideoWriter:
         self.t0 = t0
         self.first_rows: dict[str, float] = {}
         self.index = IndexWriter(self.out)
+        self._writers = ThreadPoolExecutor(WRITERS)
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         """Take a batch of rows (any videos, any order); write the videos it finishes. Their
@@ -82,15 +87,37 @@ class VideoWriter:
                     for vid, data in self.collector.add(batch)]  # fmt: skip
         made = {vid: _timeline(data) for vid, data, status, _ in finished if status != manifest.FAILED}
         aggs = _aggregates({vid: table for vid, (table, *_) in made.items()})
-        for vid, data, status, reason in finished:
-            self._finish(vid, data, status, reason, made.get(vid), aggs.get(vid))
+        jobs = [(vid, data, status, reason, made.get(vid), aggs.get(vid)) for vid, data, status, reason in finished]
+        # Each video's files in a thread of their own (a batch of photos finishes hundreds of videos
+        # of four small files each); the bookkeeping stays here, in order, and counts every video
+        # written before a failed write (a full disk) is raised.
+        futures = [self._writers.submit(self._write, *job) for job in jobs]
+        failure: Exception | None = None
+        for job, future in zip(jobs, futures, strict=True):
+            try:
+                self._finish(job[0], *future.result())
+            except Exception as exc:  # noqa: BLE001 - raised below, once the others are counted
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
-    def _finish(self, vid: str, data: dict, status: str, reason: str, made: tuple | None, agg: pa.Table | None) -> None:
+    def _write(self, vid: str, data: dict, status: str, reason: str, made: tuple | None,
+               agg: pa.Table | None) -> tuple[manifest.Entry, bytes, pa.Table | None]:  # fmt: skip
+        """Write a video's outputs (any thread): its entry, the entry's bytes and its aggregates."""
         base = self._base(vid)
-        entry = self._fail(base, reason) if made is None else self._save(data, base, status, reason, made, agg)
+        if made is None:
+            entry, written, agg = *self._write_failed(base, reason), None
+        else:
+            entry, written = self._save(data, base, status, reason, made, agg)
         for old in self.superseded.get(vid, []):  # the file at this path was replaced: its old labels go
             self._remove_outputs(old)
             manifest.remove(self.out, old)
+        return entry, written, agg
+
+    def _finish(self, vid: str, entry: manifest.Entry, written: bytes, agg: pa.Table | None) -> None:
+        """Count a video whose outputs are written, and give its rows to the archive index."""
+        self.index.add(entry, agg, written)
+        self.failed += entry.status == manifest.FAILED
         self.summary.entries.append(entry)
         self.videos_finished += 1
         first = self.first_rows.pop(vid, time.time() - self.t0)
@@ -101,13 +128,11 @@ class VideoWriter:
         video, key = self.inputs[vid]
         return {"video_id": vid, "path": video.path, "model_id": self.meta["id"], "key": key, "content": video.content}
 
-    def _fail(self, base: dict, reason: str) -> manifest.Entry:
+    def _write_failed(self, base: dict, reason: str) -> tuple[manifest.Entry, bytes]:
         entry = manifest.Entry(**base, status=manifest.FAILED, reason=reason)
         written = manifest.record(self.out, entry)
         self._remove_outputs(base["video_id"])  # an earlier run's timeline of this video no longer counts
-        self.index.add(entry, None, written)
-        self.failed += 1
-        return entry
+        return entry, written
 
     def _remove_outputs(self, vid: str) -> None:
         timeline = timeline_path(self.out, vid)
@@ -115,11 +140,12 @@ class VideoWriter:
         aggregates.location(timeline).delete()
         persons_path(self.out, vid).delete()
 
-    def _save(self, data: dict, base: dict, status: str, reason: str, made: tuple, agg: pa.Table) -> manifest.Entry:
+    def _save(self, data: dict, base: dict, status: str, reason: str, made: tuple,
+              agg: pa.Table) -> tuple[manifest.Entry, bytes]:  # fmt: skip
         """Write a video's timeline, aggregates, persons and manifest entry (``made`` by
         :func:`_timeline`, ``agg`` by :func:`_aggregates`), in that order (the entry last: it is
-        what says the video is done), then give its rows to the archive index. When a write
-        fails, the files this attempt wrote are removed again, so no output is left without its entry."""
+        what says the video is done); returns the entry and its bytes. When a write fails, the
+        files this attempt wrote are removed again, so no output is left without its entry."""
         table, persons, frames, faces = made
         out = timeline_path(self.out, base["video_id"])
         written: list[Location] = []
@@ -144,8 +170,7 @@ class VideoWriter:
             for f in written:
                 f.delete()
             raise
-        self.index.add(entry, agg, recorded)
-        return entry
+        return entry, recorded
 
     def _file_meta(self, data: dict) -> dict:
         return {
@@ -160,10 +185,9 @@ class VideoWriter:
     def finish_incomplete(self) -> None:
         """Videos whose rows never all arrived (their processes died on every try) are failed."""
         for vid, reason in self.collector.unfinished().items():
-            base = self._base(vid)
-            self.summary.entries.append(self._fail(base, reason))
-            self.videos_finished += 1
+            self._finish(vid, *self._write_failed(self._base(vid), reason), None)
         self.index.close()
+        self._writers.shutdown()
 
 
 def _timeline(data: dict) -> tuple[pa.Table, Persons, int, int]:
