@@ -129,12 +129,12 @@ def cluster(vectors: np.ndarray, apart: np.ndarray, join_below: float) -> list[l
     """Average-linkage clustering of ``vectors`` (Euclidean; SciPy's, O(n^2)), groups merged while
     their mean distance is below ``join_below``, never two groups with a member of one
     ``apart`` from a member of the other. Returns the groups as lists of indices."""
+    n = len(vectors)
+    if n < 2:  # before SciPy's import (half a second): most photos and many videos hold one person
+        return [[i] for i in range(n)]
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import pdist, squareform
 
-    n = len(vectors)
-    if n < 2:
-        return [[i] for i in range(n)]
     dist = squareform(pdist(vectors.astype(np.float64)))
     dist[np.isnan(dist)] = APART  # a track not yet described (PENDING) joins none
     dist[apart] = APART
