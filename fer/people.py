@@ -23,7 +23,7 @@ video shows a face like both. The older id stays. Descriptors stay in ``OUT``.
 
 A photo's persons are not described when it is labelled (:data:`fer.video.persons.PENDING`):
 :func:`update` reads the photo again and describes them, and their descriptors are kept in
-``members.parquet`` only; a photo that cannot be read here (moved, or on an object store) is
+``OUT/people/`` only; a photo that cannot be read here (moved, or on an object store) is
 left out until it can.
 """
 

@@ -74,6 +74,23 @@ def test_a_replaced_file_that_fails_takes_its_old_labels_with_it(ray_local, untr
     assert list(table.video_id) == [video_id(videos / "keep.mp4")]
 
 
+def test_a_file_moved_away_from_a_path_that_now_holds_another_keeps_its_labels(ray_local, untrained_bundle, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(SAMPLES / "single_face.mp4", a / "clip.mp4")
+    out = tmp_path / "out"
+    _label([a], out, untrained_bundle)
+    (a / "clip.mp4").rename(b / "clip.mp4")  # moved, and another file takes its place
+    distinct_copy(SAMPLES / "carphone_pristine.mp4", a / "clip.mp4", 0)
+    again = _label([a, b], out, untrained_bundle)
+    assert sorted((e.path, e.status) for e in again.entries) == [(str(a / "clip.mp4"), "done"),
+                                                                 (str(b / "clip.mp4"), "skipped")]  # fmt: skip
+    entries = manifest.load(out)
+    assert sorted(e.path for e in entries.values()) == [str(a / "clip.mp4"), str(b / "clip.mp4")]
+    assert all((out / "timelines" / f"{vid}.parquet").exists() for vid in entries)
+
+
 def test_readers_ignore_what_a_crash_left_and_fer_check_repairs_it(ray_local, untrained_bundle, tmp_path):
     out = tmp_path / "out"
     _label([SAMPLES / "single_face.mp4"], out, untrained_bundle)

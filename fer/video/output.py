@@ -93,11 +93,23 @@ class VideoWriter:
         # written before a failed write (a full disk) is raised.
         futures = [self._writers.submit(self._write, *job) for job in jobs]
         failure: Exception | None = None
-        for job, future in zip(jobs, futures, strict=True):
-            try:
-                self._finish(job[0], *future.result())
-            except Exception as exc:  # noqa: BLE001 - raised below, once the others are counted
-                failure = failure or exc
+        counted = 0
+        try:
+            for job, future in zip(jobs, futures, strict=True):
+                try:
+                    written = future.result()
+                except Exception as exc:  # noqa: BLE001 - raised below, once the others are counted
+                    failure = failure or exc
+                else:
+                    self._finish(job[0], *written)
+                counted += 1
+        except BaseException:  # a Ctrl-C: the videos being written finish and count, the others are left
+            for future in futures[counted:]:
+                future.cancel()
+            for job, future in zip(jobs[counted:], futures[counted:], strict=True):
+                if not future.cancelled() and future.exception() is None:
+                    self._finish(job[0], *future.result())
+            raise
         if failure is not None:
             raise failure
 

@@ -320,7 +320,7 @@ def _plan(
     by_path: dict[str, list[manifest.Entry]] = defaultdict(list)
     for e in entries.values():
         by_path[os.path.abspath(e.path)].append(e)
-    plan, first_path = _Plan(), {}
+    plan, first_path, kept = _Plan(), {}, set()
     for v in videos:
         if v.content in first_path:  # one file under two paths in this run
             summary.entries.append(manifest.Entry(
@@ -335,11 +335,13 @@ def _plan(
                 prev = replace(prev, path=v.path)
                 manifest.record(out, prev)
             summary.entries.append(replace(prev, status=manifest.SKIPPED, reason=f"already {prev.status}"))
+            kept.add(prev.video_id)
             continue
         plan.todo.append((v, key))
-        plan.superseded[v.video_id] = [
-            e.video_id for e in by_path[os.path.abspath(v.path)] if e.video_id != v.video_id
-        ]  # fmt: skip
+        plan.superseded[v.video_id] = [e.video_id for e in by_path[os.path.abspath(v.path)]]
+    # A file moved away from a path that now holds another keeps its labels (skipped or labelled again).
+    kept |= {v.video_id for v, _ in plan.todo}
+    plan.superseded = {vid: [old for old in olds if old not in kept] for vid, olds in plan.superseded.items()}
     return plan
 
 
