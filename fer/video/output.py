@@ -87,10 +87,13 @@ class VideoWriter:
                     for vid, data in self.collector.add(batch)]  # fmt: skip
         made = {vid: _timeline(data) for vid, data, status, _ in finished if status != manifest.FAILED}
         aggs = _aggregates({vid: table for vid, (table, *_) in made.items()})
-        jobs = [(vid, data, status, reason, made.get(vid), aggs.get(vid)) for vid, data, status, reason in finished]
-        # Each video's files in a thread of their own (a batch of photos finishes hundreds of videos
-        # of four small files each); the bookkeeping stays here, in order, and counts every video
-        # written before a failed write (a full disk) is raised.
+        self._write_all([(vid, data, status, reason, made.get(vid), aggs.get(vid))
+                         for vid, data, status, reason in finished])  # fmt: skip
+
+    def _write_all(self, jobs: list[tuple]) -> None:
+        """Each video's files in a thread of their own (a batch of photos finishes hundreds of videos
+        of four small files each); the bookkeeping stays here, in order, and counts every video
+        written before a failed write (a full disk) is raised."""
         futures = [self._writers.submit(self._write, *job) for job in jobs]
         failure: Exception | None = None
         counted = 0
