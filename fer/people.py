@@ -233,18 +233,18 @@ def _photo(entry) -> np.ndarray | None:
         return None
 
 
-def _frame(path: str, index: int) -> np.ndarray | None:
-    """Frame ``index`` of a video, or a photo as it was labelled (turned by its EXIF orientation)."""
+def _frame(entry, index: int) -> np.ndarray | None:
+    """Frame ``index`` of a manifest ``entry``'s video, or its photo as labelled (:func:`_photo`);
+    None when it cannot be read here."""
     import cv2
 
-    from fer.video.decode import is_still, read_image
+    from fer.video.decode import is_still
 
-    if is_still(path):
-        try:
-            return read_image(path)
-        except Exception:  # noqa: BLE001 - a photo OpenCV cannot decode (any more): no picture
-            return None
-    cap = cv2.VideoCapture(path)
+    if not Path(entry.path).is_file():
+        return None
+    if is_still(entry.path):
+        return _photo(entry)
+    cap = cv2.VideoCapture(entry.path)
     cap.set(cv2.CAP_PROP_POS_FRAMES, index)
     ok, frame = cap.read()
     cap.release()
@@ -481,8 +481,7 @@ def _picture(out: Location, entries: dict, members: pd.DataFrame, identity: str)
     if persons.empty:  # its persons file was deleted meanwhile
         return None
     row = persons[persons.person == first.person].iloc[0]
-    path = entries[row.video_id].path
-    if not Path(path).is_file() or (frame := _frame(path, int(row.best_frame))) is None:
+    if (frame := _frame(entries[row.video_id], int(row.best_frame))) is None:
         return None
     ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(chip(frame, np.asarray(row.best_landmarks)), cv2.COLOR_RGB2BGR))
     where.parent.makedirs()

@@ -192,10 +192,6 @@ def _input_key(video: VideoInput, model_id: str, config: LabelConfig, runtime: s
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def timeline_path(out: Location, video_id: str) -> Location:
-    return out / TIMELINES_DIR / f"{video_id}.parquet"
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`run`; ``summary`` holds what was saved before it and what is left."""
 
