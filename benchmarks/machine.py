@@ -7,29 +7,42 @@ import os
 import platform
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = " ".join(value.split())
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers where the name alone is vague
+    (virtual machines report e.g. "AMD EPYC" for several generations); the platform's processor
+    string where there is no ``/proc/cpuinfo``."""
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']}, model {info['model']})"
+    return name
 
 
 def instruction_set() -> str:
     """The widest of AVX-512 VNNI, AVX2 and neither that the CPU has."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
+    flags = _cpuinfo().get("flags")
+    if flags is None:
         return "instruction set unknown"
+    flags = flags.split()
     return "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2" if "avx2" in flags else "no AVX2"
 
 
 def this_machine() -> str:
-    """E.g. "Intel(R) Xeon(R) CPU @ 2.80GHz, AVX-512 VNNI, 2 cores"."""
+    """E.g. "Intel(R) Xeon(R) CPU @ 2.80GHz (family 6, model 85), AVX-512 VNNI, 2 cores"."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{cpu_model()}, {instruction_set()}, {cores} cores"
