@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from machine import this_machine  # noqa: E402 (benchmarks/ is the script's folder)
 
 from fer import bundle  # noqa: E402
+from fer.crop import CropConfig  # noqa: E402
 from fer.data import fer2013  # noqa: E402
 from fer.evaluate import evaluate_detected  # noqa: E402
 from fer.labels import EMOTIONS  # noqa: E402
@@ -82,9 +83,7 @@ def main() -> None:
         print(f"{'crop':<26}{'found':>8}{'accuracy (found)':>18}{'macro-F1':>10}{'end to end':>12}")
         print(f"{'original 48x48 (ceiling)':<26}{len(labels):>8}{ceiling.accuracy:>18.4f}{ceiling.macro_f1:>10.4f}")
         for align in (True, False):
-            r = evaluate_detected(
-                model, d, args.split, detector=defaults.detector, min_face=defaults.min_face, align=align
-            )
+            r = evaluate_detected(model, d, args.split, CropConfig(defaults.detector, defaults.min_face, align))
             name = "eye-aligned" if align else "box (not aligned)"
             found = r.images - r.missed
             print(f"{name:<26}{found:>8}{r.scores.accuracy:>18.4f}{r.scores.macro_f1:>10.4f}{r.end_to_end:>12.4f}")

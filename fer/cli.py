@@ -213,6 +213,49 @@ def data_stats(
         typer.echo("\n" + format_vote_summary(ferplus.vote_summary(root)))
 
 
+@data_app.command("crop")
+def data_crop(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Uncropped labelled photos: a facial_expressions checkout (splits "
+            "train and check, by person) or image folders ROOT/<split>/<class>/."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the crops into, as OUT/<split>/<class>/*.png.")],
+    split: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Split to crop (repeat; default: train and check of "
+            "a facial_expressions checkout, else train and val)."
+        ),
+    ] = None,
+    detector: Annotated[str, typer.Option(help="The face detector.")] = LABEL_DEFAULTS.detector,
+    min_face: Annotated[int, typer.Option(help="Smallest face (pixels).")] = LABEL_DEFAULTS.min_face,
+    align: Annotated[bool, typer.Option(help="Align crops on the eyes.")] = LABEL_DEFAULTS.align,
+) -> None:
+    """Cut the largest face of each labelled photo as fer label does (detected, aligned, 48x48 grey),
+    for fer train --extra and fer evaluate --wild.
+
+    Example: fer data crop facial_expressions/ --out wild-crops/
+    """
+    from fer.crop import CropConfig, write_crops
+    from fer.data import wild
+
+    DETECTORS.get(detector)
+    splits = split or list(wild.SPLITS if wild.is_wild(source) else ("train", "val"))
+
+    def progress(name: str, done: int, total: int) -> None:
+        if done % 1000 == 0 or done == total:
+            typer.echo(f"{name}: {done}/{total} photos", err=True)
+
+    done = write_crops(source, out, splits, CropConfig(detector, min_face, align), progress)
+    for name, row in done.items():
+        typer.echo(f"{name}: faces found in {row['faces']} of {row['photos']} photos: "
+                   + ", ".join(f"{k} {v}" for k, v in row["per_class"].items()))  # fmt: skip
+    typer.echo(f"crops in {out}")
+
+
 @app.command()
 @config_options(TrainConfig, AugmentConfig)
 def train(
@@ -336,58 +379,65 @@ def evaluate(
     limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
     detect: Annotated[
         bool,
-        typer.Option(help="Images are uncropped: detect, align and crop the largest face first, as fer label does."),
+        typer.Option(
+            help="Images are uncropped: detect, align and crop the largest face first, as fer label does "
+            "(always, for a facial_expressions checkout)."
+        ),
     ] = False,
     detector: Annotated[str, typer.Option(help="With --detect: the face detector.")] = LABEL_DEFAULTS.detector,
     min_face: Annotated[int, typer.Option(help="With --detect: smallest face (pixels).")] = LABEL_DEFAULTS.min_face,
     align: Annotated[bool, typer.Option(help="With --detect: align crops on the eyes.")] = LABEL_DEFAULTS.align,
+    wild: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Also score the in-the-wild check: the check split of this facial_expressions checkout "
+            "(muxspace/facial_expressions), its faces detected as with --detect."
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix.
 
     Ray's and TensorFlow's logs go to fer's log folder (~/.local/state/fer/logs/).
     Example: fer evaluate --data fer2013/ --split val --tta flip
+    Example: fer evaluate --data ferplus/ --wild facial_expressions/
     """
     from fer import bundle, console
+    from fer.crop import CropConfig
     from fer.data import ferplus
+    from fer.data import wild as wild_data
     from fer.evaluate import evaluate as evaluate_split
-    from fer.evaluate import evaluate_detected, evaluate_votes, format_scores, format_vote_scores
+    from fer.evaluate import evaluate_detected, evaluate_votes, format_detected, format_scores, format_vote_scores
 
     votes = ferplus.is_ferplus(data)
-    if detect:
-        if votes:
-            raise FerError(f"--detect: {data} holds FER+'s cropped faces; --detect is for uncropped image folders")
-        DETECTORS.get(detector)
+    detect = detect or wild_data.is_wild(data)
+    if detect and votes:
+        raise FerError(f"--detect: {data} holds FER+'s cropped faces; --detect is for uncropped image folders")
+    if wild is not None and not wild_data.is_wild(wild):
+        raise FerError(f"--wild: {wild} is not a facial_expressions checkout (no data/legend.csv and images/)")
+    DETECTORS.get(detector)
     TTA.get(tta)
+    crops = CropConfig(detector, min_face, align)
     with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
         emotion_model = bundle.load(model, runtime=runtime)
         if votes:
             result = evaluate_votes(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
         elif detect:
-            result = evaluate_detected(
-                emotion_model, data, split, detector=detector, min_face=min_face, align=align, tta=tta,
-                limit_per_class=limit_per_class,
-            )  # fmt: skip
+            result = evaluate_detected(emotion_model, data, split, crops, tta=tta, limit_per_class=limit_per_class)
         else:
             result = evaluate_split(emotion_model, data, split, tta=tta, limit_per_class=limit_per_class)
+        in_wild = evaluate_detected(emotion_model, wild, "check", crops, tta=tta) if wild else None
     described = f"model {emotion_model.name} ({emotion_model.id}, {emotion_model.runtime})"
     if votes:
         typer.echo(f"{described} on FER+ {data} [{split}], tta={tta}\n\n{format_vote_scores(result)}")
-        return
-    if detect:
-        typer.echo(
-            f"model {emotion_model.name} ({emotion_model.id}) on {data} [{split}], detector={detector}, "
-            f"align={align}, tta={tta}\n"
-            f"faces found in {result.images - result.missed} of {result.images} images "
-            f"({result.missed} missed); end-to-end accuracy (a miss counts as wrong) {result.end_to_end:.4f}\n"
-            "on the images with a face found:\n"
-        )
-        typer.echo(format_scores(result.scores))
+    elif detect:
+        typer.echo(f"{described} on {data} [{split}], tta={tta}\n{format_detected(result, crops)}")
     else:
-        typer.echo(f"{described} on {data} [{split}], tta={tta}\n")
-        typer.echo(format_scores(result))
-    scores = result.scores if detect else result
-    missing = [name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0]
+        typer.echo(f"{described} on {data} [{split}], tta={tta}\n\n{format_scores(result)}")
+    if in_wild is not None:
+        typer.echo(f"\nin the wild: {wild} [check]\n{format_detected(in_wild, crops)}")
+    scores = result.scores if detect else result if not votes else None
+    missing = [name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0] if scores else []
     if missing:
         typer.echo(
             f"warning: {data} [{split}] has no images of {', '.join(missing)}: their recall is undefined", err=True

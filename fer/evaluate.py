@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fer.data import fer2013, ferplus, sources
-from fer.labels import EMOTIONS, FACE_SIZE
+from fer.labels import EMOTIONS
 from fer.metrics import Scores, score
+
+if TYPE_CHECKING:
+    from fer.crop import CropConfig
 
 
 def load_model(model, runtime: str = "auto"):
@@ -107,44 +111,43 @@ def evaluate_detected(
     model,
     data: str | Path,
     split: str,
+    crops: CropConfig,
     *,
-    detector: str,
-    min_face: int,
-    align: bool = True,
     tta: str = "none",
     limit_per_class: int | None = None,
     runtime: str = "auto",
 ) -> DetectedScores:
     """Score a model (see :func:`load_model`) on the uncropped images of
-    ``data/<split>/<class>/``: each image goes through face detection (its largest face)
+    ``data/<split>/<class>/`` or of a facial_expressions checkout's split (see
+    :func:`fer.crop.list_labelled`): each image goes through face detection (its largest face)
     and cropping as in ``fer label``.
 
-    Example: ``evaluate_detected(None, "photos/", "val", detector="yunet", min_face=20).end_to_end``
+    Example: ``evaluate_detected(None, "photos/", "val", CropConfig("yunet", 20)).end_to_end``
     """
+    from fer.crop import crop, list_labelled
+
     model = load_model(model, runtime)
-    import cv2
-
-    from fer.video.align import crop_face
-    from fer.video.faces import create_detector
-
-    paths, labels = fer2013.list_folder_split(data, split)
+    paths, labels = list_labelled(data, split)
     if limit_per_class is not None:
         paths, labels = fer2013.take_per_class(paths, labels, limit_per_class)
-    detect = create_detector(detector, min_face=min_face)
-    crops, found = [], []
-    for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        faces = [d for d in detect(image) if d.size >= min_face] if image is not None else []
-        found.append(bool(faces))
-        if faces:
-            crops.append(crop_face(image, max(faces, key=lambda d: d.w * d.h), align=align))
-    found_mask = np.array(found, bool)
-    labels = np.asarray(labels)
-    faces = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
-    probs = model.predict(faces, tta=tta)
-    scores = score(labels[found_mask], probs)
-    correct = int((probs.argmax(axis=1) == labels[found_mask]).sum()) if len(probs) else 0
-    return DetectedScores(scores, len(paths), int((~found_mask).sum()), correct / max(1, len(paths)))
+    found = crop(paths, labels, crops)
+    probs = model.predict(found.faces, tta=tta)
+    correct = int((probs.argmax(axis=1) == found.labels).sum()) if len(probs) else 0
+    return DetectedScores(score(found.labels, probs), len(paths), found.missed, correct / max(1, len(paths)))
+
+
+def format_detected(result: DetectedScores, crops: CropConfig) -> str:
+    """How many faces were found, the end-to-end accuracy, the lowest recall and the share
+    called neutral, then :func:`format_scores` of the faces found."""
+    s = result.scores
+    low = lowest_recall(s)
+    return (
+        f"detector={crops.detector}, min_face={crops.min_face}, align={crops.align}\n"
+        f"faces found in {result.images - result.missed} of {result.images} images ({result.missed} missed); "
+        f"end-to-end accuracy (a miss counts as wrong) {result.end_to_end:.4f}\n"
+        f"lowest recall {s.recall[low]:.3f} ({EMOTIONS[low]}); called neutral {called_neutral(s):.3f}\n"
+        f"on the images with a face found:\n\n{format_scores(s)}"
+    )
 
 
 def format_scores(scores: Scores) -> str:

@@ -244,7 +244,7 @@ def test_the_teacher_labels_each_face_as_the_student_sees_it(tiny_dataset, untra
     teacher = bundle.load(untrained_bundle)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), np.full(20, 3)  # all sad: one label to mix
-    xb, targets, weights, seen = _epoch_sample(config, x, y, np.eye(7, dtype=np.float32)[y], teacher, None, 21,
+    xb, targets, weights, seen = _epoch_sample(config, x, y, np.eye(7, dtype=np.float32)[y], None, teacher, None, 21,
                                               epoch=0, rank=0)  # fmt: skip
     assert not any(np.array_equal(view, face) for view in xb for face in x)  # augmented views, not the faces
     # Each target is 0.3 x the one-hot label + 0.7 x the teacher's probabilities for the view.
@@ -261,8 +261,8 @@ def test_mixup_blends_faces_and_targets_alike(tiny_dataset, tmp_path):
     assert sorted(partners) == list(range(7)) and ((shares > 0) & (shares < 1)).all()
     with pytest.raises(FerError, match="--mixup: must be a number >= 0; got -1"):
         TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "x"), augment=AugmentConfig(mixup=-1))
-    xb, targets, _, _ = _epoch_sample(config, faces, np.arange(7), np.eye(7, dtype=np.float32), None, np.full(7, 4), 28,
-                                   epoch=0, rank=0)  # fmt: skip
+    xb, targets, _, _ = _epoch_sample(config, faces, np.arange(7), np.eye(7, dtype=np.float32), None, None,
+                                      np.full(7, 4), 28, epoch=0, rank=0)  # fmt: skip
     # A blend of classes i and j at share s is grey s 10 i + (1 - s) 10 j; its target weighs i and j alike.
     np.testing.assert_allclose(targets.sum(axis=1), 1, atol=1e-6)
     np.testing.assert_allclose(targets @ (10 * np.arange(7)), xb[:, 24, 24], atol=0.5 + 1e-4)

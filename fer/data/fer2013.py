@@ -87,6 +87,27 @@ class FaceSplit:
         """All images ``(n, 48, 48)`` uint8 and labels ``(n,)`` int64, in dataset order."""
         return to_arrays(self.dataset)
 
+    def joined(self, other: FaceSplit, weight: float) -> FaceSplit:
+        """These faces and ``other``'s in one split with columns ``image``, ``label``, ``target``
+        (see :func:`targets_of`) and ``weight`` (1 for these faces, ``weight`` for the other's: a
+        second source's share of the loss, face for face)."""
+
+        def columns(faces: FaceSplit, w: float):
+            def batch(b: dict) -> dict:
+                return {"image": b["image"], "label": b["label"], "target": targets_of(b),
+                        "weight": np.full(len(b["label"]), w, np.float32)}  # fmt: skip
+
+            return faces.dataset.map_batches(batch, batch_format="numpy")
+
+        return FaceSplit(
+            dataset=columns(self, 1.0).union(columns(other, weight)).materialize(),
+            source=f"{self.source} + {other.source} (weight {weight:g})",
+            counts=[a + b for a, b in zip(self.counts, other.counts, strict=True)],
+            converted=self.converted + other.converted,
+            unreadable=self.unreadable + other.unreadable,
+            fingerprint=hashlib.sha256(f"{self.fingerprint}+{other.fingerprint}:{weight!r}".encode()).hexdigest(),
+        )
+
     def describe(self) -> str:
         """A one-line summary for logs."""
         parts = [f"{self.size} images from {self.source}"]

@@ -66,6 +66,7 @@ TRAIN_CONSTRAINTS = {
     "seed": (NON_NEGATIVE_INT,),
     "limit_per_class": (NONE, AT_LEAST_ONE),
     "teacher_weight": (Interval(0, 1),),
+    "extra_weight": (POSITIVE,),
     "teacher_temperature": (POSITIVE,),
     "precision": (Options(PRECISIONS),),
     "targets": (TARGET_MODES,),
@@ -110,6 +111,13 @@ class TrainConfig:
     fine_tune_blocks: int = option(1, "Transfer backbones: top blocks unfrozen after that.")
     fine_tune_lr: float = option(1e-4, "Transfer backbones: learning rate after unfreezing.")
     init: str | None = option(None, "Start from this model bundle (fine-tune it).")
+    #: A second source of training faces (in-the-wild crops, say: `fer data crop`), one-hot
+    #: labels, its own share of the loss; validation stays on ``data``'s split.
+    extra: str | None = option(
+        None, "A second source of training faces (image folders ROOT/<split>/<class>/, e.g. from fer data crop): "
+        "its training split joins --data's."
+    )  # fmt: skip
+    extra_weight: float = option(1.0, "With --extra: the loss weight of each of its faces (a face of --data: 1).")
     #: Distillation: a bundle (an ensemble, say) whose probabilities for each training face
     #: are mixed into its target with ``teacher_weight`` (the label keeps the rest).
     teacher: str | None = option(None, "Distil this bundle (an ensemble, say): its probabilities join each target.")
@@ -143,6 +151,8 @@ class TrainConfig:
             from fer.bundle import read_meta
 
             read_meta(self.teacher)
+        if self.extra is not None and not Path(self.extra).is_dir():
+            raise FerError(f"--extra: no such folder {self.extra}")
         if self.weights not in (None, "none", "imagenet") and not Path(self.weights).is_file():
             raise FerError(f"--weights: no such weights file {self.weights}")
 

@@ -72,12 +72,13 @@ def learning_rate(config: TrainConfig, epoch: int, transfer: bool) -> float:
     return float(base * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))))
 
 
-def _collect(shard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A worker's faces, labels and targets (see :func:`fer.data.fer2013.targets_of`)."""
+def _collect(shard) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """A worker's faces, labels, targets (see :func:`fer.data.fer2013.targets_of`) and loss
+    weights (None where every face weighs the same: no ``--extra``)."""
     columns = to_columns(shard)
     if not len(columns["label"]):
         raise RuntimeError("a training worker received no data")
-    return columns["image"], columns["label"], targets_of(columns)
+    return columns["image"], columns["label"], targets_of(columns), columns.get("weight")
 
 
 def _chaos(epoch: int, rank: int, world: int) -> None:
@@ -184,9 +185,10 @@ class _Worker:
     eval_model: object
     #: The resolved ``--precision`` the model trains in.
     arithmetic: str
-    #: Faces, labels (what balancing counts) and targets (one-hot labels, or FER+'s votes).
-    train: tuple[np.ndarray, np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Faces, labels (what balancing counts), targets (one-hot labels, or FER+'s votes) and
+    #: loss weights (None unless ``--extra``).
+    train: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+    val: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
     #: The bundle distilled (``--teacher``; None without), loaded once.
     teacher: object | None
     state: dict
@@ -260,7 +262,7 @@ class _Worker:
     def validate(self):
         """Scores of the current weights on the validation split (run locally on each worker)."""
         self.eval_model.set_weights(self.model.get_weights())
-        xv, yv, _ = self.val
+        xv, yv, *_ = self.val
         return score(yv, self.eval_model.predict(xv[..., None].astype(np.float32), batch_size=256, verbose=0))
 
     def record(self, epoch: int, logs: dict, val, lr: float, train_s: float, epoch_s: float, seen: list[int]):
@@ -309,12 +311,13 @@ def _load_teacher(config: TrainConfig):
     return teacher
 
 
-def _epoch_sample(config: TrainConfig, x, y, t, teacher, per_class, size: int, epoch: int, rank: int):
+def _epoch_sample(config: TrainConfig, x, y, t, w, teacher, per_class, size: int, epoch: int, rank: int):
     """One epoch's ``size`` faces (balanced by label ``y``, augmented and blended as
     configured), their targets (the face's target ``t``, a one-hot label or a vote distribution,
     blended with the partner's under mixup, mixed with the teacher's
-    probabilities for the face as the student sees it), their weights (None unless ``balance``
-    is ``class-weight``) and how many of each class were drawn.
+    probabilities for the face as the student sees it), their weights (the faces' weights ``w``
+    times the class weight under ``class-weight``; None without either) and how many of each
+    class were drawn.
 
     The teacher labels each augmented view rather than the face as it is: "consistent
     teaching" (Beyer et al. 2022), which is what lets a student match its teacher."""
@@ -331,9 +334,10 @@ def _epoch_sample(config: TrainConfig, x, y, t, teacher, per_class, size: int, e
     if teacher is not None:
         taught = soften(teacher.predict(xb), config.teacher_temperature)
         targets = (1 - config.teacher_weight) * targets + config.teacher_weight * taught
-    weights = None
+    weights = None if w is None else w[idx].astype(np.float32)
     if config.balance == "class-weight":
-        weights = class_weights(np.bincount(y, minlength=NUM_CLASSES))[y[idx]].astype(np.float32)
+        by_class = class_weights(np.bincount(y, minlength=NUM_CLASSES))[y[idx]].astype(np.float32)
+        weights = by_class if weights is None else weights * by_class
     return xb, targets, weights, np.bincount(y[idx], minlength=NUM_CLASSES).tolist()
 
 
@@ -357,7 +361,7 @@ def _epoch_batches(config: TrainConfig, epochs: range, sample, steps: int):
     """
     from fer._tf import tf
 
-    weighted = config.balance == "class-weight"
+    weighted = config.balance == "class-weight" or config.extra is not None
 
     def dataset_fn(input_context):
         size = input_context.get_per_replica_batch_size(config.batch_size)

@@ -171,6 +171,9 @@ def _read_splits(config: TrainConfig):
                 f"fer trains on all {len(EMOTIONS)} FER-2013 classes"
             )
         splits.append(faces)
+    if config.extra is not None:
+        extra = sources.read_split(config.extra, config.train_split, limit_per_class=config.limit_per_class)
+        splits[0] = splits[0].joined(extra, config.extra_weight)
     return tuple(splits)
 
 
