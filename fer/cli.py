@@ -767,6 +767,13 @@ def people(
     directory: Annotated[str, typer.Argument(help="A fer label output (folder or URI).")],
     photos: Annotated[Optional[list[str]], typer.Argument(help="With --enrol: photos of that person.")] = None,
     enrol: Annotated[Optional[str], typer.Option(help="Name the person in PHOTOS... (then update).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where photos' faces are described: auto (on Ray when a cluster is named, else here), ray or process."
+        ),
+    ] = "auto",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS).")] = None,
     format: FormatOpt = "table",
     out: OutOpt = None,
 ) -> None:
@@ -784,7 +791,7 @@ def people(
         typer.echo(f"enrolled {enrol}: a face in {found} of {len(photos)} photo(s)", err=True)
     elif photos:
         raise FerError(f"unexpected arguments {' '.join(photos)} (photos go with --enrol NAME)")
-    report = archive.update(directory)
+    report = archive.update(directory, engine=engine, address=address)
     if report.described or report.unread:
         unread = (f"; {report.unread} left out: their photos cannot be read here, or changed since labelled "
                   "(a relative path is read from this folder)") if report.unread else ""  # fmt: skip

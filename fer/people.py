@@ -40,6 +40,7 @@ import pyarrow as pa
 from fer.errors import FerError
 from fer.schema import PERSONS_DIR
 from fer.storage import Location, read_many
+from fer.validation import Options, check
 from fer.video import manifest
 from fer.video.descriptor import DIMS
 
@@ -131,8 +132,11 @@ ARCHIVE_JOIN_BELOW = 0.58
 MERGE_BELOW = 0.50
 
 
-def update(out: str | Location, *, join_below: float | None = None, merge_below: float | None = None) -> PeopleReport:
-    """Bring ``OUT/people/`` up to date with the output's persons (see the module)."""
+def update(out: str | Location, *, join_below: float | None = None, merge_below: float | None = None,
+           engine: str = "auto", address: str | None = None) -> PeopleReport:  # fmt: skip
+    """Bring ``OUT/people/`` up to date with the output's persons (see the module); photos are
+    described on Ray or here as ``engine`` says (:data:`ENGINES`; ``address``: the Ray cluster)."""
+    check("engine", engine, Options(ENGINES))
     out = out if isinstance(out, Location) else Location.parse(out)
     join_below = ARCHIVE_JOIN_BELOW if join_below is None else join_below
     merge_below = MERGE_BELOW if merge_below is None else merge_below
@@ -148,7 +152,7 @@ def update(out: str | Location, *, join_below: float | None = None, merge_below:
     joined = members.groupby("video_id").persons_ns.first() if len(members) else pd.Series(dtype=np.int64)
     todo = sorted(v for v in entries if v in stamps and joined.get(v) != stamps[v])
     ids = _Identities(members, _next_id(folder))
-    persons = _described(_persons_of(out, todo), entries, report)
+    persons = _described(_persons_of(out, todo), entries, report, engine, address)
     added = _join(ids, persons, {v: stamps[v] for v in todo}, join_below, report)
     report.merged = ids.merge(added, join_below, merge_below)
     folder.makedirs()
@@ -185,50 +189,112 @@ def _join(ids: _Identities, persons: pd.DataFrame, stamps: dict[str, int], join_
 
 #: Photos' faces described per call of the descriptor (memory stays bounded on 10^5 photos).
 DESCRIBE_BATCH = 256
+#: How `fer people` describes photos: ``auto`` on Ray when a cluster is named (``--address`` or
+#: ``RAY_ADDRESS``: its nodes read the photos), else here, where starting Ray would cost more
+#: than it saves on one machine; ``ray`` or ``process`` force one.
+ENGINES = ("auto", "ray", "process")
 
 
-def _described(persons: pd.DataFrame, entries: dict, report: PeopleReport) -> pd.DataFrame:
+class DescribePhotos:
+    """Describe the pending persons of photos (see the module): Ray Data's callable-class stage,
+    called directly when not on Ray. ``__init__`` loads the descriptor once; ``__call__`` maps a
+    batch of ``at``, ``path``, ``content`` (fingerprint) and ``landmarks`` ``(n, 5, 2)`` to ``at``,
+    ``descriptor`` ``(n, DIMS)`` and ``ok`` (False where the photo cannot be read here: its
+    descriptor is NaN)."""
+
+    def __init__(self, threads: int = 0):
+        from fer.video.descriptor import Describer
+
+        self.describe = Describer(threads=threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from fer.video.descriptor import chip
+
+        photos: dict[str, np.ndarray | None] = {}
+        chips = []
+        ok = np.zeros(len(batch["at"]), bool)
+        for i, (path, content, marks) in enumerate(
+            zip(batch["path"], batch["content"], batch["landmarks"], strict=True)
+        ):
+            if path not in photos:
+                photos[path] = _photo(str(path), str(content))
+            if photos[path] is not None:
+                ok[i] = True
+                chips.append(chip(photos[path], np.asarray(marks, np.float32)))
+        vectors = np.full((len(ok), DIMS), np.nan, np.float32)
+        if chips:
+            vectors[ok] = self.describe(np.stack(chips), mirror=True)
+        return {"at": batch["at"], "descriptor": vectors, "ok": ok}
+
+
+def _described(persons: pd.DataFrame, entries: dict, report: PeopleReport, engine: str,
+               address: str | None) -> pd.DataFrame:  # fmt: skip
     """``persons`` with the descriptors of the photos' pending persons (NaN) computed from the
-    photos, read again, and counted in ``report``; those whose photo cannot be read are dropped."""
-    from fer.video.descriptor import Describer, chip
+    photos, read again (:class:`DescribePhotos`, on Ray or here: see :data:`ENGINES`), and
+    counted in ``report``; those whose photo cannot be read are dropped."""
+    import os
 
     persons = persons.reset_index(drop=True)
     pending = [i for i, d in enumerate(persons.get("descriptor", [])) if not np.isfinite(d).all()]
     if not pending:
         return persons
-    describe, vectors, keep = Describer(threads=0), list(persons.descriptor), np.ones(len(persons), bool)
-    batch: list[tuple[int, np.ndarray]] = []
-
-    def flush() -> None:
-        for (at, _), vector in zip(batch, describe(np.stack([c for _, c in batch]), mirror=True), strict=True):
-            vectors[at] = vector
-        batch.clear()
-
-    for vid, rows in persons.iloc[pending].groupby("video_id", sort=False):
-        frame = _photo(entries[vid])
-        if frame is None:
-            keep[rows.index] = False
-            continue
-        batch.extend((int(i), chip(frame, np.asarray(r.best_landmarks))) for i, r in rows.iterrows())
-        if len(batch) >= DESCRIBE_BATCH:
-            flush()
-    if batch:
-        flush()
+    rows = persons.iloc[pending]
+    tasks = {
+        "at": np.array(pending, np.int64),
+        "path": np.array([entries[v].path for v in rows.video_id], object),
+        "content": np.array([entries[v].content for v in rows.video_id], object),
+        "landmarks": np.stack([np.asarray(m, np.float32).reshape(5, 2) for m in rows.best_landmarks]),
+    }
+    on_ray = engine == "ray" or (engine == "auto" and bool(address or os.environ.get("RAY_ADDRESS")))
+    done = _describe_on_ray(tasks, address) if on_ray else _describe_here(tasks)
+    vectors, keep = list(persons.descriptor), np.ones(len(persons), bool)
+    for at, vector, ok in zip(done["at"], done["descriptor"], done["ok"], strict=True):
+        vectors[at], keep[at] = vector, ok
     report.unread = int((~keep).sum())
     report.described = len(pending) - report.unread
     return persons.assign(descriptor=vectors)[keep]
 
 
-def _photo(entry) -> np.ndarray | None:
-    """The photo of a manifest ``entry`` as it was labelled, None when it cannot be read here
-    (moved, on an object store, or changed since: its landmarks would no longer fit)."""
+def _describe_here(tasks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:class:`DescribePhotos` in this process, :data:`DESCRIBE_BATCH` persons a call."""
+    describe = DescribePhotos()
+    parts = [describe({k: v[i : i + DESCRIBE_BATCH] for k, v in tasks.items()})
+             for i in range(0, len(tasks["at"]), DESCRIBE_BATCH)]  # fmt: skip
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _describe_on_ray(tasks: dict[str, np.ndarray], address: str | None) -> dict[str, np.ndarray]:
+    """:class:`DescribePhotos` on the Ray cluster at ``address`` (else ``RAY_ADDRESS``, else a local
+    Ray): an actor per CPU at most, the photos read where the actors run."""
+    import ray
+
+    from fer._ray import connect
+
+    owned = connect(address)
+    try:
+        ds = ray.data.from_items([{k: v[i] for k, v in tasks.items()} for i in range(len(tasks["at"]))])
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = ds.map_batches(DescribePhotos, batch_size=DESCRIBE_BATCH, batch_format="numpy", num_cpus=1,
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
+                            fn_constructor_kwargs={"threads": 1})  # fmt: skip
+        parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    finally:
+        if owned:
+            ray.shutdown()
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _photo(path: str, content: str) -> np.ndarray | None:
+    """The photo at ``path`` as it was labelled (``content``: its fingerprint then), None when it
+    cannot be read here (moved, on an object store, or changed since: its landmarks would no
+    longer fit)."""
     from fer.video.decode import read_image
     from fer.video.inputs import content_id
 
-    if not Path(entry.path).is_file() or content_id(entry.path) != entry.content:
+    if not Path(path).is_file() or content_id(path) != content:
         return None
     try:
-        return read_image(entry.path)
+        return read_image(path)
     except Exception:  # noqa: BLE001 - whatever OpenCV raises on a file it cannot decode: left out
         return None
 
@@ -243,7 +309,7 @@ def _frame(entry, index: int) -> np.ndarray | None:
     if not Path(entry.path).is_file():
         return None
     if is_still(entry.path):
-        return _photo(entry)
+        return _photo(entry.path, entry.content)
     cap = cv2.VideoCapture(entry.path)
     cap.set(cv2.CAP_PROP_POS_FRAMES, index)
     ok, frame = cap.read()

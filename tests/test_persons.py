@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,9 +198,11 @@ def test_enrolled_names_reach_queries(archive):
     assert stray.returncode != 0 and "photos go with --enrol" in stray.stderr
 
 
-def test_photos_are_described_by_fer_people_not_when_labelled(tmp_path):
+@pytest.mark.parametrize("engine", ["auto", "ray"])
+def test_photos_are_described_by_fer_people_not_when_labelled(tmp_path, engine):
     """A photo's faces are persons at once (one frame: each face its own); `fer people` reads the
-    photos again to describe them, and they join the identity of the same woman in a video."""
+    photos again to describe them (here, or on Ray's actors: the same descriptors), and they join
+    the identity of the same woman in a video."""
     import cv2
 
     photos = tmp_path / "photos"
@@ -217,9 +220,17 @@ def test_photos_are_described_by_fer_people_not_when_labelled(tmp_path):
     assert from_photo.sum() == 3 and not described[from_photo].any() and described[~from_photo].all()
     assert (persons[from_photo].person == 0).all()
     (photos / "woman2.jpg").rename(tmp_path / "moved.jpg")  # not readable where it was labelled
-    result = fer_cli("people", str(out))
+    if engine == "ray":
+        shutil.copytree(out, tmp_path / "here")
+        assert fer_cli("people", str(tmp_path / "here"), "--engine", "process").returncode == 0
+    result = fer_cli("people", str(out), "--engine", engine)
     assert result.returncode == 0, result.stderr
     assert "described the faces of photos: 2 persons; 1 left out" in result.stderr
+    if engine == "ray":
+        mine, theirs = (pq.read_table(o / "people" / "members.parquet").to_pandas().sort_values("video_id")
+                        for o in (out, tmp_path / "here"))  # fmt: skip
+        assert list(mine.video_id) == list(theirs.video_id) and list(mine.identity) == list(theirs.identity)
+        np.testing.assert_allclose(np.stack(mine.descriptor), np.stack(theirs.descriptor), atol=1e-6)
     df = timelines.scan(out, columns=["video_path", "identity"])
     identities = df.groupby(df.video_path.map(lambda p: Path(p).name)).identity.first()
     assert identities.drop("woman2.jpg").nunique() == 1 and identities.notna().sum() == 3
@@ -250,7 +261,6 @@ def test_plot_by_person(built, tmp_path):
 
 
 def test_a_relabelled_video_is_named_again_only_by_fer_people_and_keeps_its_identity(archive, tmp_path):
-    import shutil
 
     tmp, source, _ = archive
     out = tmp_path / "out"
