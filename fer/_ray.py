@@ -19,6 +19,15 @@ TF_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 #: may quiet other libraries' logs and watch a local Ray with :mod:`fer._reaper`. A program
 #: that imports fer keeps its logging, and its children are its own.
 OWNS_PROCESS = False
+#: Where a command's work runs (``--engine``): ``auto`` (the command's rule), on Ray, or in this process.
+ENGINES = ("auto", "ray", "process")
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The Ray cluster named for a command: ``address``, else ``RAY_ADDRESS``, else None (none named)."""
+    import os
+
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def quiet_ray_data() -> None:
@@ -65,14 +74,13 @@ def connect(address: str | None = None) -> bool:
     gets a watcher (:mod:`fer._reaper`) that ends its processes if this one is killed before
     it can shut Ray down.
     """
-    import os
 
     import ray
 
     if ray.is_initialized():
         _check_same_cluster(address)
         return False
-    local = not (address or os.environ.get("RAY_ADDRESS"))
+    local = not cluster_address(address)
     with ctrl_c_deferred():
         ray.init(address=address, logging_level="WARNING", **({"include_dashboard": False} if local else {}))
     if OWNS_PROCESS:

@@ -24,7 +24,6 @@ from fer.labels import EMOTIONS
 from fer.plot import PLOT_BY
 from fer.train.config import TrainConfig
 from fer.validation import flag
-from fer.video.faces import DETECTORS
 from fer.video.pipeline import LabelConfig
 
 #: The library's defaults, shown by the CLI (defined once, in the config dataclasses).
@@ -82,9 +81,9 @@ def _address(address: Optional[str]) -> str:
 
 def _cluster(address: Optional[str]) -> Optional[str]:
     """The Ray cluster a query runs on: ``--address``, else ``RAY_ADDRESS``, else none (here)."""
-    import os
+    from fer._ray import cluster_address
 
-    return address or os.environ.get("RAY_ADDRESS") or None
+    return cluster_address(address)
 
 
 def _on_cluster(address: Optional[str], verbose: bool):
@@ -242,14 +241,14 @@ def data_crop(
     from fer.crop import CropConfig, write_crops
     from fer.data import wild
 
-    DETECTORS.get(detector)
+    config = CropConfig.checked(detector, min_face, align)
     splits = split or list(wild.SPLITS if wild.is_wild(source) else ("train", "val"))
 
     def progress(name: str, done: int, total: int) -> None:
         if done % 1000 == 0 or done == total:
             typer.echo(f"{name}: {done}/{total} photos", err=True)
 
-    done = write_crops(source, out, splits, CropConfig(detector, min_face, align), progress)
+    done = write_crops(source, out, splits, config, progress)
     for name, row in done.items():
         typer.echo(f"{name}: faces found in {row['faces']} of {row['photos']} photos: "
                    + ", ".join(f"{k} {v}" for k, v in row["per_class"].items()))  # fmt: skip
@@ -300,6 +299,7 @@ def train(
             augment=AugmentConfig(**_fields_of(AugmentConfig, settings)),
             command=_command_line(),
         )
+        trainer.check_extra(config)  # before the run's folder holds a log
         run_dir, work = out, lambda: trainer.start(config)
     with _quiet(run_dir / "logs", f"train-{console.stamp()}", verbose):
         result = work()
@@ -373,7 +373,10 @@ def bundle_command(
 def evaluate(
     data: Annotated[str, typer.Option(help=DATA_HELP)],
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the shipped model).")] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
+    split: Annotated[
+        Optional[str],
+        typer.Option(help="Split to evaluate on (default: val; check for a facial_expressions checkout)."),
+    ] = None,
     tta: Annotated[str, typer.Option(help=f"Test-time augmentation: {TTA.help()}.")] = "none",
     runtime: RuntimeOpt = LABEL_DEFAULTS.runtime,
     limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
@@ -390,7 +393,7 @@ def evaluate(
     wild: Annotated[
         Optional[str],
         typer.Option(
-            help="Also score the in-the-wild check: the check split of this facial_expressions checkout "
+            help="Also score the in-the-wild check: the whole check split of this facial_expressions checkout "
             "(muxspace/facial_expressions), its faces detected as with --detect."
         ),
     ] = None,
@@ -399,7 +402,9 @@ def evaluate(
     """Print accuracy, macro-F1, per-class precision/recall and the confusion matrix.
 
     Ray's and TensorFlow's logs go to fer's log folder (~/.local/state/fer/logs/).
+
     Example: fer evaluate --data fer2013/ --split val --tta flip
+
     Example: fer evaluate --data ferplus/ --wild facial_expressions/
     """
     from fer import bundle, console
@@ -415,9 +420,12 @@ def evaluate(
         raise FerError(f"--detect: {data} holds FER+'s cropped faces; --detect is for uncropped image folders")
     if wild is not None and not wild_data.is_wild(wild):
         raise FerError(f"--wild: {wild} is not a facial_expressions checkout (no data/legend.csv and images/)")
-    DETECTORS.get(detector)
     TTA.get(tta)
-    crops = CropConfig(detector, min_face, align)
+    crops = CropConfig.checked(detector, min_face, align)
+    if split is None:
+        split = "check" if wild_data.is_wild(data) else "val"
+    elif wild_data.is_wild(data):
+        wild_data.check_split(split)
     with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
         emotion_model = bundle.load(model, runtime=runtime)
         if votes:
@@ -439,9 +447,8 @@ def evaluate(
     scores = result.scores if detect else result if not votes else None
     missing = [name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0] if scores else []
     if missing:
-        typer.echo(
-            f"warning: {data} [{split}] has no images of {', '.join(missing)}: their recall is undefined", err=True
-        )
+        what = "no face of" if detect else "no images of"
+        typer.echo(f"warning: {data} [{split}] has {what} {', '.join(missing)}: their recall is undefined", err=True)
 
 
 @app.command()
@@ -793,9 +800,10 @@ def people(
         raise FerError(f"unexpected arguments {' '.join(photos)} (photos go with --enrol NAME)")
     report = archive.update(directory, engine=engine, address=address)
     if report.described or report.unread:
-        unread = (f"; {report.unread} left out: their photos cannot be read here, or changed since labelled "
+        where = "on Ray" if report.on_ray else "here"
+        unread = (f"; {report.unread} left out: their photos cannot be read {where}, or changed since labelled "
                   "(a relative path is read from this folder)") if report.unread else ""  # fmt: skip
-        typer.echo(f"described the faces of photos: {report.described} persons{unread}", err=True)
+        typer.echo(f"described the faces of photos {where}: {report.described} persons{unread}", err=True)
     typer.echo(f"{report.identities} identities ({report.named} named); {report.new} new, {report.joined} persons "
                f"joined one, {report.merged} merged, {report.left} left with their videos", err=True)  # fmt: skip
     table = report.table.drop(columns="descriptor")

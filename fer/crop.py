@@ -7,8 +7,9 @@ aligned on its eyes and cropped to 48x48 grey. For scoring the whole path on pho
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,21 @@ class CropConfig:
     min_face: int
     align: bool = True
 
+    @classmethod
+    def checked(cls, detector: str, min_face: int, align: bool = True) -> CropConfig:
+        """A config whose values `fer label` accepts (its constraints, declared once there).
+
+        Raises:
+            FerError: ``--detector: unknown detector ...`` or ``--min-face: must be ...``.
+        """
+        from fer.validation import check
+        from fer.video.faces import DETECTORS
+        from fer.video.pipeline import LABEL_CONSTRAINTS
+
+        DETECTORS.get(detector)
+        check("min_face", min_face, *LABEL_CONSTRAINTS["min_face"])
+        return cls(detector, min_face, align)
+
 
 @dataclass
 class Crops:
@@ -37,19 +53,11 @@ class Crops:
     faces: np.ndarray
     labels: np.ndarray
     found: np.ndarray
-    paths: list[str] = field(default_factory=list)
+    paths: list[str]
 
     @property
     def missed(self) -> int:
         return int((~self.found).sum())
-
-
-def list_labelled(root: str | Path, split: str) -> tuple[list[str], list[int]]:
-    """The photos of ``split`` and their labels: a facial_expressions checkout's split
-    (:mod:`fer.data.wild`), else the image folders ``root/<split>/<class>/``."""
-    from fer.data import fer2013, wild
-
-    return wild.list_split(root, split) if wild.is_wild(root) else fer2013.list_folder_split(root, split)
 
 
 def crop(paths: list[str], labels: list[int], config: CropConfig,
@@ -83,12 +91,29 @@ def crop(paths: list[str], labels: list[int], config: CropConfig,
 def write_crops(source: str | Path, out: str | Path, splits: list[str], config: CropConfig,
                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:  # fmt: skip
     """Cut the faces of each split of ``source`` into ``out/<split>/<class>/<photo>.png`` (the
-    layout `fer train --data` and `fer evaluate --data` read) and record how in ``out/crops.json``;
-    returns per split the photos, faces found and faces per class. ``progress(split, done, total)``."""
+    layout `fer train --data` and `fer evaluate --data` read) and record how in ``out/crops.json``
+    (beside what earlier calls recorded of other splits); returns per split the photos, faces found
+    and faces per class. ``progress(split, done, total)``.
+
+    Raises:
+        FerError: a split folder of ``out`` that already holds files, or two photos of a split
+            with one name (their crops would be one file).
+    """
+    from fer.data.sources import list_photos
+    from fer.errors import FerError
+
     out = Path(out)
-    record = {"source": str(source), "config": asdict(config), "splits": {}}
-    for split in splits:
-        paths, labels = list_labelled(source, split)
+    listed = {split: list_photos(source, split) for split in splits}
+    for split, (paths, _) in listed.items():
+        if (out / split).is_dir() and any((out / split).rglob("*.*")):
+            raise FerError(f"--out: {out / split} already holds files; give an empty folder (or remove it)")
+        twice = [name for name, n in Counter(Path(p).stem for p in paths).items() if n > 1]
+        if twice:
+            raise FerError(f"{source} [{split}]: two photos named {twice[0]}.*; their crops would be one file")
+    old = out / RECORD
+    record = json.loads(old.read_text()) if old.is_file() else {"splits": {}}
+    record.update(source=str(source), config=asdict(config))
+    for split, (paths, labels) in listed.items():
         tell = (lambda done, split=split, n=len(paths): progress(split, done, n)) if progress else None
         crops = crop(paths, labels, config, tell)
         for name in EMOTIONS:
@@ -101,7 +126,7 @@ def write_crops(source: str | Path, out: str | Path, splits: list[str], config: 
             "per_class": dict(zip(EMOTIONS, np.bincount(crops.labels, minlength=len(EMOTIONS)).tolist(), strict=True)),
         }
     (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
-    return record["splits"]
+    return {split: record["splits"][split] for split in splits}
 
 
 def _write_png(path: Path, face: np.ndarray) -> None:

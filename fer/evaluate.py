@@ -119,15 +119,15 @@ def evaluate_detected(
 ) -> DetectedScores:
     """Score a model (see :func:`load_model`) on the uncropped images of
     ``data/<split>/<class>/`` or of a facial_expressions checkout's split (see
-    :func:`fer.crop.list_labelled`): each image goes through face detection (its largest face)
+    :func:`fer.data.sources.list_photos`): each image goes through face detection (its largest face)
     and cropping as in ``fer label``.
 
     Example: ``evaluate_detected(None, "photos/", "val", CropConfig("yunet", 20)).end_to_end``
     """
-    from fer.crop import crop, list_labelled
+    from fer.crop import crop
 
     model = load_model(model, runtime)
-    paths, labels = list_labelled(data, split)
+    paths, labels = sources.list_photos(data, split)
     if limit_per_class is not None:
         paths, labels = fer2013.take_per_class(paths, labels, limit_per_class)
     found = crop(paths, labels, crops)
@@ -140,11 +140,13 @@ def format_detected(result: DetectedScores, crops: CropConfig) -> str:
     """How many faces were found, the end-to-end accuracy, the lowest recall and the share
     called neutral, then :func:`format_scores` of the faces found."""
     s = result.scores
+    found = f"faces found in {result.images - result.missed} of {result.images} images ({result.missed} missed)"
+    setup = f"detector={crops.detector}, min_face={crops.min_face}, align={crops.align}\n{found}"
+    if result.missed == result.images:
+        return f"{setup}: nothing to score"
     low = lowest_recall(s)
     return (
-        f"detector={crops.detector}, min_face={crops.min_face}, align={crops.align}\n"
-        f"faces found in {result.images - result.missed} of {result.images} images ({result.missed} missed); "
-        f"end-to-end accuracy (a miss counts as wrong) {result.end_to_end:.4f}\n"
+        f"{setup}; end-to-end accuracy (a miss counts as wrong) {result.end_to_end:.4f}\n"
         f"lowest recall {s.recall[low]:.3f} ({EMOTIONS[low]}); called neutral {called_neutral(s):.3f}\n"
         f"on the images with a face found:\n\n{format_scores(s)}"
     )

@@ -29,6 +29,7 @@ left out until it can.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fer._ray import ENGINES, cluster_address
 from fer.errors import FerError
 from fer.schema import PERSONS_DIR
 from fer.storage import Location, read_many
@@ -87,6 +89,7 @@ class PeopleReport:
     named: int = 0
     described: int = 0  # persons of photos described now (see the module)
     unread: int = 0  # persons of photos that could not be read here, left out
+    on_ray: bool = False  # whether the photos were described on Ray
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -135,7 +138,9 @@ MERGE_BELOW = 0.50
 def update(out: str | Location, *, join_below: float | None = None, merge_below: float | None = None,
            engine: str = "auto", address: str | None = None) -> PeopleReport:  # fmt: skip
     """Bring ``OUT/people/`` up to date with the output's persons (see the module); photos are
-    described on Ray or here as ``engine`` says (:data:`ENGINES`; ``address``: the Ray cluster)."""
+    described on Ray or here as ``engine`` says (``auto``: on Ray when a cluster is named, by
+    ``address`` or ``RAY_ADDRESS``, for its nodes to read the photos; else here, where starting Ray
+    would cost more than it saves on one machine)."""
     check("engine", engine, Options(ENGINES))
     out = out if isinstance(out, Location) else Location.parse(out)
     join_below = ARCHIVE_JOIN_BELOW if join_below is None else join_below
@@ -189,10 +194,6 @@ def _join(ids: _Identities, persons: pd.DataFrame, stamps: dict[str, int], join_
 
 #: Photos' faces described per call of the descriptor (memory stays bounded on 10^5 photos).
 DESCRIBE_BATCH = 256
-#: How `fer people` describes photos: ``auto`` on Ray when a cluster is named (``--address`` or
-#: ``RAY_ADDRESS``: its nodes read the photos), else here, where starting Ray would cost more
-#: than it saves on one machine; ``ray`` or ``process`` force one.
-ENGINES = ("auto", "ray", "process")
 
 
 class DescribePhotos:
@@ -210,17 +211,17 @@ class DescribePhotos:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from fer.video.descriptor import chip
 
-        photos: dict[str, np.ndarray | None] = {}
         chips = []
         ok = np.zeros(len(batch["at"]), bool)
+        last, photo = None, None  # one photo in memory at a time (a photo's persons are neighbours)
         for i, (path, content, marks) in enumerate(
             zip(batch["path"], batch["content"], batch["landmarks"], strict=True)
         ):
-            if path not in photos:
-                photos[path] = _photo(str(path), str(content))
-            if photos[path] is not None:
+            if path != last:
+                last, photo = path, _photo(str(path), str(content))
+            if photo is not None:
                 ok[i] = True
-                chips.append(chip(photos[path], np.asarray(marks, np.float32)))
+                chips.append(chip(photo, np.asarray(marks, np.float32)))
         vectors = np.full((len(ok), DIMS), np.nan, np.float32)
         if chips:
             vectors[ok] = self.describe(np.stack(chips), mirror=True)
@@ -230,10 +231,8 @@ class DescribePhotos:
 def _described(persons: pd.DataFrame, entries: dict, report: PeopleReport, engine: str,
                address: str | None) -> pd.DataFrame:  # fmt: skip
     """``persons`` with the descriptors of the photos' pending persons (NaN) computed from the
-    photos, read again (:class:`DescribePhotos`, on Ray or here: see :data:`ENGINES`), and
+    photos, read again (:class:`DescribePhotos`, on Ray or here: see :func:`update`), and
     counted in ``report``; those whose photo cannot be read are dropped."""
-    import os
-
     persons = persons.reset_index(drop=True)
     pending = [i for i, d in enumerate(persons.get("descriptor", [])) if not np.isfinite(d).all()]
     if not pending:
@@ -241,12 +240,13 @@ def _described(persons: pd.DataFrame, entries: dict, report: PeopleReport, engin
     rows = persons.iloc[pending]
     tasks = {
         "at": np.array(pending, np.int64),
-        "path": np.array([entries[v].path for v in rows.video_id], object),
+        # Absolute here: Ray's actors read them from working directories of their own.
+        "path": np.array([os.path.abspath(entries[v].path) for v in rows.video_id], object),
         "content": np.array([entries[v].content for v in rows.video_id], object),
         "landmarks": np.stack([np.asarray(m, np.float32).reshape(5, 2) for m in rows.best_landmarks]),
     }
-    on_ray = engine == "ray" or (engine == "auto" and bool(address or os.environ.get("RAY_ADDRESS")))
-    done = _describe_on_ray(tasks, address) if on_ray else _describe_here(tasks)
+    report.on_ray = engine == "ray" or (engine == "auto" and cluster_address(address) is not None)
+    done = _describe_on_ray(tasks, address) if report.on_ray else _describe_here(tasks)
     vectors, keep = list(persons.descriptor), np.ones(len(persons), bool)
     for at, vector, ok in zip(done["at"], done["descriptor"], done["ok"], strict=True):
         vectors[at], keep[at] = vector, ok

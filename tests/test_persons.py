@@ -225,7 +225,8 @@ def test_photos_are_described_by_fer_people_not_when_labelled(tmp_path, engine):
         assert fer_cli("people", str(tmp_path / "here"), "--engine", "process").returncode == 0
     result = fer_cli("people", str(out), "--engine", engine)
     assert result.returncode == 0, result.stderr
-    assert "described the faces of photos: 2 persons; 1 left out" in result.stderr
+    where = "on Ray" if engine == "ray" else "here"  # auto: here, no cluster named
+    assert f"described the faces of photos {where}: 2 persons; 1 left out" in result.stderr
     if engine == "ray":
         mine, theirs = (pq.read_table(o / "people" / "members.parquet").to_pandas().sort_values("video_id")
                         for o in (out, tmp_path / "here"))  # fmt: skip
@@ -237,7 +238,7 @@ def test_photos_are_described_by_fer_people_not_when_labelled(tmp_path, engine):
     assert pd.isna(identities["woman2.jpg"])
     (tmp_path / "moved.jpg").rename(photos / "woman2.jpg")  # back: described now, the others not again
     again = fer_cli("people", str(out))
-    assert "described the faces of photos: 1 persons\n" in again.stderr, again.stderr
+    assert "described the faces of photos here: 1 persons\n" in again.stderr, again.stderr
     df = timelines.scan(out, columns=["video_path", "identity"])
     assert df.identity.notna().all() and df.identity.nunique() == 1
     assert "described" not in fer_cli("people", str(out)).stderr

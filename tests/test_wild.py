@@ -5,6 +5,10 @@ as a second source with its own loss weight (`fer train --extra`)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -12,6 +16,8 @@ import numpy as np
 import pytest
 
 from fer.data import fer2013, wild
+from fer.data.augment import AugmentConfig
+from fer.data.balance import class_weights
 from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train.config import TrainConfig
@@ -80,6 +86,15 @@ def test_crop_cuts_each_split_into_class_folders(checkout, tmp_path):
         assert sorted((f.parent.name, f.stem) for f in written) == sorted(
             (EMOTIONS[label], Path(p).stem) for p, label in zip(paths, labels, strict=True) if p in found)  # fmt: skip
         assert all(cv2.imread(str(f), cv2.IMREAD_UNCHANGED).shape == (48, 48) for f in written)
+    again = fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "crops"), "--split", "check")
+    assert again.returncode == 2 and f"--out: {tmp_path / 'crops' / 'check'} already holds files" in again.stderr
+    (tmp_path / "crops" / "crops.json").unlink()
+    for f in (tmp_path / "crops" / "check").glob("*/*.png"):
+        f.unlink()
+    assert fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "crops"), "--split", "check").returncode == 0
+    assert set(json.loads((tmp_path / "crops" / "crops.json").read_text())["splits"]) == {"check"}
+    bad = fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "x"), "--min-face", "0")
+    assert bad.returncode == 2 and "--min-face: must be" in bad.stderr and not (tmp_path / "x").exists()
 
 
 def test_evaluate_scores_the_wild_check_beside_val(checkout, tiny_ferplus, untrained_bundle):
@@ -93,6 +108,14 @@ def test_evaluate_scores_the_wild_check_beside_val(checkout, tiny_ferplus, untra
     assert "called neutral" in block and "confusion matrix" in block
     bad = fer_cli("evaluate", "--data", str(tiny_ferplus), "--wild", str(tiny_ferplus))
     assert bad.returncode == 2 and "--wild: " in bad.stderr and "not a facial_expressions checkout" in bad.stderr
+    alone = fer_cli("evaluate", "--data", str(checkout), "--model", str(untrained_bundle))  # its check split
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert f"on {checkout} [check]" in alone.stdout and f"faces found in {found} of {len(paths)}" in alone.stdout
+    val = fer_cli("evaluate", "--data", str(checkout), "--split", "val")
+    assert (
+        val.returncode == 2
+        and "--split: must be one of train, check for a facial_expressions checkout; got 'val'" in val.stderr
+    )
 
 
 def test_a_second_source_joins_training_with_its_own_weight(tiny_dataset, tiny_ferplus, ray_local, tmp_path):
@@ -107,21 +130,56 @@ def test_a_second_source_joins_training_with_its_own_weight(tiny_dataset, tiny_f
     one_hot = columns["weight"] == 0.25  # the extra faces' targets are their labels, one-hot
     np.testing.assert_array_equal(columns["target"][one_hot], np.eye(7)[columns["label"][one_hot]])
     np.testing.assert_allclose(columns["target"][~one_hot].sum(axis=1), 1, atol=1e-6)  # FER+'s vote shares
-    config = TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(tiny_dataset), extra_weight=0.25)
     x, y, t, w = columns["image"], columns["label"], fer2013.targets_of(columns), columns["weight"]
+    config = TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(tiny_dataset), extra_weight=0.25)
     _, _, weights, _ = _epoch_sample(config, x, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
     assert set(np.unique(weights)) == {0.25, 1.0}
-    with pytest.raises(FerError, match="--extra: no such folder"):
-        TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(tmp_path / "nowhere"))
+    # Under class weights, a class's weight comes from its faces' total weight, times each face's own.
+    weighted = replace(config, balance="class-weight", use_augment=False)
+    xb, _, weights, _ = _epoch_sample(weighted, x, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
+    drawn = [next(i for i in range(len(x)) if np.array_equal(x[i], face)) for face in xb]
+    by_class = class_weights(np.bincount(y, weights=w, minlength=7))
+    np.testing.assert_allclose(weights, w[drawn] * by_class[y[drawn]], rtol=1e-6)
+    # Under mixup, a blend weighs what its two faces weigh, shared as the faces are.
+    blended = replace(config, augment=AugmentConfig(mixup=0.4), use_augment=True)
+    _, targets, weights, _ = _epoch_sample(blended, x, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
+    assert ((weights > 0.25) & (weights < 1.0)).any() and ((weights >= 0.25) & (weights <= 1.0)).all()
     with pytest.raises(FerError, match="--extra-weight: must be"):
         TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(tiny_dataset), extra_weight=0)
 
 
-def test_fer_train_takes_the_second_source(tiny_dataset, tiny_ferplus, tmp_path):
+def test_fer_train_takes_the_second_source(tiny_dataset, tiny_ferplus, checkout, tmp_path):
+    for extra, message in (
+        (tmp_path / "nowhere", "--extra: no such folder"),
+        (checkout, f"--extra: {checkout} holds uncropped photos; cut their faces first"),
+    ):
+        bad = fer_cli("train", "--data", str(tiny_ferplus), "--extra", str(extra), "--out", str(tmp_path / "x"))
+        assert bad.returncode == 2 and message in bad.stderr and not (tmp_path / "x").exists(), bad.stderr
     out = tmp_path / "run"
-    proc = fer_cli("train", "--data", str(tiny_ferplus), "--extra", str(tiny_dataset), "--extra-weight", "0.5",
-                   "--out", str(out), "--arch", "small", "--epochs", "1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fer.cli",
+            "train",
+            "--data",
+            str(tiny_ferplus),
+            "--extra",
+            os.path.relpath(tiny_dataset, tmp_path),
+            "--extra-weight",
+            "0.5",
+            "--out",
+            "run",
+            "--arch",
+            "small",
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]  # a relative --extra, read from where the command ran
     source = json.loads((out / "fer_data.json").read_text())["train"]["source"]
     assert source.endswith(f"+ {tiny_dataset}/train (weight 0.5)")
     meta = json.loads((out / "model" / "model.json").read_text())

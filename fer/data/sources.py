@@ -30,6 +30,14 @@ def read_split(
     return fer2013.read_split(source, split, limit_per_class=limit_per_class)
 
 
+def list_photos(root: str | Path, split: str) -> tuple[list[str], list[int]]:
+    """The uncropped photos of ``split`` and their labels: a facial_expressions checkout's split
+    (:mod:`fer.data.wild`), else the image folders ``root/<split>/<class>/``."""
+    from fer.data import wild
+
+    return wild.list_split(root, split) if wild.is_wild(root) else fer2013.list_folder_split(root, split)
+
+
 def validation_targets(targets: str) -> str:
     """What a validation split is scored against when training on ``targets``: FER+'s
     majority (the paper's test protocol), or FER-2013's label when that is the target."""

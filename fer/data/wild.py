@@ -51,29 +51,41 @@ def person(image: str) -> str:
 
 
 def split_of(name: str) -> str:
-    """The split of a person: ``check`` for a quarter of names (a stable hash), else ``train``."""
+    """The split of a person: ``check`` for a quarter of names (a stable hash), else ``train``.
+    The name is hashed as written: the checkout spells one person two ways (``Hrithik_Roshan``,
+    ``HrithikRoshan``), both of which fall in ``train``."""
     return "check" if hashlib.sha1(name.encode()).digest()[0] % 4 == 0 else "train"
+
+
+def check_split(split: str) -> None:
+    """A split of a checkout: one of :data:`SPLITS`.
+
+    Raises:
+        FerError: another split.
+    """
+    if split not in SPLITS:
+        raise FerError(f"--split: must be one of {', '.join(SPLITS)} for a facial_expressions checkout; got {split!r}")
 
 
 def list_split(root: str | Path, split: str) -> tuple[list[str], list[int]]:
     """The image paths of ``split`` and their labels (indices into :data:`fer.labels.EMOTIONS`),
-    sorted by path; rows without a fer class (contempt) or without their image are left out.
+    sorted by path; rows without a fer class (contempt), without their image, or whose image is
+    listed twice with different classes are left out.
 
     Raises:
         FerError: an unknown split, or a root that is not a facial_expressions checkout.
     """
-    if split not in SPLITS:
-        raise FerError(f"--split: must be one of {', '.join(SPLITS)} for {root}; got {split!r}")
+    check_split(split)
     if not is_wild(root):
         raise FerError(f"{root}: not a facial_expressions checkout (no {LEGEND} and images/)")
     images = Path(root) / "images"
-    rows: dict[str, int] = {}
+    rows: dict[str, set[int]] = {}
     with open(Path(root) / LEGEND, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             emotion = LABELS.get((row.get("emotion") or "").strip().lower())
             name = (row.get("image") or "").strip()
             if emotion is None or split_of(person(name)) != split or not (images / name).is_file():
                 continue
-            rows[str(images / name)] = EMOTIONS.index(emotion)  # a name listed twice keeps its last label
-    paths = sorted(rows)
-    return paths, [rows[p] for p in paths]
+            rows.setdefault(str(images / name), set()).add(EMOTIONS.index(emotion))
+    paths = sorted(p for p, labels in rows.items() if len(labels) == 1)  # two labels for one photo: neither
+    return paths, [rows[p].pop() for p in paths]

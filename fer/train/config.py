@@ -151,8 +151,6 @@ class TrainConfig:
             from fer.bundle import read_meta
 
             read_meta(self.teacher)
-        if self.extra is not None and not Path(self.extra).is_dir():
-            raise FerError(f"--extra: no such folder {self.extra}")
         if self.weights not in (None, "none", "imagenet") and not Path(self.weights).is_file():
             raise FerError(f"--weights: no such weights file {self.weights}")
 

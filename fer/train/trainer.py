@@ -52,11 +52,12 @@ def start(config: TrainConfig) -> TrainResult:
     """Start a new run in ``config.out``. Fails if that directory already holds a run.
 
     With ``config.init``, the architecture is the initial bundle's, whatever ``arch`` says.
-    The bundles ``init`` and ``teacher`` are recorded as absolute paths: the workers read them,
-    from a working directory of Ray's.
+    The bundles ``init`` and ``teacher`` (and the ``extra`` source) are recorded as absolute
+    paths: the workers read them, from a working directory of Ray's.
     """
-    bundles = {k: str(Path(v).resolve()) for k in ("init", "teacher") if (v := getattr(config, k))}
-    config = replace(config, **bundles)
+    paths = {k: str(Path(v).resolve()) for k in ("init", "teacher", "extra") if (v := getattr(config, k))}
+    config = replace(config, **paths)
+    check_extra(config)
     if config.init:
         from fer import bundle
 
@@ -172,9 +173,28 @@ def _read_splits(config: TrainConfig):
             )
         splits.append(faces)
     if config.extra is not None:
-        extra = sources.read_split(config.extra, config.train_split, limit_per_class=config.limit_per_class)
+        try:
+            extra = sources.read_split(config.extra, config.train_split, limit_per_class=config.limit_per_class)
+        except FerError as exc:
+            raise FerError(f"--extra: {exc}") from None
         splits[0] = splits[0].joined(extra, config.extra_weight)
     return tuple(splits)
+
+
+def check_extra(config: TrainConfig) -> None:
+    """``--extra``, when given, must be a folder of cropped faces, not uncropped photos (checked
+    where the run starts: the workers never read it)."""
+    from fer.data import wild
+
+    if config.extra is None:
+        return
+    if not Path(config.extra).is_dir():
+        raise FerError(f"--extra: no such folder {config.extra}")
+    if wild.is_wild(config.extra):
+        raise FerError(
+            f"--extra: {config.extra} holds uncropped photos; cut their faces first: "
+            f"fer data crop {config.extra} --out CROPS"
+        )
 
 
 def _write_data_info(run_dir: Path, train, val) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fer._ray import cluster_address
 from fer.labels import FACE_SIZE
 from fer.video.progress import Display, start_counter
 from fer.video.stages import CHUNK_ROWS
@@ -234,7 +235,7 @@ def runs_here(config: LabelConfig, todo) -> bool:
 
     if config.engine != "auto":
         return config.engine == "process"
-    if config.address or os.environ.get("RAY_ADDRESS") or config.gpus:
+    if cluster_address(config.address) or config.gpus:
         return False
     if all(is_still(v.path) for v, _ in todo):
         return True

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fer import bundle, console
+from fer._ray import ENGINES
 from fer.errors import EnvironmentFault, FerError
 from fer.schema import AGGREGATES_DIR, LOGS_DIR, PERSONS_DIR, TIMELINES_DIR
 from fer.storage import Location
@@ -100,7 +101,6 @@ class LabelConfig:
                 **({} if self.persons else {"persons": False})}  # fmt: skip
 
 
-ENGINES = ("auto", "ray", "process")
 #: What each option of :class:`LabelConfig` accepts (checked once, when it is built).
 LABEL_CONSTRAINTS = {
     "fps": (NONE, POSITIVE),
