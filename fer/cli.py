@@ -783,14 +783,20 @@ def people(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS).")] = None,
     format: FormatOpt = "table",
     out: OutOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Join the persons of every video into archive-wide identities (p0, p1, ...) in OUT/people/.
 
     Incremental: identities keep their ids as videos are added. Queries then know each row's identity
     and name. Example: fer people out; fer people out --enrol "Ann Lee" ann1.jpg ann2.jpg
     """
+    from fer import console
     from fer import people as archive
+    from fer._ray import ENGINES
+    from fer.validation import Options
+    from fer.validation import check as check_option
 
+    check_option("engine", engine, Options(ENGINES))
     if enrol is not None:
         if not photos:
             raise FerError(f"--enrol {enrol}: give the photos of {enrol} after the output folder")
@@ -798,7 +804,8 @@ def people(
         typer.echo(f"enrolled {enrol}: a face in {found} of {len(photos)} photo(s)", err=True)
     elif photos:
         raise FerError(f"unexpected arguments {' '.join(photos)} (photos go with --enrol NAME)")
-    report = archive.update(directory, engine=engine, address=address)
+    with _quiet(console.user_logs(), f"people-{console.stamp()}", verbose):  # Ray's lines, when on Ray
+        report = archive.update(directory, engine=engine, address=address)
     if report.described or report.unread:
         where = "on Ray" if report.on_ray else "here"
         unread = (f"; {report.unread} left out: their photos cannot be read {where}, or changed since labelled "

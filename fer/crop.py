@@ -91,9 +91,9 @@ def crop(paths: list[str], labels: list[int], config: CropConfig,
 def write_crops(source: str | Path, out: str | Path, splits: list[str], config: CropConfig,
                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict]:  # fmt: skip
     """Cut the faces of each split of ``source`` into ``out/<split>/<class>/<photo>.png`` (the
-    layout `fer train --data` and `fer evaluate --data` read) and record how in ``out/crops.json``
-    (beside what earlier calls recorded of other splits); returns per split the photos, faces found
-    and faces per class. ``progress(split, done, total)``.
+    layout `fer train --data` and `fer evaluate --data` read) and record in ``out/crops.json``, per
+    split (beside what earlier calls recorded of others), its source, how it was cut, the photos,
+    the faces found and faces per class (returned too). ``progress(split, done, total)``.
 
     Raises:
         FerError: a split folder of ``out`` that already holds files, or two photos of a split
@@ -104,15 +104,15 @@ def write_crops(source: str | Path, out: str | Path, splits: list[str], config: 
 
     out = Path(out)
     listed = {split: list_photos(source, split) for split in splits}
-    for split, (paths, _) in listed.items():
+    for split, (paths, labels) in listed.items():
         if (out / split).is_dir() and any((out / split).rglob("*.*")):
             raise FerError(f"--out: {out / split} already holds files; give an empty folder (or remove it)")
-        twice = [name for name, n in Counter(Path(p).stem for p in paths).items() if n > 1]
+        twice = [name for name, n in Counter(zip(labels, (Path(p).stem for p in paths), strict=True)).items() if n > 1]
         if twice:
-            raise FerError(f"{source} [{split}]: two photos named {twice[0]}.*; their crops would be one file")
+            raise FerError(f"{source} [{split}]: two photos of {EMOTIONS[twice[0][0]]} named {twice[0][1]}.*; "
+                           "their crops would be one file")  # fmt: skip
     old = out / RECORD
     record = json.loads(old.read_text()) if old.is_file() else {"splits": {}}
-    record.update(source=str(source), config=asdict(config))
     for split, (paths, labels) in listed.items():
         tell = (lambda done, split=split, n=len(paths): progress(split, done, n)) if progress else None
         crops = crop(paths, labels, config, tell)
@@ -121,11 +121,13 @@ def write_crops(source: str | Path, out: str | Path, splits: list[str], config: 
         for face, label, path in zip(crops.faces, crops.labels, crops.paths, strict=True):
             _write_png(out / split / EMOTIONS[label] / f"{Path(path).stem}.png", face)
         record["splits"][split] = {
+            "source": str(source),
+            "config": asdict(config),
             "photos": len(paths),
             "faces": len(crops.labels),
             "per_class": dict(zip(EMOTIONS, np.bincount(crops.labels, minlength=len(EMOTIONS)).tolist(), strict=True)),
         }
-    (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")  # each split recorded as it is done
     return {split: record["splits"][split] for split in splits}
 
 

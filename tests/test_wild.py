@@ -22,7 +22,7 @@ from fer.errors import FerError
 from fer.labels import EMOTIONS
 from fer.train.config import TrainConfig
 from fer.train.loop import _epoch_sample
-from tests.conftest import SAMPLES, fer_cli
+from tests.conftest import SAMPLES, fer_cli, write_folder_dataset
 from tests.tiles import read_frames
 
 #: Names of people as the checkout spells them (LFW's and the film stills'), enough that both
@@ -53,6 +53,7 @@ def checkout(tmp_path_factory) -> Path:
         rows.append(f"7,{image},{emotion}")
     cv2.imwrite(str(root / "images" / "Nobody_0001.jpg"), np.full((200, 200, 3), 90, np.uint8))
     rows += ["7,Nobody_0001.jpg,fear", "7,Ghost_0001.jpg,happiness"]
+    rows += [f"7,{photos()[0][0]},fear"]  # listed again with another class: neither label is trusted
     (root / "data" / "legend.csv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -64,7 +65,7 @@ def test_a_person_is_on_one_side_only_and_labels_are_fers(checkout):
     people = {split: {wild.person(p) for p in paths} for split, (paths, _) in listed.items()}
     assert people["train"] and people["check"] and not people["train"] & people["check"]
     every = {Path(p).name: EMOTIONS[c] for paths, labels in listed.values() for p, c in zip(paths, labels, strict=True)}
-    expected = {image: label for image, _, label in photos() if label is not None}  # contempt: no class here
+    expected = {image: label for image, _, label in photos()[1:] if label is not None}  # contempt: no class here
     assert every == {**expected, "Nobody_0001.jpg": "fear"}  # the missing photo is left out
     with pytest.raises(FerError, match=r"--split: must be one of train, check for .*; got 'val'"):
         wild.list_split(checkout, "val")
@@ -88,11 +89,12 @@ def test_crop_cuts_each_split_into_class_folders(checkout, tmp_path):
         assert all(cv2.imread(str(f), cv2.IMREAD_UNCHANGED).shape == (48, 48) for f in written)
     again = fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "crops"), "--split", "check")
     assert again.returncode == 2 and f"--out: {tmp_path / 'crops' / 'check'} already holds files" in again.stderr
-    (tmp_path / "crops" / "crops.json").unlink()
-    for f in (tmp_path / "crops" / "check").glob("*/*.png"):
+    for f in (tmp_path / "crops" / "check").glob("*/*.png"):  # check cut again alone: train's record stays
         f.unlink()
-    assert fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "crops"), "--split", "check").returncode == 0
-    assert set(json.loads((tmp_path / "crops" / "crops.json").read_text())["splits"]) == {"check"}
+    again = fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "crops"), "--split", "check", "--no-align")
+    assert again.returncode == 0, again.stderr[-2000:]
+    kept = json.loads((tmp_path / "crops" / "crops.json").read_text())["splits"]
+    assert kept["train"] == record["splits"]["train"] and kept["check"]["config"]["align"] is False
     bad = fer_cli("data", "crop", str(checkout), "--out", str(tmp_path / "x"), "--min-face", "0")
     assert bad.returncode == 2 and "--min-face: must be" in bad.stderr and not (tmp_path / "x").exists()
 
@@ -118,11 +120,12 @@ def test_evaluate_scores_the_wild_check_beside_val(checkout, tiny_ferplus, untra
     )
 
 
-def test_a_second_source_joins_training_with_its_own_weight(tiny_dataset, tiny_ferplus, ray_local, tmp_path):
+def test_a_second_source_joins_training_with_its_own_weight(tiny_ferplus, ray_local, tmp_path):
     from fer.data import sources
 
+    skewed = write_folder_dataset(tmp_path / "skewed", {name: 30 if name == "happy" else 3 for name in EMOTIONS})
     main = sources.read_split(tiny_ferplus, "train")
-    extra = sources.read_split(tiny_dataset, "train")
+    extra = sources.read_split(skewed, "train")  # another class mix than main's: weighted counts differ
     joined = main.joined(extra, 0.25)
     columns = fer2013.to_columns(joined.dataset)
     assert joined.counts == [a + b for a, b in zip(main.counts, extra.counts, strict=True)]
@@ -131,21 +134,24 @@ def test_a_second_source_joins_training_with_its_own_weight(tiny_dataset, tiny_f
     np.testing.assert_array_equal(columns["target"][one_hot], np.eye(7)[columns["label"][one_hot]])
     np.testing.assert_allclose(columns["target"][~one_hot].sum(axis=1), 1, atol=1e-6)  # FER+'s vote shares
     x, y, t, w = columns["image"], columns["label"], fer2013.targets_of(columns), columns["weight"]
-    config = TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(tiny_dataset), extra_weight=0.25)
+    config = TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(skewed), extra_weight=0.25)
     _, _, weights, _ = _epoch_sample(config, x, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
     assert set(np.unique(weights)) == {0.25, 1.0}
     # Under class weights, a class's weight comes from its faces' total weight, times each face's own.
     weighted = replace(config, balance="class-weight", use_augment=False)
-    xb, _, weights, _ = _epoch_sample(weighted, x, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
-    drawn = [next(i for i in range(len(x)) if np.array_equal(x[i], face)) for face in xb]
+    coded = np.zeros_like(x)  # each face's index in its first two pixels: which faces were drawn
+    coded[:, 0, 0], coded[:, 0, 1] = np.arange(len(x)) % 256, np.arange(len(x)) // 256
+    xb, _, weights, _ = _epoch_sample(weighted, coded, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
+    drawn = xb[:, 0, 0].astype(int) + 256 * xb[:, 0, 1].astype(int)
     by_class = class_weights(np.bincount(y, weights=w, minlength=7))
+    assert not np.allclose(by_class, class_weights(np.bincount(y, minlength=7)))  # the face weights count
     np.testing.assert_allclose(weights, w[drawn] * by_class[y[drawn]], rtol=1e-6)
     # Under mixup, a blend weighs what its two faces weigh, shared as the faces are.
     blended = replace(config, augment=AugmentConfig(mixup=0.4), use_augment=True)
     _, targets, weights, _ = _epoch_sample(blended, x, y, t, w, None, joined.counts, 64, epoch=0, rank=0)
     assert ((weights > 0.25) & (weights < 1.0)).any() and ((weights >= 0.25) & (weights <= 1.0)).all()
     with pytest.raises(FerError, match="--extra-weight: must be"):
-        TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(tiny_dataset), extra_weight=0)
+        TrainConfig(data=str(tiny_ferplus), out=str(tmp_path / "r"), extra=str(skewed), extra_weight=0)
 
 
 def test_fer_train_takes_the_second_source(tiny_dataset, tiny_ferplus, checkout, tmp_path):

@@ -1,6 +1,6 @@
 """In-the-wild faces: a checkout of ``muxspace/facial_expressions`` (Apache-2.0).
 
-13,690 web photos and film stills in colour (``images/``), mostly LFW's news photos (named
+13,682 labelled web photos and film stills in colour (``images/``), mostly LFW's news photos (named
 ``Person_Name_0001.jpg``) and Indian film stills (``ActorName_12.jpg``), each with one
 student's label in ``data/legend.csv`` (``user.id,image,emotion``; the emotion's case varies,
 ``contempt`` has no class here and is left out). The labels are noisy and mostly neutral or

@@ -315,8 +315,8 @@ def _epoch_sample(config: TrainConfig, x, y, t, w, teacher, per_class, size: int
     """One epoch's ``size`` faces (balanced by label ``y``, augmented and blended as
     configured), their targets (the face's target ``t``, a one-hot label or a vote distribution,
     blended with the partner's under mixup, mixed with the teacher's
-    probabilities for the face as the student sees it), their weights (the faces' weights ``w``,
-    blended like the targets under mixup, times the class weight under ``class-weight``; None
+    probabilities for the face as the student sees it), their weights (the faces' weights ``w``
+    times the class weight under ``class-weight``, blended like the targets under mixup; None
     without either) and how many of each class were drawn.
 
     The teacher labels each augmented view rather than the face as it is: "consistent
@@ -328,18 +328,18 @@ def _epoch_sample(config: TrainConfig, x, y, t, w, teacher, per_class, size: int
         idx = rng.choice(len(y), size, replace=size > len(y))
     xb = augment(x[idx], rng, config.augment) if config.use_augment else x[idx]
     targets = t[idx]
-    faces = None if w is None else w[idx].astype(np.float32)
-    if config.use_augment and config.augment.mixup:
-        xb, partners, shares = mixup(xb, rng, config.augment.mixup)
-        targets = shares[:, None] * targets + (1 - shares[:, None]) * targets[partners]
-        faces = None if faces is None else (shares * faces + (1 - shares) * faces[partners]).astype(np.float32)
-    if teacher is not None:
-        taught = soften(teacher.predict(xb), config.teacher_temperature)
-        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * taught
-    weights = faces
+    weights = None if w is None else w[idx].astype(np.float32)
     if config.balance == "class-weight":  # each class's weight from its faces' total weight
         by_class = class_weights(np.bincount(y, weights=w, minlength=NUM_CLASSES))[y[idx]].astype(np.float32)
         weights = by_class if weights is None else weights * by_class
+    if config.use_augment and config.augment.mixup:
+        xb, partners, shares = mixup(xb, rng, config.augment.mixup)
+        targets = shares[:, None] * targets + (1 - shares[:, None]) * targets[partners]
+        if weights is not None:  # a blend weighs what its two faces weigh, shared as they are
+            weights = (shares * weights + (1 - shares) * weights[partners]).astype(np.float32)
+    if teacher is not None:
+        taught = soften(teacher.predict(xb), config.teacher_temperature)
+        targets = (1 - config.teacher_weight) * targets + config.teacher_weight * taught
     return xb, targets, weights, np.bincount(y[idx], minlength=NUM_CLASSES).tolist()
 
 

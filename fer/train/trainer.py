@@ -52,8 +52,9 @@ def start(config: TrainConfig) -> TrainResult:
     """Start a new run in ``config.out``. Fails if that directory already holds a run.
 
     With ``config.init``, the architecture is the initial bundle's, whatever ``arch`` says.
-    The bundles ``init`` and ``teacher`` (and the ``extra`` source) are recorded as absolute
-    paths: the workers read them, from a working directory of Ray's.
+    The bundles ``init`` and ``teacher`` are recorded as absolute paths (the workers read them,
+    from a working directory of Ray's), and so is the ``extra`` source (the driver reads it
+    again on ``--resume``, maybe from another folder).
     """
     paths = {k: str(Path(v).resolve()) for k in ("init", "teacher", "extra") if (v := getattr(config, k))}
     config = replace(config, **paths)
@@ -182,19 +183,21 @@ def _read_splits(config: TrainConfig):
 
 
 def check_extra(config: TrainConfig) -> None:
-    """``--extra``, when given, must be a folder of cropped faces, not uncropped photos (checked
-    where the run starts: the workers never read it)."""
-    from fer.data import wild
+    """``--extra``, when given, must be faces (cropped, with a training split), not uncropped
+    photos (checked where the run starts: the workers never read it)."""
+    from fer.data import ferplus, wild
 
-    if config.extra is None:
+    extra = Path(config.extra) if config.extra is not None else None
+    if extra is None or extra.is_file():  # a FER-2013 CSV: its reader says what is wrong with it
         return
-    if not Path(config.extra).is_dir():
-        raise FerError(f"--extra: no such folder {config.extra}")
-    if wild.is_wild(config.extra):
+    if not extra.is_dir():
+        raise FerError(f"--extra: no such folder or file {extra}")
+    if wild.is_wild(extra):
         raise FerError(
-            f"--extra: {config.extra} holds uncropped photos; cut their faces first: "
-            f"fer data crop {config.extra} --out CROPS"
+            f"--extra: {extra} holds uncropped photos; cut their faces first: fer data crop {extra} --out CROPS"
         )
+    if not ferplus.is_ferplus(extra) and not (extra / config.train_split).is_dir():
+        raise FerError(f"--extra: no split folder {extra / config.train_split} (--train-split is {config.train_split})")
 
 
 def _write_data_info(run_dir: Path, train, val) -> None:
