@@ -100,6 +100,10 @@ def _command_line() -> str:
 
 
 RuntimeOpt = Annotated[str, typer.Option(help=LabelConfig.__dataclass_fields__["runtime"].metadata["help"])]
+#: How uncropped photos' faces are found and cut (`fer data crop`, `fer evaluate --detect/--wild`): as fer label does.
+DetectorOpt = Annotated[str, typer.Option(help="Uncropped photos: the face detector (as fer label's).")]
+MinFaceOpt = Annotated[int, typer.Option(help="Uncropped photos: the smallest face (pixels).")]
+AlignOpt = Annotated[bool, typer.Option(help="Uncropped photos: align crops on the eyes.")]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show Ray's and TensorFlow's own logs instead of filing them.")
 ]
@@ -229,9 +233,9 @@ def data_crop(
             "a facial_expressions checkout, else train and val)."
         ),
     ] = None,
-    detector: Annotated[str, typer.Option(help="The face detector.")] = LABEL_DEFAULTS.detector,
-    min_face: Annotated[int, typer.Option(help="Smallest face (pixels).")] = LABEL_DEFAULTS.min_face,
-    align: Annotated[bool, typer.Option(help="Align crops on the eyes.")] = LABEL_DEFAULTS.align,
+    detector: DetectorOpt = LABEL_DEFAULTS.detector,
+    min_face: MinFaceOpt = LABEL_DEFAULTS.min_face,
+    align: AlignOpt = LABEL_DEFAULTS.align,
 ) -> None:
     """Cut the largest face of each labelled photo as fer label does (detected, aligned, 48x48 grey),
     for fer train --extra and fer evaluate --wild.
@@ -387,9 +391,9 @@ def evaluate(
             "(always, for a facial_expressions checkout)."
         ),
     ] = False,
-    detector: Annotated[str, typer.Option(help="With --detect: the face detector.")] = LABEL_DEFAULTS.detector,
-    min_face: Annotated[int, typer.Option(help="With --detect: smallest face (pixels).")] = LABEL_DEFAULTS.min_face,
-    align: Annotated[bool, typer.Option(help="With --detect: align crops on the eyes.")] = LABEL_DEFAULTS.align,
+    detector: DetectorOpt = LABEL_DEFAULTS.detector,
+    min_face: MinFaceOpt = LABEL_DEFAULTS.min_face,
+    align: AlignOpt = LABEL_DEFAULTS.align,
     wild: Annotated[
         Optional[str],
         typer.Option(
@@ -414,8 +418,8 @@ def evaluate(
     from fer.evaluate import evaluate as evaluate_split
     from fer.evaluate import evaluate_detected, evaluate_votes, format_detected, format_scores, format_vote_scores
 
-    votes = ferplus.is_ferplus(data)
-    detect = detect or wild_data.is_wild(data)
+    votes, checkout = ferplus.is_ferplus(data), wild_data.is_wild(data)
+    detect = detect or checkout
     if detect and votes:
         raise FerError(f"--detect: {data} holds FER+'s cropped faces; --detect is for uncropped image folders")
     if wild is not None and not wild_data.is_wild(wild):
@@ -423,8 +427,8 @@ def evaluate(
     TTA.get(tta)
     crops = CropConfig.checked(detector, min_face, align)
     if split is None:
-        split = "check" if wild_data.is_wild(data) else "val"
-    elif wild_data.is_wild(data):
+        split = "check" if checkout else "val"
+    elif checkout:
         wild_data.check_split(split)
     with _quiet(console.user_logs(), f"evaluate-{console.stamp()}", verbose):
         emotion_model = bundle.load(model, runtime=runtime)
@@ -444,11 +448,12 @@ def evaluate(
         typer.echo(f"{described} on {data} [{split}], tta={tta}\n\n{format_scores(result)}")
     if in_wild is not None:
         typer.echo(f"\nin the wild: {wild} [check]\n{format_detected(in_wild, crops)}")
-    scores = result.scores if detect else result if not votes else None
-    missing = [name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0] if scores else []
-    if missing:
+    if not votes:  # FER+'s report names its lowest recalls itself
+        scores = result.scores if detect else result
+        missing = ", ".join(name for name, n in zip(EMOTIONS, scores.support, strict=True) if n == 0)
         what = "no face of" if detect else "no images of"
-        typer.echo(f"warning: {data} [{split}] has {what} {', '.join(missing)}: their recall is undefined", err=True)
+        if missing:
+            typer.echo(f"warning: {data} [{split}] has {what} {missing}: their recall is undefined", err=True)
 
 
 @app.command()
