@@ -15,7 +15,7 @@ from .conftest import FER2013, FERPLUS, ROOT
 SCRIPTS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "machine")
 #: The shared data each script reads, where it reads any.
 READS = {"alignment": FER2013, "classifier": FER2013, "ensembles": FER2013, "train_throughput": FER2013,
-         "robustness": FERPLUS, "other_tools": FERPLUS}  # fmt: skip
+         "robustness": FERPLUS, "other_tools": FERPLUS, "frontier": FERPLUS}  # fmt: skip
 #: Arguments beyond ``--smoke``.
 ARGS = {"ensembles": [str(DEFAULT_BUNDLE), "--tta", "none"]}
 
