@@ -105,11 +105,11 @@ def main() -> None:
         for w in args.weights:
             probs = w * plus + (1 - w) * f13
             cost = passes * (madds[0] * (w > 0) + madds[1] * (w < 1)) / 1e6
-            raw, bound = score_votes(probs, columns), score_votes(floored(probs, columns), columns)
+            raw, fitted = score_votes(probs, columns), score_votes(floored(probs, columns), columns)
             print(line(f"{w:.2f} {tta}", raw))
-            print(line(f"  floors fitted on val ({cost:.0f} M)", bound), flush=True)
-            if best is None or shortfall(bound) < best[0]:
-                best = (shortfall(bound), f"w {w:.2f}, tta {tta}, {cost:.0f} M multiply-adds a face")
+            print(line(f"  floors fitted on val ({cost:.0f} M)", fitted), flush=True)
+            if best is None or shortfall(fitted) < best[0]:
+                best = (shortfall(fitted), f"w {w:.2f}, tta {tta}, {cost:.0f} M multiply-adds a face")
     print(f"nearest the done-when on accuracy and recall (offsets fitted on val itself): {best[1]}: "
           f"{best[0]:.2f} points short")  # fmt: skip
 
