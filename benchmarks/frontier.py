@@ -29,7 +29,7 @@ from machine import this_machine  # noqa: E402 (benchmarks/ is the script's fold
 from fer import bundle
 from fer.calibrate import fit_class_bias, recall_floor
 from fer.data import fer2013, ferplus
-from fer.evaluate import VoteScores, lowest_recall, score_votes
+from fer.evaluate import VoteScores, agreed_faces, lowest_recall, score_votes
 from fer.metrics import Scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def floored(probs: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
     """``probs`` with offsets fitted on these faces: likelihood on FER+'s majority, then raised to
     the done-when's recall floors on the agreed faces and on FER-2013's labels."""
     majority, joined = columns["majority"], columns["fer2013"]
-    agreed = np.where((majority >= 0) & (majority == joined), majority, -1)
+    agreed = np.where(agreed_faces(columns), majority, -1)
     bias = fit_class_bias(probs[majority >= 0], majority[majority >= 0])
     bias = recall_floor(probs, agreed, bias, GOAL["agreed_recall"], also=(joined, GOAL["fer2013_recall"]))
     return bundle.reweighted(probs, bias)

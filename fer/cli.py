@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fer._ray import cluster_address
 from fer.aggregates import SUMMARY_BY
 from fer.bundle import TTA
 from fer.data.augment import AugmentConfig
@@ -77,13 +78,6 @@ def _address(address: Optional[str]) -> str:
     if not address:
         raise FerError("give the cluster's job API with --address http://HOST:8265 (or set RAY_ADDRESS)")
     return address
-
-
-def _cluster(address: Optional[str]) -> Optional[str]:
-    """The Ray cluster a query runs on: ``--address``, else ``RAY_ADDRESS``, else none (here)."""
-    from fer._ray import cluster_address
-
-    return cluster_address(address)
 
 
 def _on_cluster(address: Optional[str], verbose: bool):
@@ -652,8 +646,9 @@ def summary(
     """
     from fer import timelines
 
-    with _on_cluster(_cluster(address), verbose):
-        table = timelines.summary(directory, videos=video, by=by, address=_cluster(address))
+    address = cluster_address(address)
+    with _on_cluster(address, verbose):
+        table = timelines.summary(directory, videos=video, by=by, address=address)
     table = timelines.with_paths(table, directory)
     _emit(table, format, out, shown=_table_view(table))
 
@@ -687,7 +682,7 @@ def query(
     """
     from fer import timelines
 
-    address = _cluster(address)
+    address = cluster_address(address)
     with _on_cluster(address, verbose):
         if top_videos is not None:
             table = timelines.with_paths(

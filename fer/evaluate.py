@@ -59,12 +59,18 @@ class VoteScores:
     faces: int
 
 
+def agreed_faces(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Which FER+ faces have a majority that is also their FER-2013 label (labels nobody disputes)."""
+    majority = columns["majority"]
+    return (majority != ferplus.NO_LABEL) & (majority == columns["fer2013"])
+
+
 def score_votes(probs: np.ndarray, columns: dict[str, np.ndarray]) -> VoteScores:
     """Score probabilities ``(n, 7)`` of the FER+ faces ``columns`` (as
     :func:`fer.data.fer2013.to_columns` returns them, read with ``--targets votes``)."""
     majority, joined = columns["majority"], columns["fer2013"]
     has_majority, has_join = majority != ferplus.NO_LABEL, joined != ferplus.NO_LABEL
-    agreed = has_majority & (majority == joined)
+    agreed = agreed_faces(columns)
     cross_entropy = -(columns["votes"] * np.log(np.clip(probs, 1e-7, 1.0))).sum(axis=1).mean()
     return VoteScores(
         majority=score(majority[has_majority], probs[has_majority]),
